@@ -1,0 +1,1 @@
+//! Parser (stub, replaced by the real module).

@@ -1,0 +1,6 @@
+//! `spawnwatch`: catches web shells by the process trees they leave.
+
+mod record;
+mod source;
+
+fn main() {}

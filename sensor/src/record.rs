@@ -1,0 +1,135 @@
+//! The normalised process record every source produces: CAR data-model field names,
+//! whatever the source (ETW, the Linux connector, Sysmon, Security 4688, JSON lines).
+
+use chrono::{DateTime, Utc};
+use std::sync::Arc;
+
+/// One process, as far as it is known. Absent fields stay `None`: a rule on an
+/// unknown field does not match, and an alert shows it as `null`.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ProcessRecord {
+    pub pid: u32,
+    pub ppid: Option<u32>,
+    /// The process that really called CreateProcess (differs from `ppid` when the
+    /// parent was spoofed).
+    pub creator_pid: Option<u32>,
+    /// The file name of `image_path` (`cmd.exe`).
+    pub exe: Option<String>,
+    pub image_path: Option<String>,
+    pub command_line: Option<String>,
+    pub user: Option<String>,
+    pub sid: Option<String>,
+    pub integrity_level: Option<String>,
+    pub current_working_directory: Option<String>,
+    /// The PE's own name (Sysmon's `OriginalFileName`), which survives a rename.
+    pub original_file_name: Option<String>,
+}
+
+impl ProcessRecord {
+    /// Fills `exe` from `image_path` when the source gave only the path.
+    pub fn fill_exe(&mut self) {
+        if self.exe.is_none() {
+            self.exe = self.image_path.as_deref().map(|p| file_name(p).to_string());
+        }
+    }
+}
+
+/// The parent fields a source reports itself (Sysmon's `ParentImage`, 4688's
+/// `ParentProcessName`). The process table supplies whatever is missing.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ParentFields {
+    pub exe: Option<String>,
+    pub image_path: Option<String>,
+    pub command_line: Option<String>,
+}
+
+impl ParentFields {
+    pub fn fill_exe(&mut self) {
+        if self.exe.is_none() {
+            self.exe = self.image_path.as_deref().map(|p| file_name(p).to_string());
+        }
+    }
+}
+
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub enum Action {
+    Create,
+    Terminate,
+    /// A process already running when a live source started (rundown, snapshot,
+    /// `/proc`): it enters the process table as a possible parent but is not
+    /// evaluated against the rules.
+    Existing,
+}
+
+/// Where an event came from, for alerts and for error messages.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Origin {
+    /// `"replay"` or the live source's name (`"etw"`, `"proc-connector"`).
+    pub kind: &'static str,
+    /// The file replayed, if any.
+    pub file: Option<Arc<str>>,
+    pub location: Location,
+}
+
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub enum Location {
+    /// 1-based line of a JSON-lines file.
+    Line(u64),
+    /// EVTX record id.
+    Record(u64),
+    Live,
+}
+
+impl std::fmt::Display for Location {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Location::Line(n) => write!(f, "line {n}"),
+            Location::Record(n) => write!(f, "record {n}"),
+            Location::Live => f.write_str("live"),
+        }
+    }
+}
+
+/// A process event as a source delivers it, before the process table.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SourceEvent {
+    pub timestamp: Option<DateTime<Utc>>,
+    pub hostname: Option<String>,
+    pub action: Action,
+    pub process: ProcessRecord,
+    pub parent: ParentFields,
+    pub origin: Origin,
+}
+
+/// What a reader yields for each record of its input.
+#[derive(Debug)]
+pub enum ReadItem {
+    Event(Box<SourceEvent>),
+    /// A well-formed record that is not a process event (another event id).
+    Skipped,
+    /// A record that could not be read; counted per `kind` and reported once per kind
+    /// with its first location.
+    Malformed {
+        kind: &'static str,
+        location: Location,
+        message: String,
+    },
+}
+
+/// The file-name part of a Windows or POSIX path.
+pub fn file_name(path: &str) -> &str {
+    path.rsplit(['\\', '/']).next().unwrap_or(path)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn file_name_of_windows_and_posix_paths() {
+        assert_eq!(file_name(r"C:\Windows\System32\cmd.exe"), "cmd.exe");
+        assert_eq!(file_name("/usr/sbin/nginx"), "nginx");
+        assert_eq!(file_name("cmd.exe"), "cmd.exe");
+        assert_eq!(file_name(r"C:\dir\"), "");
+    }
+}

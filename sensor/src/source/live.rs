@@ -1,0 +1,88 @@
+//! What every live source shares: the non-blocking hand-off into the pipeline and the
+//! counters behind the stats line. A live source must never block its reader (ETW drops
+//! whole buffers when a callback stalls; the kernel connector overruns its socket), so a
+//! full channel drops the event and counts it.
+
+use crate::record::SourceEvent;
+use crossbeam_channel::{Sender, TrySendError};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+/// Counters a live source and the pipeline update; read for the stats line.
+#[derive(Debug, Default)]
+pub struct LiveCounters {
+    /// Events handed to the pipeline.
+    pub sent: AtomicU64,
+    /// Events dropped because the channel was full.
+    pub dropped: AtomicU64,
+}
+
+/// The sending end a live source pushes its events into.
+#[derive(Clone, Debug)]
+pub struct LiveSink {
+    tx: Sender<SourceEvent>,
+    counters: Arc<LiveCounters>,
+}
+
+impl LiveSink {
+    pub fn new(tx: Sender<SourceEvent>, counters: Arc<LiveCounters>) -> LiveSink {
+        LiveSink { tx, counters }
+    }
+
+    /// Hands an event over without blocking. Returns false when the pipeline has shut
+    /// down, so the source can stop; a full channel counts a drop and returns true.
+    pub fn push(&self, event: SourceEvent) -> bool {
+        match self.tx.try_send(event) {
+            Ok(()) => {
+                self.counters.sent.fetch_add(1, Ordering::Relaxed);
+                true
+            }
+            Err(TrySendError::Full(_)) => {
+                self.counters.dropped.fetch_add(1, Ordering::Relaxed);
+                true
+            }
+            Err(TrySendError::Disconnected(_)) => false,
+        }
+    }
+
+    pub fn counters(&self) -> &LiveCounters {
+        &self.counters
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::record::{Action, Location, Origin, ParentFields, ProcessRecord};
+
+    fn event(pid: u32) -> SourceEvent {
+        SourceEvent {
+            timestamp: None,
+            hostname: None,
+            action: Action::Create,
+            process: ProcessRecord {
+                pid,
+                ..Default::default()
+            },
+            parent: ParentFields::default(),
+            origin: Origin {
+                kind: "test",
+                file: None,
+                location: Location::Live,
+            },
+        }
+    }
+
+    #[test]
+    fn full_channel_drops_and_counts_instead_of_blocking() {
+        let (tx, rx) = crossbeam_channel::bounded(2);
+        let sink = LiveSink::new(tx, Arc::default());
+        for pid in 0..5 {
+            assert!(sink.push(event(pid)));
+        }
+        assert_eq!(sink.counters().sent.load(Ordering::Relaxed), 2);
+        assert_eq!(sink.counters().dropped.load(Ordering::Relaxed), 3);
+        drop(rx);
+        assert!(!sink.push(event(9)), "a closed pipeline tells the source to stop");
+    }
+}
