@@ -3,3 +3,9 @@
 
 pub mod live;
 pub mod replay;
+
+#[cfg(windows)]
+pub mod etw;
+
+#[cfg(target_os = "linux")]
+pub mod proc_connector;

@@ -1,0 +1,1 @@
+//! The ETW source (placeholder).

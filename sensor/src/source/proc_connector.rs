@@ -1,0 +1,1 @@
+//! The Linux kernel process-events connector source (placeholder).
