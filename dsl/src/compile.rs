@@ -1,7 +1,374 @@
-//! Compiler (stub).
-use crate::ir::CheckedRule;
+//! Compiles checked rules into matchers built once, so that evaluating an event never
+//! re-parses a pattern, never builds a regex and never allocates (after warm-up).
+//!
+//! Case-insensitive tests compare pre-lowercased patterns with the event's value
+//! lowercased once per event and field (see [`Scratch`]), not once per rule.
+
+use crate::eval;
+use crate::field::{FieldRef, Value};
+use crate::ir::{CheckedRule, Cond, NumberOp, NumberTest, Pattern, RuleMeta, TextOp, TextTest};
+use aho_corasick::AhoCorasick;
+use regex::{Regex, RegexBuilder};
+use std::collections::HashSet;
+
+pub use crate::eval::Scratch;
+
+/// Index of a rule in its [`RuleSet`].
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct RuleId(pub u32);
+
+/// A compiled rule set: evaluate events against every enabled rule at once.
 #[derive(Debug)]
-pub struct RuleSet;
-pub struct Scratch;
-pub struct Match;
-impl RuleSet { pub fn compile(_r: &[CheckedRule]) -> RuleSet { RuleSet } pub fn len(&self) -> usize { 0 } }
+pub struct RuleSet {
+    pub(crate) rules: Vec<CompiledRule>,
+}
+
+#[derive(Debug)]
+pub(crate) struct CompiledRule {
+    pub(crate) meta: RuleMeta,
+    pub(crate) condition: Node,
+    pub(crate) exceptions: Vec<(String, Node)>,
+}
+
+/// A condition with every test compiled.
+#[derive(Debug)]
+pub(crate) enum Node {
+    And(Vec<Node>),
+    Or(Vec<Node>),
+    Not(Box<Node>),
+    Exists(FieldRef),
+    Text(FieldRef, TextMatcher),
+    Number(FieldRef, NumberOp, Vec<u64>),
+    Ancestor { min: u32, max: u32, body: Box<Node> },
+}
+
+/// Matches a text value against the patterns of one test: any pattern matching is a
+/// match. Case-insensitive patterns see the lowercased value, case-sensitive ones the
+/// value as it is.
+#[derive(Debug)]
+pub(crate) struct TextMatcher {
+    pub(crate) folded: Option<Patterns>,
+    pub(crate) cased: Option<Patterns>,
+}
+
+#[derive(Debug)]
+pub(crate) enum Patterns {
+    /// Whole-value literals (few: a scan; many: a hash set) and wildcard patterns (one
+    /// anchored regex alternation).
+    Equals {
+        literals: Literals,
+        wildcards: Option<Regex>,
+    },
+    StartsWith(Vec<Box<str>>),
+    EndsWith(Vec<Box<str>>),
+    Contains(AhoCorasick),
+    Regex(Regex),
+}
+
+#[derive(Debug)]
+pub(crate) enum Literals {
+    Few(Vec<Box<str>>),
+    Many(HashSet<Box<str>>),
+}
+
+/// Above this many literals a hash lookup beats a scan.
+const LITERAL_SCAN_MAX: usize = 8;
+
+impl Literals {
+    fn new(values: Vec<Box<str>>) -> Literals {
+        if values.len() > LITERAL_SCAN_MAX {
+            Literals::Many(values.into_iter().collect())
+        } else {
+            Literals::Few(values)
+        }
+    }
+
+    pub(crate) fn contains(&self, value: &str) -> bool {
+        match self {
+            Literals::Few(v) => v.iter().any(|l| **l == *value),
+            Literals::Many(set) => set.contains(value),
+        }
+    }
+}
+
+impl RuleSet {
+    /// Compiles rules that [`crate::check`] accepted. Patterns were validated there;
+    /// one that still fails to compile (it cannot) matches nothing.
+    pub fn compile(rules: &[CheckedRule]) -> RuleSet {
+        RuleSet {
+            rules: rules.iter().map(compile_rule).collect(),
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.rules.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.rules.is_empty()
+    }
+
+    pub fn ids(&self) -> impl Iterator<Item = RuleId> {
+        (0..self.rules.len() as u32).map(RuleId)
+    }
+
+    pub fn meta(&self, id: RuleId) -> &RuleMeta {
+        &self.rules[id.0 as usize].meta
+    }
+
+    /// Appends to `out` every enabled rule that matches `event` (all of them, not only
+    /// the first), in rule order. `scratch` is reused across calls to avoid allocating.
+    pub fn evaluate<E: crate::Event>(&self, event: &E, scratch: &mut Scratch, out: &mut Vec<RuleId>) {
+        scratch.next_event();
+        for (i, rule) in self.rules.iter().enumerate() {
+            if rule.meta.enabled && eval::rule_matches(rule, event, scratch) {
+                out.push(RuleId(i as u32));
+            }
+        }
+    }
+
+    /// The name of the first exception of rule `id` that holds for `event`, if any:
+    /// why a rule whose condition holds did not fire.
+    pub fn exception_hit<E: crate::Event>(&self, id: RuleId, event: &E, scratch: &mut Scratch) -> Option<&str> {
+        scratch.next_event();
+        let rule = &self.rules[id.0 as usize];
+        rule.exceptions
+            .iter()
+            .find(|(_, node)| eval::holds(node, event, 0, scratch))
+            .map(|(name, _)| name.as_str())
+    }
+}
+
+fn compile_rule(rule: &CheckedRule) -> CompiledRule {
+    CompiledRule {
+        meta: rule.meta.clone(),
+        condition: compile_cond(&rule.condition),
+        exceptions: rule
+            .exceptions
+            .iter()
+            .map(|(name, cond)| (name.clone(), compile_cond(cond)))
+            .collect(),
+    }
+}
+
+fn compile_cond(cond: &Cond) -> Node {
+    match cond {
+        Cond::And(items) => Node::And(items.iter().map(compile_cond).collect()),
+        Cond::Or(items) => Node::Or(items.iter().map(compile_cond).collect()),
+        Cond::Not(inner) => Node::Not(Box::new(compile_cond(inner))),
+        Cond::Exists(field) => Node::Exists(*field),
+        Cond::Text(test) => Node::Text(test.field, compile_text(test)),
+        Cond::Number(NumberTest { field, op, values }) => Node::Number(*field, *op, values.clone()),
+        Cond::Ancestor { min, max, body } => Node::Ancestor {
+            min: *min,
+            max: *max,
+            body: Box::new(compile_cond(body)),
+        },
+    }
+}
+
+fn compile_text(test: &TextTest) -> TextMatcher {
+    let (cased, folded): (Vec<&Pattern>, Vec<&Pattern>) = test.patterns.iter().partition(|p| p.case_sensitive);
+    TextMatcher {
+        folded: compile_patterns(test.op, &folded, true),
+        cased: compile_patterns(test.op, &cased, false),
+    }
+}
+
+fn compile_patterns(op: TextOp, patterns: &[&Pattern], fold: bool) -> Option<Patterns> {
+    if patterns.is_empty() {
+        return None;
+    }
+    let fold_text = |s: String| if fold { s.to_lowercase() } else { s };
+    let literals = || -> Vec<Box<str>> {
+        patterns
+            .iter()
+            .map(|p| fold_text(unescape(&p.text)).into_boxed_str())
+            .collect()
+    };
+    Some(match op {
+        TextOp::Equals => {
+            let (wild, plain): (Vec<&&Pattern>, Vec<&&Pattern>) = patterns.iter().partition(|p| has_wildcard(&p.text));
+            let plain = plain.iter().map(|p| fold_text(unescape(&p.text)).into_boxed_str()).collect();
+            let wildcards = (!wild.is_empty()).then(|| {
+                let alternation: Vec<String> = wild.iter().map(|p| wildcard_regex(&fold_text(p.text.clone()))).collect();
+                build_regex(&format!("^(?:{})$", alternation.join("|")), false)
+            });
+            Patterns::Equals {
+                literals: Literals::new(plain),
+                wildcards,
+            }
+        }
+        TextOp::StartsWith => Patterns::StartsWith(literals()),
+        TextOp::EndsWith => Patterns::EndsWith(literals()),
+        TextOp::Contains => Patterns::Contains(
+            AhoCorasick::new(literals().iter().map(|s| s.as_bytes())).expect("literal patterns always build"),
+        ),
+        TextOp::Regex => {
+            let alternation: Vec<String> = patterns.iter().map(|p| format!("(?:{})", p.text)).collect();
+            // Regexes match the raw value: the regex engine folds case itself.
+            Patterns::Regex(build_regex(&alternation.join("|"), fold))
+        }
+    })
+}
+
+fn build_regex(pattern: &str, case_insensitive: bool) -> Regex {
+    RegexBuilder::new(pattern)
+        .case_insensitive(case_insensitive)
+        .dot_matches_new_line(true)
+        .size_limit(REGEX_SIZE_LIMIT)
+        .build()
+        .unwrap_or_else(|_| Regex::new("[^\\s\\S]").expect("the never-matching regex builds"))
+}
+
+/// The checker validates regexes with this limit, so a checked one always compiles.
+pub const REGEX_SIZE_LIMIT: usize = 1 << 20;
+
+/// A pattern's escape sequences: `\*`, `\?` and `\\` stand for the character itself;
+/// any other backslash is literal (Windows paths are written as they are).
+fn pieces(text: &str) -> impl Iterator<Item = Piece> + '_ {
+    let mut chars = text.chars().peekable();
+    std::iter::from_fn(move || {
+        let c = chars.next()?;
+        Some(match c {
+            '\\' => match chars.peek() {
+                Some(&next @ ('*' | '?' | '\\')) => {
+                    chars.next();
+                    Piece::Char(next)
+                }
+                _ => Piece::Char('\\'),
+            },
+            '*' => Piece::AnyRun,
+            '?' => Piece::AnyOne,
+            c => Piece::Char(c),
+        })
+    })
+}
+
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+enum Piece {
+    Char(char),
+    AnyRun,
+    AnyOne,
+}
+
+fn has_wildcard(text: &str) -> bool {
+    pieces(text).any(|p| !matches!(p, Piece::Char(_)))
+}
+
+/// The pattern's literal text, wildcards taken as plain characters.
+fn unescape(text: &str) -> String {
+    pieces(text)
+        .map(|p| match p {
+            Piece::Char(c) => c,
+            Piece::AnyRun => '*',
+            Piece::AnyOne => '?',
+        })
+        .collect()
+}
+
+fn wildcard_regex(text: &str) -> String {
+    let mut out = String::with_capacity(text.len() + 8);
+    let mut buf = [0u8; 4];
+    for piece in pieces(text) {
+        match piece {
+            Piece::Char(c) => out.push_str(&regex::escape(c.encode_utf8(&mut buf))),
+            Piece::AnyRun => out.push_str(".*"),
+            Piece::AnyOne => out.push('.'),
+        }
+    }
+    out
+}
+
+impl Patterns {
+    pub(crate) fn matches(&self, value: &str) -> bool {
+        match self {
+            Patterns::Equals { literals, wildcards } => {
+                literals.contains(value) || wildcards.as_ref().is_some_and(|re| re.is_match(value))
+            }
+            Patterns::StartsWith(prefixes) => prefixes.iter().any(|p| value.starts_with(&**p)),
+            Patterns::EndsWith(suffixes) => suffixes.iter().any(|s| value.ends_with(&**s)),
+            Patterns::Contains(ac) => ac.is_match(value),
+            Patterns::Regex(re) => re.is_match(value),
+        }
+    }
+}
+
+pub(crate) fn number_matches(op: NumberOp, values: &[u64], value: Option<Value<'_>>) -> bool {
+    let Some(Value::Number(n)) = value else {
+        return false;
+    };
+    values.iter().any(|&v| match op {
+        NumberOp::Eq => n == v,
+        NumberOp::Lt => n < v,
+        NumberOp::Le => n <= v,
+        NumberOp::Gt => n > v,
+        NumberOp::Ge => n >= v,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn equals(patterns: &[&str], fold: bool) -> Patterns {
+        let owned: Vec<Pattern> = patterns
+            .iter()
+            .map(|t| Pattern {
+                text: t.to_string(),
+                case_sensitive: !fold,
+            })
+            .collect();
+        let refs: Vec<&Pattern> = owned.iter().collect();
+        compile_patterns(TextOp::Equals, &refs, fold).unwrap()
+    }
+
+    #[test]
+    fn wildcards_match_the_whole_value() {
+        let p = equals(&["tomcat*.exe"], true);
+        assert!(p.matches("tomcat9.exe"));
+        assert!(p.matches("tomcat8w.exe"));
+        assert!(p.matches("tomcat.exe"));
+        assert!(!p.matches("tomcat.exe.bak"));
+        assert!(!p.matches("mytomcat9.exe"));
+        let q = equals(&["net?.exe"], true);
+        assert!(q.matches("net1.exe"));
+        assert!(!q.matches("net.exe"));
+        assert!(!q.matches("net12.exe"));
+    }
+
+    #[test]
+    fn escaped_wildcards_are_literal() {
+        let p = equals(&[r"a\*b"], true);
+        assert!(p.matches("a*b"));
+        assert!(!p.matches("axxb"));
+        let q = equals(&[r"what\?"], true);
+        assert!(q.matches("what?"));
+        assert!(!q.matches("whatx"));
+        // `\\` before a wildcard is one literal backslash, the wildcard stays live.
+        let r = equals(&[r"c:\\*"], true);
+        assert!(r.matches(r"c:\windows"));
+        // Any other backslash is literal, as Windows paths are written.
+        let s = equals(&[r"c:\windows\system32\cmd.exe"], true);
+        assert!(s.matches(r"c:\windows\system32\cmd.exe"));
+    }
+
+    #[test]
+    fn folded_patterns_are_lowercased_once_at_compile_time() {
+        let p = equals(&["W3WP.EXE"], true);
+        assert!(p.matches("w3wp.exe"));
+        let cased = equals(&["W3WP.EXE"], false);
+        assert!(!cased.matches("w3wp.exe"));
+        assert!(cased.matches("W3WP.EXE"));
+    }
+
+    #[test]
+    fn many_literals_use_a_set() {
+        let names: Vec<String> = (0..100).map(|i| format!("tool{i}.exe")).collect();
+        let refs: Vec<&str> = names.iter().map(String::as_str).collect();
+        let p = equals(&refs, true);
+        assert!(matches!(p, Patterns::Equals { literals: Literals::Many(_), .. }));
+        assert!(p.matches("tool99.exe"));
+        assert!(!p.matches("tool100.exe"));
+    }
+}

@@ -120,4 +120,8 @@ pub trait Event {
     /// process, 1 = its parent, ...), or `None` when unknown. `hostname` is the event's
     /// host at every depth.
     fn value(&self, depth: u32, field: Field) -> Option<Value<'_>>;
+
+    /// How many ancestors are known (0 when even the parent is unknown). Ancestor
+    /// conditions look no further.
+    fn ancestor_count(&self) -> u32;
 }

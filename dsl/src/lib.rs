@@ -28,7 +28,7 @@ pub mod field;
 pub mod ir;
 pub mod parse;
 
-pub use compile::{Match, RuleSet, Scratch};
+pub use compile::{RuleId, RuleSet, Scratch};
 pub use diag::{Diagnostic, Level};
 pub use field::{Event, Field, FieldKind, FieldRef, Value};
 
