@@ -2,5 +2,6 @@
 
 mod record;
 mod source;
+mod table;
 
 fn main() {}

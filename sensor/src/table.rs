@@ -1,0 +1,450 @@
+//! The process table: one per host, updated in event order by a single owner before
+//! events fan out to the workers, so each event carries its ancestry as it was when the
+//! process started.
+//!
+//! A new process is linked to the entry that held its ppid at that moment (an `Arc`),
+//! never looked up again later, so a reused pid cannot be mistaken for an old parent and
+//! the links cannot form a cycle, whatever bogus pid/ppid loops the data has. A
+//! terminated process leaves the pid index at once but is kept for a while (time and
+//! count limits) in case a late child event still names it; after that it lives on only
+//! as long as some descendant's entry links to it.
+
+use crate::record::{Action, ParentFields, ProcessRecord, SourceEvent};
+use chrono::{DateTime, Duration, Utc};
+use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
+
+/// How deep a chain of links may grow; a process deeper than this starts a new chain
+/// (its parent is then only known by pid). Bounds ancestry walks and recursive drops.
+pub const MAX_CHAIN: u32 = 64;
+
+/// One process in the table.
+#[derive(Debug)]
+pub struct Entry {
+    pub record: ProcessRecord,
+    pub started: Option<DateTime<Utc>>,
+    /// The process that held `record.ppid` when this one started.
+    pub parent: Option<Arc<Entry>>,
+    /// Links above this entry (0 = no parent link).
+    chain: u32,
+}
+
+impl Entry {
+    fn new(record: ProcessRecord, started: Option<DateTime<Utc>>, parent: Option<Arc<Entry>>) -> Entry {
+        let (parent, chain) = match parent {
+            Some(p) if p.chain < MAX_CHAIN => {
+                let chain = p.chain + 1;
+                (Some(p), chain)
+            }
+            _ => (None, 0),
+        };
+        Entry {
+            record,
+            started,
+            parent,
+            chain,
+        }
+    }
+
+    /// The parent, grandparent, ... up to `limit` entries.
+    pub fn ancestors(&self, limit: usize) -> Vec<Arc<Entry>> {
+        let mut out = Vec::new();
+        let mut next = self.parent.clone();
+        while let Some(entry) = next {
+            if out.len() == limit {
+                break;
+            }
+            next = entry.parent.clone();
+            out.push(entry);
+        }
+        out
+    }
+}
+
+impl Drop for Entry {
+    // Unlinks iteratively, so dropping the last holder of a long chain cannot recurse
+    // MAX_CHAIN frames deep per entry.
+    fn drop(&mut self) {
+        let mut next = self.parent.take();
+        while let Some(entry) = next {
+            match Arc::try_unwrap(entry) {
+                Ok(mut owned) => next = owned.parent.take(),
+                Err(_) => break,
+            }
+        }
+    }
+}
+
+/// How long terminated processes are kept for late children.
+#[derive(Copy, Clone, Debug)]
+pub struct TableLimits {
+    /// Event time a terminated process stays findable by pid.
+    pub ended_ttl: Duration,
+    /// At most this many terminated processes per host stay findable.
+    pub ended_max: usize,
+    /// At most this many live processes per host; past it the oldest entries go (a
+    /// recording that lost its terminate events must not grow without bound).
+    pub live_max: usize,
+}
+
+impl Default for TableLimits {
+    fn default() -> TableLimits {
+        TableLimits {
+            ended_ttl: Duration::minutes(5),
+            ended_max: 10_000,
+            live_max: 200_000,
+        }
+    }
+}
+
+/// What the table makes of a create: the new entry and its ancestry.
+#[derive(Debug)]
+pub struct Placed {
+    pub entry: Arc<Entry>,
+    pub ancestors: Vec<Arc<Entry>>,
+}
+
+/// Every host's table.
+#[derive(Debug, Default)]
+pub struct ProcessTable {
+    hosts: HashMap<Option<String>, HostTable>,
+    limits: TableLimits,
+}
+
+impl ProcessTable {
+    pub fn new(limits: TableLimits) -> ProcessTable {
+        ProcessTable {
+            hosts: HashMap::new(),
+            limits,
+        }
+    }
+
+    /// Applies one event. For a create, returns the new entry with up to
+    /// `ancestor_limit` ancestors; for a terminate or an existing process, `None`.
+    pub fn apply(&mut self, event: &SourceEvent, ancestor_limit: usize) -> Option<Placed> {
+        let limits = self.limits;
+        let host = match self.hosts.get_mut(&event.hostname) {
+            Some(host) => host,
+            None => self.hosts.entry(event.hostname.clone()).or_default(),
+        };
+        host.observe_time(event.timestamp, &limits);
+        match event.action {
+            Action::Create | Action::Existing => {
+                let entry = host.create(event, &limits);
+                let placed = (event.action == Action::Create).then(|| Placed {
+                    ancestors: entry.ancestors(ancestor_limit),
+                    entry,
+                });
+                placed
+            }
+            Action::Terminate => {
+                host.terminate(event.process.pid, event.timestamp, &limits);
+                None
+            }
+        }
+    }
+
+    /// Processes currently indexed (live and recently ended), over all hosts.
+    pub fn len(&self) -> usize {
+        self.hosts.values().map(|h| h.live.len() + h.ended.len()).sum()
+    }
+}
+
+#[derive(Debug, Default)]
+struct HostTable {
+    live: HashMap<u32, Arc<Entry>>,
+    /// Terminated, still findable by pid: the most recent holder of each pid.
+    ended: HashMap<u32, Arc<Entry>>,
+    /// Terminations in order, for expiry: (pid, when, the entry that ended).
+    ended_order: VecDeque<(u32, Option<DateTime<Utc>>, Arc<Entry>)>,
+    /// The latest event time seen on this host.
+    now: Option<DateTime<Utc>>,
+}
+
+impl HostTable {
+    fn observe_time(&mut self, t: Option<DateTime<Utc>>, limits: &TableLimits) {
+        if let Some(t) = t {
+            if self.now.is_none_or(|now| t > now) {
+                self.now = Some(t);
+            }
+        }
+        self.expire(limits);
+    }
+
+    fn create(&mut self, event: &SourceEvent, limits: &TableLimits) -> Arc<Entry> {
+        let record = &event.process;
+        let parent = record
+            .ppid
+            .filter(|&ppid| ppid != record.pid)
+            .and_then(|ppid| self.parent_for(ppid, &event.parent));
+        let entry = Arc::new(Entry::new(record.clone(), event.timestamp, parent));
+        if let Some(old) = self.live.insert(record.pid, entry.clone()) {
+            // pid reuse without a terminate in between: the old holder has ended.
+            self.retire(record.pid, event.timestamp, old, limits);
+        }
+        self.ended.remove(&record.pid);
+        if self.live.len() > limits.live_max {
+            self.evict_oldest_live();
+        }
+        entry
+    }
+
+    /// The entry a child with `ppid` links to. When the event names its parent itself
+    /// (Sysmon's ParentImage), that wins over a table entry with another image (a pid
+    /// reuse the recording never showed), and fills fields the table lacks.
+    fn parent_for(&mut self, ppid: u32, given: &ParentFields) -> Option<Arc<Entry>> {
+        let known = self.live.get(&ppid).or_else(|| self.ended.get(&ppid)).cloned();
+        let given_nothing = given.image_path.is_none() && given.exe.is_none() && given.command_line.is_none();
+        match known {
+            Some(entry) if given_nothing || agrees(&entry.record, given) => {
+                if lacks_given_fields(&entry.record, given) {
+                    Some(self.refresh(entry, given))
+                } else {
+                    Some(entry)
+                }
+            }
+            _ if given_nothing => None,
+            _ => {
+                let record = ProcessRecord {
+                    pid: ppid,
+                    exe: given.exe.clone(),
+                    image_path: given.image_path.clone(),
+                    command_line: given.command_line.clone(),
+                    ..Default::default()
+                };
+                let entry = Arc::new(Entry::new(record, None, None));
+                self.live.insert(ppid, entry.clone());
+                Some(entry)
+            }
+        }
+    }
+
+    /// Replaces `entry` in the index with a copy that has the fields the event gives.
+    fn refresh(&mut self, entry: Arc<Entry>, given: &ParentFields) -> Arc<Entry> {
+        let mut record = entry.record.clone();
+        fill(&mut record.exe, &given.exe);
+        fill(&mut record.image_path, &given.image_path);
+        fill(&mut record.command_line, &given.command_line);
+        let pid = record.pid;
+        let fresh = Arc::new(Entry::new(record, entry.started, entry.parent.clone()));
+        for index in [&mut self.live, &mut self.ended] {
+            if index.get(&pid).is_some_and(|e| Arc::ptr_eq(e, &entry)) {
+                index.insert(pid, fresh.clone());
+            }
+        }
+        fresh
+    }
+
+    fn terminate(&mut self, pid: u32, when: Option<DateTime<Utc>>, limits: &TableLimits) {
+        if let Some(old) = self.live.remove(&pid) {
+            self.retire(pid, when, old, limits);
+        }
+    }
+
+    fn retire(&mut self, pid: u32, when: Option<DateTime<Utc>>, entry: Arc<Entry>, limits: &TableLimits) {
+        self.ended.insert(pid, entry.clone());
+        self.ended_order.push_back((pid, when.or(self.now), entry));
+        self.expire(limits);
+    }
+
+    fn expire(&mut self, limits: &TableLimits) {
+        while let Some((pid, when, entry)) = self.ended_order.front() {
+            let too_many = self.ended_order.len() > limits.ended_max;
+            let too_old = match (when, self.now) {
+                (Some(when), Some(now)) => now - *when > limits.ended_ttl,
+                _ => false,
+            };
+            if !too_many && !too_old {
+                break;
+            }
+            if self.ended.get(pid).is_some_and(|e| Arc::ptr_eq(e, entry)) {
+                self.ended.remove(pid);
+            }
+            self.ended_order.pop_front();
+        }
+    }
+
+    fn evict_oldest_live(&mut self) {
+        let excess = self.live.len() / 10 + 1;
+        let mut by_age: Vec<(Option<DateTime<Utc>>, u32)> = self.live.iter().map(|(pid, e)| (e.started, *pid)).collect();
+        by_age.sort_unstable();
+        for (_, pid) in by_age.into_iter().take(excess) {
+            self.live.remove(&pid);
+        }
+    }
+}
+
+fn fill(slot: &mut Option<String>, given: &Option<String>) {
+    if slot.is_none() {
+        slot.clone_from(given);
+    }
+}
+
+fn lacks_given_fields(record: &ProcessRecord, given: &ParentFields) -> bool {
+    (record.image_path.is_none() && given.image_path.is_some())
+        || (record.exe.is_none() && given.exe.is_some())
+        || (record.command_line.is_none() && given.command_line.is_some())
+}
+
+/// Whether a table entry can be the parent the event describes.
+fn agrees(record: &ProcessRecord, given: &ParentFields) -> bool {
+    let same = |a: &Option<String>, b: &Option<String>| match (a, b) {
+        (Some(a), Some(b)) => a.eq_ignore_ascii_case(b),
+        _ => true,
+    };
+    same(&record.image_path, &given.image_path) && same(&record.exe, &given.exe)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::record::{Location, Origin};
+
+    fn at(secs: i64) -> Option<DateTime<Utc>> {
+        DateTime::from_timestamp(1_700_000_000 + secs, 0)
+    }
+
+    fn create(host: &str, pid: u32, ppid: u32, exe: &str, t: i64) -> SourceEvent {
+        SourceEvent {
+            timestamp: at(t),
+            hostname: Some(host.to_string()),
+            action: Action::Create,
+            process: ProcessRecord {
+                pid,
+                ppid: Some(ppid),
+                exe: Some(exe.to_string()),
+                ..Default::default()
+            },
+            parent: ParentFields::default(),
+            origin: Origin {
+                kind: "test",
+                file: None,
+                location: Location::Live,
+            },
+        }
+    }
+
+    fn terminate(host: &str, pid: u32, t: i64) -> SourceEvent {
+        let mut e = create(host, pid, 0, "", t);
+        e.action = Action::Terminate;
+        e
+    }
+
+    fn chain(placed: &Placed) -> Vec<&str> {
+        placed
+            .ancestors
+            .iter()
+            .map(|e| e.record.exe.as_deref().unwrap_or("?"))
+            .collect()
+    }
+
+    #[test]
+    fn child_links_to_the_process_that_held_its_ppid() {
+        let mut t = ProcessTable::default();
+        t.apply(&create("h", 100, 4, "w3wp.exe", 0), 8);
+        t.apply(&create("h", 200, 100, "cmd.exe", 1), 8);
+        let p = t.apply(&create("h", 300, 200, "whoami.exe", 2), 8).unwrap();
+        assert_eq!(chain(&p), ["cmd.exe", "w3wp.exe"]);
+    }
+
+    #[test]
+    fn a_reused_pid_is_not_taken_for_the_old_parent() {
+        let mut t = ProcessTable::default();
+        t.apply(&create("h", 100, 4, "w3wp.exe", 0), 8);
+        let early = t.apply(&create("h", 200, 100, "cmd.exe", 1), 8).unwrap();
+        t.apply(&terminate("h", 100, 2), 8);
+        t.apply(&create("h", 100, 4, "notepad.exe", 3), 8);
+        let late = t.apply(&create("h", 300, 100, "whoami.exe", 4), 8).unwrap();
+        assert_eq!(chain(&late), ["notepad.exe"]);
+        // The earlier child keeps the parent it had when it started.
+        assert_eq!(chain(&early), ["w3wp.exe"]);
+    }
+
+    #[test]
+    fn a_create_over_a_live_pid_ends_the_old_record() {
+        let mut t = ProcessTable::default();
+        t.apply(&create("h", 100, 4, "w3wp.exe", 0), 8);
+        t.apply(&create("h", 100, 4, "svchost.exe", 1), 8);
+        let p = t.apply(&create("h", 300, 100, "cmd.exe", 2), 8).unwrap();
+        assert_eq!(chain(&p), ["svchost.exe"]);
+    }
+
+    #[test]
+    fn a_late_child_finds_a_recently_ended_parent_until_it_expires() {
+        let limits = TableLimits {
+            ended_ttl: Duration::seconds(10),
+            ..TableLimits::default()
+        };
+        let mut t = ProcessTable::new(limits);
+        t.apply(&create("h", 100, 4, "w3wp.exe", 0), 8);
+        t.apply(&terminate("h", 100, 1), 8);
+        let p = t.apply(&create("h", 200, 100, "cmd.exe", 2), 8).unwrap();
+        assert_eq!(chain(&p), ["w3wp.exe"]);
+        let q = t.apply(&create("h", 201, 100, "cmd.exe", 30), 8).unwrap();
+        assert!(q.ancestors.is_empty(), "expired after its ttl");
+    }
+
+    #[test]
+    fn ended_processes_are_bounded_by_count() {
+        let limits = TableLimits {
+            ended_max: 3,
+            ..TableLimits::default()
+        };
+        let mut t = ProcessTable::new(limits);
+        for pid in 0..100 {
+            t.apply(&create("h", pid, 1, "x.exe", 0), 8);
+            t.apply(&terminate("h", pid, 0), 8);
+        }
+        assert_eq!(t.len(), 3);
+    }
+
+    #[test]
+    fn pid_ppid_cycles_terminate_the_walk() {
+        let mut t = ProcessTable::default();
+        t.apply(&create("h", 10, 20, "a.exe", 0), 8);
+        t.apply(&create("h", 20, 10, "b.exe", 1), 8);
+        let p = t.apply(&create("h", 10, 20, "c.exe", 2), 8).unwrap();
+        assert_eq!(chain(&p), ["b.exe", "a.exe"]);
+        let selfish = t.apply(&create("h", 30, 30, "d.exe", 3), 8).unwrap();
+        assert!(selfish.ancestors.is_empty());
+    }
+
+    #[test]
+    fn each_host_has_its_own_table() {
+        let mut t = ProcessTable::default();
+        t.apply(&create("web01", 100, 4, "w3wp.exe", 0), 8);
+        t.apply(&create("web02", 100, 4, "explorer.exe", 0), 8);
+        let p = t.apply(&create("web01", 200, 100, "cmd.exe", 1), 8).unwrap();
+        assert_eq!(chain(&p), ["w3wp.exe"]);
+    }
+
+    #[test]
+    fn parent_fields_in_the_event_fill_and_correct_the_table() {
+        let mut t = ProcessTable::default();
+        let mut child = create("h", 200, 100, "cmd.exe", 1);
+        child.parent.image_path = Some(r"C:\Windows\System32\inetsrv\w3wp.exe".into());
+        child.parent.exe = Some("w3wp.exe".into());
+        let p = t.apply(&child, 8).unwrap();
+        assert_eq!(chain(&p), ["w3wp.exe"]);
+        // A later child of the same pid without parent fields gets the learnt parent.
+        let q = t.apply(&create("h", 201, 100, "whoami.exe", 2), 8).unwrap();
+        assert_eq!(chain(&q), ["w3wp.exe"]);
+        // An event naming another image for that pid wins over the table.
+        let mut other = create("h", 202, 100, "cmd.exe", 3);
+        other.parent.exe = Some("explorer.exe".into());
+        let r = t.apply(&other, 8).unwrap();
+        assert_eq!(chain(&r), ["explorer.exe"]);
+    }
+
+    #[test]
+    fn ancestry_is_capped_and_long_chains_drop_without_recursion() {
+        let mut t = ProcessTable::default();
+        for pid in 1..100_000u32 {
+            t.apply(&create("h", pid, pid - 1, "sh", 0), 8);
+        }
+        let p = t.apply(&create("h", 100_000, 99_999, "id", 0), 8).unwrap();
+        assert_eq!(p.ancestors.len(), 8);
+        drop(t);
+        drop(p);
+    }
+}
