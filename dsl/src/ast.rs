@@ -57,7 +57,10 @@ pub enum LiteralKind {
     /// The text between the quotes with `\"` turned into `"`; every other backslash is
     /// kept as written (wildcard escapes are the compiler's business).
     /// `case_sensitive` is the `c"..."` form.
-    Str { text: String, case_sensitive: bool },
+    Str {
+        text: String,
+        case_sensitive: bool,
+    },
     Number(u64),
 }
 

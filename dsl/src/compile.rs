@@ -118,7 +118,12 @@ impl RuleSet {
 
     /// Appends to `out` every enabled rule that matches `event` (all of them, not only
     /// the first), in rule order. `scratch` is reused across calls to avoid allocating.
-    pub fn evaluate<E: crate::Event>(&self, event: &E, scratch: &mut Scratch, out: &mut Vec<RuleId>) {
+    pub fn evaluate<E: crate::Event>(
+        &self,
+        event: &E,
+        scratch: &mut Scratch,
+        out: &mut Vec<RuleId>,
+    ) {
         scratch.next_event();
         for (i, rule) in self.rules.iter().enumerate() {
             if rule.meta.enabled && eval::rule_matches(rule, event, scratch) {
@@ -129,7 +134,12 @@ impl RuleSet {
 
     /// The name of the first exception of rule `id` that holds for `event`, if any:
     /// why a rule whose condition holds did not fire.
-    pub fn exception_hit<E: crate::Event>(&self, id: RuleId, event: &E, scratch: &mut Scratch) -> Option<&str> {
+    pub fn exception_hit<E: crate::Event>(
+        &self,
+        id: RuleId,
+        event: &E,
+        scratch: &mut Scratch,
+    ) -> Option<&str> {
         scratch.next_event();
         let rule = &self.rules[id.0 as usize];
         rule.exceptions
@@ -168,7 +178,8 @@ fn compile_cond(cond: &Cond) -> Node {
 }
 
 fn compile_text(test: &TextTest) -> TextMatcher {
-    let (cased, folded): (Vec<&Pattern>, Vec<&Pattern>) = test.patterns.iter().partition(|p| p.case_sensitive);
+    let (cased, folded): (Vec<&Pattern>, Vec<&Pattern>) =
+        test.patterns.iter().partition(|p| p.case_sensitive);
     TextMatcher {
         folded: compile_patterns(test.op, &folded, true),
         cased: compile_patterns(test.op, &cased, false),
@@ -188,10 +199,17 @@ fn compile_patterns(op: TextOp, patterns: &[&Pattern], fold: bool) -> Option<Pat
     };
     Some(match op {
         TextOp::Equals => {
-            let (wild, plain): (Vec<&&Pattern>, Vec<&&Pattern>) = patterns.iter().partition(|p| has_wildcard(&p.text));
-            let plain = plain.iter().map(|p| fold_text(unescape(&p.text)).into_boxed_str()).collect();
+            let (wild, plain): (Vec<&&Pattern>, Vec<&&Pattern>) =
+                patterns.iter().partition(|p| has_wildcard(&p.text));
+            let plain = plain
+                .iter()
+                .map(|p| fold_text(unescape(&p.text)).into_boxed_str())
+                .collect();
             let wildcards = (!wild.is_empty()).then(|| {
-                let alternation: Vec<String> = wild.iter().map(|p| wildcard_regex(&fold_text(p.text.clone()))).collect();
+                let alternation: Vec<String> = wild
+                    .iter()
+                    .map(|p| wildcard_regex(&fold_text(p.text.clone())))
+                    .collect();
                 build_regex(&format!("^(?:{})$", alternation.join("|")), false)
             });
             Patterns::Equals {
@@ -202,10 +220,12 @@ fn compile_patterns(op: TextOp, patterns: &[&Pattern], fold: bool) -> Option<Pat
         TextOp::StartsWith => Patterns::StartsWith(literals()),
         TextOp::EndsWith => Patterns::EndsWith(literals()),
         TextOp::Contains => Patterns::Contains(
-            AhoCorasick::new(literals().iter().map(|s| s.as_bytes())).expect("literal patterns always build"),
+            AhoCorasick::new(literals().iter().map(|s| s.as_bytes()))
+                .expect("literal patterns always build"),
         ),
         TextOp::Regex => {
-            let alternation: Vec<String> = patterns.iter().map(|p| format!("(?:{})", p.text)).collect();
+            let alternation: Vec<String> =
+                patterns.iter().map(|p| format!("(?:{})", p.text)).collect();
             // Regexes match the raw value: the regex engine folds case itself.
             Patterns::Regex(build_regex(&alternation.join("|"), fold))
         }
@@ -283,7 +303,10 @@ fn wildcard_regex(text: &str) -> String {
 impl Patterns {
     pub(crate) fn matches(&self, value: &str) -> bool {
         match self {
-            Patterns::Equals { literals, wildcards } => {
+            Patterns::Equals {
+                literals,
+                wildcards,
+            } => {
                 literals.contains(value) || wildcards.as_ref().is_some_and(|re| re.is_match(value))
             }
             Patterns::StartsWith(prefixes) => prefixes.iter().any(|p| value.starts_with(&**p)),
@@ -367,7 +390,13 @@ mod tests {
         let names: Vec<String> = (0..100).map(|i| format!("tool{i}.exe")).collect();
         let refs: Vec<&str> = names.iter().map(String::as_str).collect();
         let p = equals(&refs, true);
-        assert!(matches!(p, Patterns::Equals { literals: Literals::Many(_), .. }));
+        assert!(matches!(
+            p,
+            Patterns::Equals {
+                literals: Literals::Many(_),
+                ..
+            }
+        ));
         assert!(p.matches("tool99.exe"));
         assert!(!p.matches("tool100.exe"));
     }

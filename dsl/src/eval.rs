@@ -26,7 +26,9 @@ impl Default for Scratch {
     fn default() -> Scratch {
         Scratch {
             event: 0,
-            slots: (0..CACHED_DEPTHS * Field::ALL.len()).map(|_| Slot::default()).collect(),
+            slots: (0..CACHED_DEPTHS * Field::ALL.len())
+                .map(|_| Slot::default())
+                .collect(),
             overflow: String::new(),
         }
     }
@@ -66,8 +68,16 @@ fn lowercase_into(raw: &str, out: &mut String) {
     }
 }
 
-pub(crate) fn rule_matches<E: Event>(rule: &CompiledRule, event: &E, scratch: &mut Scratch) -> bool {
-    holds(&rule.condition, event, 0, scratch) && !rule.exceptions.iter().any(|(_, node)| holds(node, event, 0, scratch))
+pub(crate) fn rule_matches<E: Event>(
+    rule: &CompiledRule,
+    event: &E,
+    scratch: &mut Scratch,
+) -> bool {
+    holds(&rule.condition, event, 0, scratch)
+        && !rule
+            .exceptions
+            .iter()
+            .any(|(_, node)| holds(node, event, 0, scratch))
 }
 
 /// Whether `node` holds with the process `base` steps up the ancestry as the current one.

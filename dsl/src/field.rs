@@ -99,10 +99,11 @@ impl FieldRef {
 
     /// Every name [`FieldRef::from_name`] accepts, for did-you-mean hints.
     pub fn all_names() -> impl Iterator<Item = String> {
-        Field::ALL
-            .into_iter()
-            .map(|f| f.name().to_string())
-            .chain(Field::ALL.into_iter().map(|f| format!("parent_{}", f.name())))
+        Field::ALL.into_iter().map(|f| f.name().to_string()).chain(
+            Field::ALL
+                .into_iter()
+                .map(|f| format!("parent_{}", f.name())),
+        )
     }
 }
 

@@ -39,7 +39,11 @@ pub enum Cond {
     Number(NumberTest),
     /// Some ancestor between `min` and `max` steps above the current process satisfies
     /// `body`; field depths inside `body` are relative to that ancestor.
-    Ancestor { min: u32, max: u32, body: Box<Cond> },
+    Ancestor {
+        min: u32,
+        max: u32,
+        body: Box<Cond>,
+    },
 }
 
 /// True when the field is present and matches any of `patterns`. An absent field

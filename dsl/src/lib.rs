@@ -62,6 +62,8 @@ pub struct Summary {
 #[derive(Debug)]
 pub struct Loaded {
     pub rules: RuleSet,
+    /// The checked form `rules` was compiled from (to compare sets on reload).
+    pub checked: Vec<ir::CheckedRule>,
     pub warnings: Vec<Diagnostic>,
     pub summary: Summary,
 }
@@ -76,6 +78,7 @@ pub fn load(sources: &[Source]) -> Result<Loaded, Vec<Diagnostic>> {
     }
     Ok(Loaded {
         rules: RuleSet::compile(&checked.rules),
+        checked: checked.rules,
         warnings: checked.diagnostics,
         summary: checked.summary,
     })
