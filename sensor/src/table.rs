@@ -30,7 +30,11 @@ pub struct Entry {
 }
 
 impl Entry {
-    fn new(record: ProcessRecord, started: Option<DateTime<Utc>>, parent: Option<Arc<Entry>>) -> Entry {
+    fn new(
+        record: ProcessRecord,
+        started: Option<DateTime<Utc>>,
+        parent: Option<Arc<Entry>>,
+    ) -> Entry {
         let (parent, chain) = match parent {
             Some(p) if p.chain < MAX_CHAIN => {
                 let chain = p.chain + 1;
@@ -131,11 +135,10 @@ impl ProcessTable {
         match event.action {
             Action::Create | Action::Existing => {
                 let entry = host.create(event, &limits);
-                let placed = (event.action == Action::Create).then(|| Placed {
+                (event.action == Action::Create).then(|| Placed {
                     ancestors: entry.ancestors(ancestor_limit),
                     entry,
-                });
-                placed
+                })
             }
             Action::Terminate => {
                 host.terminate(event.process.pid, event.timestamp, &limits);
@@ -146,7 +149,10 @@ impl ProcessTable {
 
     /// Processes currently indexed (live and recently ended), over all hosts.
     pub fn len(&self) -> usize {
-        self.hosts.values().map(|h| h.live.len() + h.ended.len()).sum()
+        self.hosts
+            .values()
+            .map(|h| h.live.len() + h.ended.len())
+            .sum()
     }
 }
 
@@ -193,8 +199,13 @@ impl HostTable {
     /// (Sysmon's ParentImage), that wins over a table entry with another image (a pid
     /// reuse the recording never showed), and fills fields the table lacks.
     fn parent_for(&mut self, ppid: u32, given: &ParentFields) -> Option<Arc<Entry>> {
-        let known = self.live.get(&ppid).or_else(|| self.ended.get(&ppid)).cloned();
-        let given_nothing = given.image_path.is_none() && given.exe.is_none() && given.command_line.is_none();
+        let known = self
+            .live
+            .get(&ppid)
+            .or_else(|| self.ended.get(&ppid))
+            .cloned();
+        let given_nothing =
+            given.image_path.is_none() && given.exe.is_none() && given.command_line.is_none();
         match known {
             Some(entry) if given_nothing || agrees(&entry.record, given) => {
                 if lacks_given_fields(&entry.record, given) {
@@ -241,7 +252,13 @@ impl HostTable {
         }
     }
 
-    fn retire(&mut self, pid: u32, when: Option<DateTime<Utc>>, entry: Arc<Entry>, limits: &TableLimits) {
+    fn retire(
+        &mut self,
+        pid: u32,
+        when: Option<DateTime<Utc>>,
+        entry: Arc<Entry>,
+        limits: &TableLimits,
+    ) {
         self.ended.insert(pid, entry.clone());
         self.ended_order.push_back((pid, when.or(self.now), entry));
         self.expire(limits);
@@ -266,7 +283,8 @@ impl HostTable {
 
     fn evict_oldest_live(&mut self) {
         let excess = self.live.len() / 10 + 1;
-        let mut by_age: Vec<(Option<DateTime<Utc>>, u32)> = self.live.iter().map(|(pid, e)| (e.started, *pid)).collect();
+        let mut by_age: Vec<(Option<DateTime<Utc>>, u32)> =
+            self.live.iter().map(|(pid, e)| (e.started, *pid)).collect();
         by_age.sort_unstable();
         for (_, pid) in by_age.into_iter().take(excess) {
             self.live.remove(&pid);
@@ -414,7 +432,9 @@ mod tests {
         let mut t = ProcessTable::default();
         t.apply(&create("web01", 100, 4, "w3wp.exe", 0), 8);
         t.apply(&create("web02", 100, 4, "explorer.exe", 0), 8);
-        let p = t.apply(&create("web01", 200, 100, "cmd.exe", 1), 8).unwrap();
+        let p = t
+            .apply(&create("web01", 200, 100, "cmd.exe", 1), 8)
+            .unwrap();
         assert_eq!(chain(&p), ["w3wp.exe"]);
     }
 

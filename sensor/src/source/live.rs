@@ -44,10 +44,6 @@ impl LiveSink {
             Err(TrySendError::Disconnected(_)) => false,
         }
     }
-
-    pub fn counters(&self) -> &LiveCounters {
-        &self.counters
-    }
 }
 
 #[cfg(test)]
@@ -76,13 +72,17 @@ mod tests {
     #[test]
     fn full_channel_drops_and_counts_instead_of_blocking() {
         let (tx, rx) = crossbeam_channel::bounded(2);
-        let sink = LiveSink::new(tx, Arc::default());
+        let counters = Arc::new(LiveCounters::default());
+        let sink = LiveSink::new(tx, counters.clone());
         for pid in 0..5 {
             assert!(sink.push(event(pid)));
         }
-        assert_eq!(sink.counters().sent.load(Ordering::Relaxed), 2);
-        assert_eq!(sink.counters().dropped.load(Ordering::Relaxed), 3);
+        assert_eq!(counters.sent.load(Ordering::Relaxed), 2);
+        assert_eq!(counters.dropped.load(Ordering::Relaxed), 3);
         drop(rx);
-        assert!(!sink.push(event(9)), "a closed pipeline tells the source to stop");
+        assert!(
+            !sink.push(event(9)),
+            "a closed pipeline tells the source to stop"
+        );
     }
 }

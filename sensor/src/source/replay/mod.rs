@@ -1,1 +1,344 @@
-//! placeholder
+//! Recorded logs to process events: EVTX (Sysmon 1/5, Security 4688/4689), JSON lines
+//! (flat or nested Windows events, spawnwatch's own `--record` lines) and zips of them.
+//!
+//! [`expand`] turns the command line into [`Input`]s; [`read`] detects each one's format
+//! from its first bytes and yields its records in file order as [`ReadItem`]s.
+//! [`spawnwatch_line::to_event_line`] writes the lines `--record` saves and replay reads.
+
+mod archive;
+mod evtx;
+mod fields;
+mod jsonl;
+mod prefilter;
+mod producer;
+pub mod spawnwatch_line;
+mod time;
+mod windows_event;
+
+use crate::record::ReadItem;
+use std::fmt;
+use std::fs::{self, File};
+use std::io::{self, Cursor, Read, Seek, SeekFrom};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use zip::ZipArchive;
+
+/// The most an EVTX or zip that cannot be read in place (an archive entry, stdin) may
+/// take in memory.
+const BUFFER_CAP: usize = 2 << 30;
+
+/// One thing to read: a file (a zip counts as one input whose entries are read in
+/// order) or stdin.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Input {
+    source: Source,
+    name: Arc<str>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum Source {
+    Path(PathBuf),
+    Stdin,
+}
+
+impl Input {
+    pub fn file(path: impl Into<PathBuf>) -> Input {
+        let path = path.into();
+        Input {
+            name: path.display().to_string().into(),
+            source: Source::Path(path),
+        }
+    }
+
+    pub fn stdin() -> Input {
+        Input {
+            source: Source::Stdin,
+            name: "<stdin>".into(),
+        }
+    }
+
+    /// The name messages and event origins use: the path as given, or `<stdin>`.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+}
+
+/// An error that stops one input, with a message that names it and says what to do.
+#[derive(Debug)]
+pub struct ReplayError {
+    message: String,
+}
+
+impl ReplayError {
+    fn new(name: &str, what: impl fmt::Display) -> ReplayError {
+        ReplayError {
+            message: format!("{name}: {what}"),
+        }
+    }
+}
+
+impl fmt::Display for ReplayError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for ReplayError {}
+
+/// Expands the command-line arguments: files as given, directories walked recursively
+/// (entries sorted by name, hidden files and directories skipped, symlinks to
+/// directories not followed), `-` = stdin.
+pub fn expand(args: &[PathBuf]) -> Result<Vec<Input>, ReplayError> {
+    let mut inputs = Vec::new();
+    for arg in args {
+        if arg.as_os_str() == "-" {
+            inputs.push(Input::stdin());
+            continue;
+        }
+        let metadata = fs::metadata(arg).map_err(|e| cannot_open(arg, &e))?;
+        if metadata.is_dir() {
+            walk(arg, &mut inputs)?;
+        } else {
+            inputs.push(Input::file(arg));
+        }
+    }
+    Ok(inputs)
+}
+
+fn cannot_open(path: &Path, e: &io::Error) -> ReplayError {
+    ReplayError::new(
+        &path.display().to_string(),
+        format_args!("cannot open: {e}; check the path and that it is readable"),
+    )
+}
+
+fn walk(dir: &Path, inputs: &mut Vec<Input>) -> Result<(), ReplayError> {
+    let mut entries = fs::read_dir(dir)
+        .and_then(|entries| entries.collect::<io::Result<Vec<_>>>())
+        .map_err(|e| cannot_open(dir, &e))?;
+    entries.sort_by_key(|entry| entry.file_name());
+    for entry in entries {
+        if entry.file_name().as_encoded_bytes().first() == Some(&b'.') {
+            continue;
+        }
+        let path = entry.path();
+        let kind = entry.file_type().map_err(|e| cannot_open(&path, &e))?;
+        if kind.is_dir() {
+            walk(&path, inputs)?;
+        } else if kind.is_file() || (kind.is_symlink() && path.is_file()) {
+            inputs.push(Input::file(path));
+        }
+    }
+    Ok(())
+}
+
+/// Opens one input, detects its format (EVTX magic `ElfFile\0`, zip `PK\x03\x04`, else
+/// JSON lines) and yields its records in file order.
+pub fn read(input: &Input) -> Result<Box<dyn Iterator<Item = ReadItem> + Send>, ReplayError> {
+    let name = input.name.clone();
+    let unreadable = |e: io::Error| ReplayError::new(&name, format_args!("cannot read: {e}"));
+    match &input.source {
+        Source::Path(path) => {
+            let mut file = File::open(path).map_err(|e| cannot_open(path, &e))?;
+            // A pipe (`<(unzip -p ..)`) or a device cannot seek: read it like stdin.
+            if !file.metadata().map_err(unreadable)?.is_file() {
+                return read_stream(file, name);
+            }
+            let prefix = peek(&mut file).map_err(unreadable)?;
+            let format = sniff(&prefix);
+            if matches!(format, Format::JsonLines) {
+                return Ok(Box::new(jsonl::JsonLines::new(
+                    Cursor::new(prefix).chain(file),
+                    name,
+                    None,
+                )));
+            }
+            file.seek(SeekFrom::Start(0)).map_err(unreadable)?;
+            match format {
+                Format::Evtx => {
+                    let tail = file.try_clone().map_err(unreadable)?;
+                    read_evtx(file, tail, name)
+                }
+                Format::Zip => read_zip(file, name),
+                _ => Err(not_a_log(&name, &prefix)),
+            }
+        }
+        Source::Stdin => read_stream(io::stdin(), name),
+    }
+}
+
+/// Reads a stream that cannot seek (stdin): JSON lines stream through; an EVTX or a zip
+/// is buffered first (up to [`BUFFER_CAP`]).
+fn read_stream<R: Read + Send + 'static>(
+    mut reader: R,
+    name: Arc<str>,
+) -> Result<Box<dyn Iterator<Item = ReadItem> + Send>, ReplayError> {
+    let prefix =
+        peek(&mut reader).map_err(|e| ReplayError::new(&name, format_args!("cannot read: {e}")))?;
+    match sniff(&prefix) {
+        Format::JsonLines => Ok(Box::new(jsonl::JsonLines::new(
+            Cursor::new(prefix).chain(reader),
+            name,
+            None,
+        ))),
+        Format::Unknown => Err(not_a_log(&name, &prefix)),
+        format => {
+            let bytes = buffer_all(prefix, &mut reader).map_err(|e| ReplayError::new(&name, e))?;
+            if format == Format::Evtx {
+                let shared = evtx::SharedBuf(Arc::new(bytes));
+                read_evtx(Cursor::new(shared.clone()), Cursor::new(shared), name)
+            } else {
+                read_zip(Cursor::new(bytes), name)
+            }
+        }
+    }
+}
+
+fn read_evtx<R: Read + Seek + Send + 'static>(
+    reader: R,
+    tail: R,
+    name: Arc<str>,
+) -> Result<Box<dyn Iterator<Item = ReadItem> + Send>, ReplayError> {
+    let input = evtx::open(reader, tail).map_err(|e| {
+        ReplayError::new(
+            &name,
+            format_args!("cannot read the EVTX file header ({e}); the file may be cut short"),
+        )
+    })?;
+    let file = name.clone();
+    producer::spawn(&name, "evtx-record", move |sink| {
+        evtx::read_evtx(input, file, None, &mut |item| sink.push(item));
+    })
+    .map_err(|e| ReplayError::new(&name, format_args!("cannot start a reader thread: {e}")))
+}
+
+fn read_zip<R: Read + Seek + Send + 'static>(
+    reader: R,
+    name: Arc<str>,
+) -> Result<Box<dyn Iterator<Item = ReadItem> + Send>, ReplayError> {
+    let mut archive = ZipArchive::new(reader).map_err(|e| {
+        ReplayError::new(
+            &name,
+            format_args!("not a readable zip archive ({e}); the file may be cut short or damaged"),
+        )
+    })?;
+    let archive_name = name.clone();
+    producer::spawn(&name, "zip-entry", move |sink| {
+        archive::read_zip(&mut archive, &archive_name, 0, sink);
+    })
+    .map_err(|e| ReplayError::new(&name, format_args!("cannot start a reader thread: {e}")))
+}
+
+fn not_a_log(name: &str, prefix: &[u8]) -> ReplayError {
+    ReplayError::new(
+        name,
+        format_args!(
+            "not EVTX, JSON lines or a zip of them (first bytes: {}); pass Sysmon or Security \
+             event logs as .evtx files, JSON lines (one event object a line) or zips of them",
+            first_bytes(prefix)
+        ),
+    )
+}
+
+/// What an input's first bytes say it is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Format {
+    Evtx,
+    Zip,
+    /// Also an empty or blank input.
+    JsonLines,
+    Unknown,
+}
+
+const BOM: &[u8] = b"\xEF\xBB\xBF";
+
+fn is_blank(b: &u8) -> bool {
+    matches!(b, b' ' | b'\t' | b'\r' | b'\n')
+}
+
+pub(crate) fn sniff(prefix: &[u8]) -> Format {
+    if prefix.starts_with(b"ElfFile\0") {
+        return Format::Evtx;
+    }
+    // A local file header, or the end record of an empty archive.
+    if prefix.starts_with(b"PK\x03\x04") || prefix.starts_with(b"PK\x05\x06") {
+        return Format::Zip;
+    }
+    let text = prefix.strip_prefix(BOM).unwrap_or(prefix);
+    match text.iter().find(|b| !is_blank(b)) {
+        None | Some(b'{') => Format::JsonLines,
+        Some(_) => Format::Unknown,
+    }
+}
+
+/// Reads enough of an input to tell its format: at least 8 bytes and its first
+/// non-blank byte, or all of it when shorter. A long blank start stops at 1 MiB.
+pub(crate) fn peek(reader: &mut impl Read) -> io::Result<Vec<u8>> {
+    const STEP: usize = 8192;
+    let mut prefix = Vec::new();
+    loop {
+        let text = prefix.strip_prefix(BOM).unwrap_or(&prefix);
+        let decided = prefix.len() >= 8 && text.iter().any(|b| !is_blank(b));
+        if decided || prefix.len() >= 1 << 20 {
+            return Ok(prefix);
+        }
+        let len = prefix.len();
+        prefix.resize(len + STEP, 0);
+        let n = loop {
+            match reader.read(&mut prefix[len..]) {
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                other => break other,
+            }
+        };
+        match n {
+            Ok(n) => {
+                prefix.truncate(len + n);
+                if n == 0 {
+                    return Ok(prefix);
+                }
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// The rest of `reader` after `prefix`, up to [`BUFFER_CAP`]; grows as it reads (a size
+/// the input declares is not trusted).
+pub(crate) fn buffer_all(prefix: Vec<u8>, reader: &mut impl Read) -> Result<Vec<u8>, String> {
+    buffer_up_to(prefix, reader, BUFFER_CAP)
+}
+
+fn buffer_up_to(
+    mut prefix: Vec<u8>,
+    reader: &mut impl Read,
+    cap: usize,
+) -> Result<Vec<u8>, String> {
+    let room = (cap + 1).saturating_sub(prefix.len()) as u64;
+    reader
+        .take(room)
+        .read_to_end(&mut prefix)
+        .map_err(|e| format!("cannot read: {e}"))?;
+    if prefix.len() > cap {
+        return Err(format!(
+            "larger than {:.1} GiB: too large to buffer for reading; extract it and pass the file",
+            cap as f64 / f64::from(1 << 30)
+        ));
+    }
+    Ok(prefix)
+}
+
+/// Up to 16 bytes in hex and as text, for "not a log" messages.
+pub(crate) fn first_bytes(prefix: &[u8]) -> String {
+    let head = &prefix[..prefix.len().min(16)];
+    let hex: Vec<String> = head.iter().map(|b| format!("{b:02x}")).collect();
+    let text: String = head.escape_ascii().to_string();
+    format!("{} \"{text}\"", hex.join(" "))
+}
+
+/// The last part of an archive entry's path.
+pub(crate) fn file_name_of(entry: &str) -> &str {
+    crate::record::file_name(entry)
+}
+
+#[cfg(test)]
+mod tests;

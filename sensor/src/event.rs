@@ -1,0 +1,67 @@
+//! The event the workers evaluate: a new process with its ancestry as the process
+//! table knew it when the process started.
+
+use crate::record::{Origin, ProcessRecord};
+use crate::table::Entry;
+use chrono::{DateTime, Utc};
+use dsl::{Field, Value};
+use std::sync::Arc;
+
+#[derive(Debug)]
+pub struct ProcessEvent {
+    /// Position in the input order, for `--ordered` output.
+    pub seq: u64,
+    pub timestamp: Option<DateTime<Utc>>,
+    pub hostname: Option<String>,
+    pub process: Arc<Entry>,
+    /// Parent first.
+    pub ancestors: Vec<Arc<Entry>>,
+    pub origin: Origin,
+}
+
+impl ProcessEvent {
+    /// The process `depth` steps up: 0 is the new process.
+    pub fn at(&self, depth: u32) -> Option<&ProcessRecord> {
+        match depth {
+            0 => Some(&self.process.record),
+            d => self.ancestors.get(d as usize - 1).map(|e| &e.record),
+        }
+    }
+}
+
+impl dsl::Event for ProcessEvent {
+    fn value(&self, depth: u32, field: Field) -> Option<Value<'_>> {
+        if field == Field::Hostname {
+            return self.hostname.as_deref().map(Value::Text);
+        }
+        record_value(self.at(depth)?, field)
+    }
+
+    fn ancestor_count(&self) -> u32 {
+        self.ancestors.len() as u32
+    }
+}
+
+/// A record's value for a field, as the rules see it.
+pub fn record_value(r: &ProcessRecord, field: Field) -> Option<Value<'_>> {
+    fn text(s: &Option<String>) -> Option<Value<'_>> {
+        s.as_deref().map(Value::Text)
+    }
+    fn number(n: Option<u32>) -> Option<Value<'static>> {
+        n.map(|n| Value::Number(n.into()))
+    }
+    match field {
+        Field::Exe => text(&r.exe),
+        Field::ImagePath => text(&r.image_path),
+        Field::CommandLine => text(&r.command_line),
+        Field::Pid => number(Some(r.pid)),
+        Field::Ppid => number(r.ppid),
+        Field::CreatorPid => number(r.creator_pid),
+        Field::User => text(&r.user),
+        Field::Sid => text(&r.sid),
+        Field::IntegrityLevel => text(&r.integrity_level),
+        Field::CurrentWorkingDirectory => text(&r.current_working_directory),
+        Field::OriginalFileName => text(&r.original_file_name),
+        Field::Hostname => None,
+    }
+}

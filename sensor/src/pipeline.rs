@@ -1,0 +1,581 @@
+//! The stages every source shares: process table -> bounded channel -> worker pool ->
+//! single writer. Live and replay differ only in what feeds [`Pipeline::push`].
+//!
+//! The table is updated by the one thread that calls `push`, in event order, before the
+//! events fan out; workers evaluate the rules (swappable at any time, see [`Rules`]); the
+//! writer is the only thread that touches the output.
+
+use crate::alert::alert_line;
+use crate::event::ProcessEvent;
+use crate::record::SourceEvent;
+use crate::sink::Sink;
+use crate::storm::{StormGuard, StormKey, StormLimits};
+use crate::table::{ProcessTable, TableLimits};
+use arc_swap::ArcSwap;
+use chrono::{DateTime, Utc};
+use crossbeam_channel::{bounded, Receiver, Sender};
+use dsl::{RuleSet, Scratch};
+use std::collections::{BTreeMap, HashMap};
+use std::io;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+
+/// The rule set the workers use; a reload swaps it atomically, so each event is
+/// evaluated against exactly one whole set.
+pub type Rules = Arc<ArcSwap<RuleSet>>;
+
+#[derive(Clone, Debug)]
+pub struct Options {
+    pub workers: usize,
+    /// Write alerts in input order instead of as they complete.
+    pub ordered: bool,
+    /// Capacity of each channel, in events.
+    pub capacity: usize,
+    /// How many ancestors each event carries.
+    pub ancestor_limit: usize,
+    pub table: TableLimits,
+    pub storm: StormLimits,
+}
+
+impl Default for Options {
+    fn default() -> Options {
+        Options {
+            workers: std::thread::available_parallelism().map_or(2, |n| n.get()),
+            ordered: false,
+            capacity: 4096,
+            ancestor_limit: 32,
+            table: TableLimits::default(),
+            storm: StormLimits::default(),
+        }
+    }
+}
+
+/// What the pipeline did, for the closing summary.
+#[derive(Debug, Default, Clone)]
+pub struct Report {
+    /// Process creations evaluated against the rules.
+    pub evaluated: u64,
+    /// Alerts written, by rule id.
+    pub alerts: BTreeMap<String, u64>,
+    /// Alerts held back by storm suppression (summarised instead).
+    pub suppressed: u64,
+}
+
+/// Running totals, readable while the pipeline runs (for the live stats line).
+#[derive(Debug, Default)]
+pub struct Counters {
+    pub evaluated: AtomicU64,
+    pub alerts: AtomicU64,
+    pub suppressed: AtomicU64,
+}
+
+impl Report {
+    pub fn total_alerts(&self) -> u64 {
+        self.alerts.values().sum()
+    }
+}
+
+/// One alert on its way to the writer.
+struct Alert {
+    key: StormKey,
+    time: DateTime<Utc>,
+    line: String,
+}
+
+enum ToWriter {
+    /// The alerts of one event. Empty only in ordered mode.
+    Evaluated { seq: u64, alerts: Vec<Alert> },
+    /// A line of the sensor's own (stats, reload failures), written as is.
+    Sensor(String),
+    /// Time passes: close storm windows older than the limit.
+    Tick(DateTime<Utc>),
+    /// The closing line, written after everything else (the final stats line).
+    Last(String),
+}
+
+pub struct Pipeline {
+    table: ProcessTable,
+    ancestor_limit: usize,
+    seq: u64,
+    to_workers: Sender<ProcessEvent>,
+    to_writer: Sender<ToWriter>,
+    workers: Vec<JoinHandle<()>>,
+    writer: JoinHandle<io::Result<Report>>,
+    counters: Arc<Counters>,
+}
+
+impl Pipeline {
+    pub fn start(rules: Rules, sink: Box<dyn Sink>, options: &Options) -> Pipeline {
+        let (to_workers, from_table) = bounded::<ProcessEvent>(options.capacity);
+        let (to_writer, from_workers) = bounded::<ToWriter>(options.capacity);
+        let workers = (0..options.workers.max(1))
+            .map(|i| {
+                let (rx, tx, rules, ordered) = (
+                    from_table.clone(),
+                    to_writer.clone(),
+                    rules.clone(),
+                    options.ordered,
+                );
+                std::thread::Builder::new()
+                    .name(format!("worker-{i}"))
+                    .spawn(move || evaluate_loop(&rx, &tx, &rules, ordered))
+                    .expect("spawn worker thread")
+            })
+            .collect();
+        let counters = Arc::new(Counters::default());
+        let (ordered, storm, totals) = (
+            options.ordered,
+            StormGuard::new(options.storm),
+            counters.clone(),
+        );
+        let writer = std::thread::Builder::new()
+            .name("writer".into())
+            .spawn(move || {
+                Writer {
+                    sink,
+                    storm,
+                    totals,
+                }
+                .run(&from_workers, ordered)
+            })
+            .expect("spawn writer thread");
+        Pipeline {
+            table: ProcessTable::new(options.table),
+            ancestor_limit: options.ancestor_limit,
+            seq: 0,
+            to_workers,
+            to_writer,
+            workers,
+            writer,
+            counters,
+        }
+    }
+
+    /// Applies one event to the process table and hands a process creation to the
+    /// workers, waiting while they are all busy (replay never drops).
+    pub fn push(&mut self, event: SourceEvent) {
+        let Some(placed) = self.table.apply(&event, self.ancestor_limit) else {
+            return;
+        };
+        let event = ProcessEvent {
+            seq: self.seq,
+            timestamp: event.timestamp,
+            hostname: event.hostname,
+            process: placed.entry,
+            ancestors: placed.ancestors,
+            origin: event.origin,
+        };
+        self.seq += 1;
+        self.counters.evaluated.fetch_add(1, Ordering::Relaxed);
+        // Sending fails only if every worker died, which `finish` reports.
+        let _ = self.to_workers.send(event);
+    }
+
+    /// Writes a line of the sensor's own (a stats or sensor-alert line).
+    pub fn write_sensor_line(&self, line: String) {
+        let _ = self.to_writer.send(ToWriter::Sensor(line));
+    }
+
+    /// Closes storm windows that ended by `now` (live sources call this periodically).
+    pub fn tick(&self, now: DateTime<Utc>) {
+        let _ = self.to_writer.send(ToWriter::Tick(now));
+    }
+
+    pub fn counters(&self) -> &Counters {
+        &self.counters
+    }
+
+    /// Process entries currently in the table.
+    pub fn table_len(&self) -> usize {
+        self.table.len()
+    }
+
+    /// Lets the workers drain, flushes every alert and returns what was done.
+    pub fn finish(self) -> io::Result<Report> {
+        self.finish_with(|_, _| None)
+    }
+
+    /// Like [`Pipeline::finish`], and writes `last_line` (given the final counters and
+    /// table size) after every alert and storm summary.
+    pub fn finish_with(
+        self,
+        last_line: impl FnOnce(&Counters, usize) -> Option<String>,
+    ) -> io::Result<Report> {
+        drop(self.to_workers);
+        for worker in self.workers {
+            if worker.join().is_err() {
+                return Err(io::Error::other("a worker thread panicked"));
+            }
+        }
+        if let Some(line) = last_line(&self.counters, self.table.len()) {
+            let _ = self.to_writer.send(ToWriter::Last(line));
+        }
+        drop(self.to_writer);
+        let mut report = self
+            .writer
+            .join()
+            .map_err(|_| io::Error::other("the writer thread panicked"))??;
+        report.evaluated = self.seq;
+        Ok(report)
+    }
+}
+
+fn evaluate_loop(rx: &Receiver<ProcessEvent>, tx: &Sender<ToWriter>, rules: &Rules, ordered: bool) {
+    let mut scratch = Scratch::new();
+    let mut matched = Vec::new();
+    for event in rx {
+        let rules = rules.load();
+        matched.clear();
+        rules.evaluate(&event, &mut scratch, &mut matched);
+        if matched.is_empty() && !ordered {
+            continue;
+        }
+        let alerts = matched
+            .iter()
+            .map(|&id| {
+                let meta = rules.meta(id);
+                Alert {
+                    key: storm_key(&event, &meta.id),
+                    time: event.timestamp.unwrap_or_else(Utc::now),
+                    line: alert_line(&event, meta),
+                }
+            })
+            .collect();
+        if tx
+            .send(ToWriter::Evaluated {
+                seq: event.seq,
+                alerts,
+            })
+            .is_err()
+        {
+            return;
+        }
+    }
+}
+
+fn storm_key(event: &ProcessEvent, rule: &str) -> StormKey {
+    let parent = event.ancestors.first().map(|e| &e.record);
+    StormKey {
+        rule: rule.to_string(),
+        hostname: event.hostname.clone(),
+        parent_pid: event.process.record.ppid,
+        parent_image: parent.and_then(|p| p.image_path.clone().or_else(|| p.exe.clone())),
+    }
+}
+
+/// The only owner of the output.
+struct Writer {
+    sink: Box<dyn Sink>,
+    storm: StormGuard,
+    totals: Arc<Counters>,
+}
+
+impl Writer {
+    fn run(mut self, rx: &Receiver<ToWriter>, ordered: bool) -> io::Result<Report> {
+        let mut alerts_by_rule: HashMap<String, u64> = HashMap::new();
+        let mut pending: BTreeMap<u64, Vec<Alert>> = BTreeMap::new();
+        let mut next = 0u64;
+        let mut last = None;
+        for message in rx {
+            match message {
+                ToWriter::Sensor(line) => self.sink.write_line(&line)?,
+                ToWriter::Last(line) => last = Some(line),
+                ToWriter::Tick(now) => {
+                    for line in self.storm.close_expired(Some(now)) {
+                        self.sink.write_line(&line)?;
+                    }
+                }
+                ToWriter::Evaluated { alerts, .. } if !ordered => {
+                    self.write(alerts, &mut alerts_by_rule)?
+                }
+                ToWriter::Evaluated { seq, alerts } => {
+                    pending.insert(seq, alerts);
+                    while let Some(alerts) = pending.remove(&next) {
+                        self.write(alerts, &mut alerts_by_rule)?;
+                        next += 1;
+                    }
+                }
+            }
+            // Whoever tails the output (a SIEM forwarder) sees each alert once the
+            // burst it came in has been written, not at exit.
+            if rx.is_empty() {
+                self.sink.flush()?;
+            }
+        }
+        for line in self.storm.close_expired(None).into_iter().chain(last) {
+            self.sink.write_line(&line)?;
+        }
+        self.sink.flush()?;
+        Ok(Report {
+            evaluated: 0,
+            alerts: alerts_by_rule.into_iter().collect(),
+            suppressed: self.storm.suppressed_total,
+        })
+    }
+
+    fn write(&mut self, alerts: Vec<Alert>, by_rule: &mut HashMap<String, u64>) -> io::Result<()> {
+        for alert in alerts {
+            let (pass, summary) = self.storm.admit(&alert.key, alert.time);
+            if let Some(summary) = summary {
+                self.sink.write_line(&summary)?;
+            }
+            if pass {
+                self.sink.write_line(&alert.line)?;
+                *by_rule.entry(alert.key.rule).or_default() += 1;
+                self.totals.alerts.fetch_add(1, Ordering::Relaxed);
+            } else {
+                self.totals.suppressed.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::record::{Action, Location, Origin, ParentFields, ProcessRecord};
+    use dsl::ast::{Severity, Span};
+    use dsl::ir::{CheckedRule, Cond, Pattern, RuleMeta, TextOp, TextTest};
+    use dsl::FieldRef;
+    use std::sync::Mutex;
+
+    /// Collects lines in memory.
+    #[derive(Clone, Default)]
+    struct Memory(Arc<Mutex<Vec<String>>>);
+
+    impl Sink for Memory {
+        fn write_line(&mut self, line: &str) -> io::Result<()> {
+            self.0.lock().unwrap().push(line.to_string());
+            Ok(())
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    fn rule(id: &str, field: &str, value: &str) -> CheckedRule {
+        CheckedRule {
+            meta: RuleMeta {
+                id: id.into(),
+                title: format!("{field} is {value}"),
+                description: String::new(),
+                severity: Severity::High,
+                attack: vec!["T1505.003".into()],
+                references: vec![],
+                enabled: true,
+                span: Span::default(),
+            },
+            condition: Cond::Text(TextTest {
+                field: FieldRef::from_name(field).unwrap(),
+                op: TextOp::Equals,
+                patterns: vec![Pattern {
+                    text: value.into(),
+                    case_sensitive: false,
+                }],
+            }),
+            exceptions: vec![],
+        }
+    }
+
+    fn create(pid: u32, ppid: u32, exe: &str) -> SourceEvent {
+        SourceEvent {
+            timestamp: None,
+            hostname: Some("WEB01".into()),
+            action: Action::Create,
+            process: ProcessRecord {
+                pid,
+                ppid: Some(ppid),
+                exe: Some(exe.into()),
+                ..Default::default()
+            },
+            parent: ParentFields::default(),
+            origin: Origin {
+                kind: "replay",
+                file: Some("test.jsonl".into()),
+                location: Location::Line(pid as u64),
+            },
+        }
+    }
+
+    fn run(
+        rules: Vec<CheckedRule>,
+        events: Vec<SourceEvent>,
+        options: Options,
+    ) -> (Vec<serde_json::Value>, Report) {
+        let memory = Memory::default();
+        let rules: Rules = Arc::new(ArcSwap::from_pointee(RuleSet::compile(&rules)));
+        let mut pipeline = Pipeline::start(rules, Box::new(memory.clone()), &options);
+        for e in events {
+            pipeline.push(e);
+        }
+        let report = pipeline.finish().unwrap();
+        let lines = memory
+            .0
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        (lines, report)
+    }
+
+    #[test]
+    fn ordered_output_follows_input_order_with_many_workers() {
+        let events: Vec<SourceEvent> = (1..=2000).map(|pid| create(pid, 1, "cmd.exe")).collect();
+        let options = Options {
+            workers: 4,
+            ordered: true,
+            capacity: 8,
+            storm: StormLimits {
+                limit: 0,
+                ..StormLimits::default()
+            },
+            ..Options::default()
+        };
+        let (lines, report) = run(vec![rule("R1", "exe", "cmd.exe")], events, options);
+        let pids: Vec<u64> = lines
+            .iter()
+            .map(|l| l["process"]["pid"].as_u64().unwrap())
+            .collect();
+        assert_eq!(pids, (1..=2000).collect::<Vec<u64>>());
+        assert_eq!(report.evaluated, 2000);
+        assert_eq!(report.alerts["R1"], 2000);
+    }
+
+    #[test]
+    fn every_matching_rule_gives_one_alert_and_all_are_flushed() {
+        let events = vec![
+            create(10, 1, "w3wp.exe"),
+            create(11, 10, "cmd.exe"),
+            create(12, 10, "notepad.exe"),
+        ];
+        let rules = vec![
+            rule("A", "exe", "cmd.exe"),
+            rule("B", "parent_exe", "w3wp.exe"),
+        ];
+        let (lines, report) = run(
+            rules,
+            events,
+            Options {
+                ordered: true,
+                ..Options::default()
+            },
+        );
+        let got: Vec<(String, u64)> = lines
+            .iter()
+            .map(|l| {
+                (
+                    l["rule"]["id"].as_str().unwrap().to_string(),
+                    l["process"]["pid"].as_u64().unwrap(),
+                )
+            })
+            .collect();
+        assert_eq!(got, [("A".into(), 11), ("B".into(), 11), ("B".into(), 12)]);
+        assert_eq!(report.total_alerts(), 3);
+    }
+
+    #[test]
+    fn alert_has_every_key_with_parent_and_ancestors_from_the_table() {
+        let mut svchost = create(700, 4, "svchost.exe");
+        svchost.process.image_path = Some(r"C:\Windows\System32\svchost.exe".into());
+        let mut w3wp = create(1000, 700, "w3wp.exe");
+        w3wp.process.command_line = Some("w3wp.exe -ap DefaultAppPool".into());
+        let cmd = create(4242, 1000, "cmd.exe");
+        let (lines, _) = run(
+            vec![rule("R", "exe", "cmd.exe")],
+            vec![svchost, w3wp, cmd],
+            Options::default(),
+        );
+        assert_eq!(lines.len(), 1);
+        let a = &lines[0];
+        assert_eq!(a["kind"], "alert");
+        assert_eq!(a["hostname"], "WEB01");
+        assert_eq!(a["timestamp"], serde_json::Value::Null);
+        assert_eq!(a["rule"]["severity"], "high");
+        assert_eq!(a["rule"]["attack"], serde_json::json!(["T1505.003"]));
+        let process = a["process"].as_object().unwrap();
+        for key in [
+            "pid",
+            "ppid",
+            "creator_pid",
+            "exe",
+            "image_path",
+            "command_line",
+            "user",
+            "sid",
+            "integrity_level",
+            "current_working_directory",
+            "original_file_name",
+        ] {
+            assert!(process.contains_key(key), "process.{key} missing");
+        }
+        assert_eq!(
+            a["parent"],
+            serde_json::json!({"pid": 1000, "exe": "w3wp.exe", "image_path": null, "command_line": "w3wp.exe -ap DefaultAppPool"})
+        );
+        assert_eq!(
+            a["ancestors"],
+            serde_json::json!([
+                {"pid": 1000, "exe": "w3wp.exe", "image_path": null},
+                {"pid": 700, "exe": "svchost.exe", "image_path": "C:\\Windows\\System32\\svchost.exe"}
+            ])
+        );
+        assert_eq!(
+            a["source"],
+            serde_json::json!({"kind": "replay", "file": "test.jsonl", "line": 4242, "record": null})
+        );
+    }
+
+    #[test]
+    fn an_unknown_parent_still_has_its_pid() {
+        let (lines, _) = run(
+            vec![rule("R", "exe", "cmd.exe")],
+            vec![create(5, 77, "cmd.exe")],
+            Options::default(),
+        );
+        assert_eq!(
+            lines[0]["parent"],
+            serde_json::json!({"pid": 77, "exe": null, "image_path": null, "command_line": null})
+        );
+        assert_eq!(lines[0]["ancestors"], serde_json::json!([]));
+    }
+
+    #[test]
+    fn a_storm_of_alerts_under_one_parent_is_summarised() {
+        let mut events = vec![create(10, 1, "w3wp.exe")];
+        events.extend((100..600).map(|pid| create(pid, 10, "cmd.exe")));
+        let options = Options {
+            ordered: true,
+            storm: StormLimits {
+                limit: 5,
+                ..StormLimits::default()
+            },
+            ..Options::default()
+        };
+        let (lines, report) = run(vec![rule("R", "exe", "cmd.exe")], events, options);
+        assert_eq!(lines.len(), 6);
+        assert!(lines[..5].iter().all(|l| l["kind"] == "alert"));
+        assert_eq!(lines[5]["kind"], "alert-summary");
+        assert_eq!(lines[5]["suppressed"], 495);
+        assert_eq!(report.suppressed, 495);
+        assert_eq!(report.alerts["R"], 5);
+    }
+
+    #[test]
+    fn sensor_lines_pass_through_and_terminates_are_not_evaluated() {
+        let memory = Memory::default();
+        let rules: Rules = Arc::new(ArcSwap::from_pointee(RuleSet::compile(&[rule(
+            "R", "exe", "cmd.exe",
+        )])));
+        let mut pipeline = Pipeline::start(rules, Box::new(memory.clone()), &Options::default());
+        let mut end = create(5, 1, "cmd.exe");
+        end.action = Action::Terminate;
+        pipeline.push(end);
+        pipeline.write_sensor_line(r#"{"kind":"stats"}"#.into());
+        let report = pipeline.finish().unwrap();
+        assert_eq!(report.evaluated, 0);
+        assert_eq!(*memory.0.lock().unwrap(), [r#"{"kind":"stats"}"#]);
+    }
+}

@@ -1,0 +1,175 @@
+//! `spawnwatch replay`: recorded logs through the same pipeline as the live sensor.
+
+use crate::pipeline::{Options, Pipeline, Report, Rules};
+use crate::record::ReadItem;
+use crate::source::replay::{self, Input};
+use std::collections::BTreeMap;
+use std::io::{IsTerminal, Write};
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+/// What was read, for the closing summary.
+#[derive(Debug, Default)]
+pub struct ReadCounts {
+    pub files: u64,
+    pub unreadable_files: u64,
+    pub records: u64,
+    pub process_events: u64,
+    pub skipped: u64,
+    /// Per kind: how many, and where the first one was.
+    pub malformed: BTreeMap<&'static str, (u64, String)>,
+}
+
+impl ReadCounts {
+    fn malformed_total(&self) -> u64 {
+        self.malformed.values().map(|(n, _)| n).sum()
+    }
+}
+
+/// Replays `inputs` and returns what was read and alerted. Errors that stop one input
+/// are printed and counted; the others go on.
+pub fn replay(
+    inputs: &[PathBuf],
+    rules: Rules,
+    sink: Box<dyn crate::sink::Sink>,
+    options: &Options,
+) -> Result<(ReadCounts, Report), String> {
+    let inputs = replay::expand(inputs).map_err(|e| e.to_string())?;
+    let mut pipeline = Pipeline::start(rules, sink, options);
+    let mut counts = ReadCounts::default();
+    let mut progress = Progress::new();
+    for input in &inputs {
+        read_one(input, &mut pipeline, &mut counts, &mut progress);
+    }
+    progress.clear();
+    let report = pipeline
+        .finish()
+        .map_err(|e| format!("writing alerts failed: {e}"))?;
+    Ok((counts, report))
+}
+
+fn read_one(
+    input: &Input,
+    pipeline: &mut Pipeline,
+    counts: &mut ReadCounts,
+    progress: &mut Progress,
+) {
+    let items = match replay::read(input) {
+        Ok(items) => items,
+        Err(e) => {
+            progress.clear();
+            eprintln!("spawnwatch: {e}");
+            counts.unreadable_files += 1;
+            return;
+        }
+    };
+    counts.files += 1;
+    for item in items {
+        counts.records += 1;
+        match item {
+            ReadItem::Event(event) => {
+                counts.process_events += 1;
+                pipeline.push(*event);
+            }
+            ReadItem::Skipped => counts.skipped += 1,
+            ReadItem::Malformed {
+                kind,
+                location,
+                message,
+            } => {
+                let first = counts
+                    .malformed
+                    .entry(kind)
+                    .or_insert_with(|| (0, format!("{} {location}: {message}", input.name())));
+                first.0 += 1;
+            }
+        }
+        if counts.records.is_multiple_of(4096) {
+            progress.show(input.name(), counts);
+        }
+    }
+}
+
+/// Prints the closing summary on stderr.
+pub fn print_summary(counts: &ReadCounts, report: &Report, elapsed: Duration) {
+    let secs = elapsed.as_secs_f64();
+    let mut out = std::io::stderr().lock();
+    let _ = writeln!(
+        out,
+        "spawnwatch: replayed {} file(s){}: {} events read, {} process events, {} skipped, {} malformed",
+        counts.files,
+        if counts.unreadable_files > 0 { format!(" ({} unreadable)", counts.unreadable_files) } else { String::new() },
+        counts.records,
+        counts.process_events,
+        counts.skipped,
+        counts.malformed_total(),
+    );
+    for (kind, (n, first)) in &counts.malformed {
+        let _ = writeln!(out, "  malformed {kind}: {n} (first: {first})");
+    }
+    let alerts: Vec<String> = report
+        .alerts
+        .iter()
+        .map(|(rule, n)| format!("{rule} x{n}"))
+        .collect();
+    let _ = writeln!(
+        out,
+        "  alerts: {}{}",
+        report.total_alerts(),
+        if alerts.is_empty() {
+            String::new()
+        } else {
+            format!(" ({})", alerts.join(", "))
+        }
+    );
+    let rate = if secs > 0.0 {
+        counts.records as f64 / secs
+    } else {
+        0.0
+    };
+    let _ = writeln!(out, "  {secs:.2} s, {rate:.0} events/s");
+}
+
+/// A one-line status on stderr while a long replay runs, only when stderr is a terminal.
+struct Progress {
+    enabled: bool,
+    started: Instant,
+    last: Instant,
+    shown: bool,
+}
+
+impl Progress {
+    fn new() -> Progress {
+        let now = Instant::now();
+        Progress {
+            enabled: std::io::stderr().is_terminal(),
+            started: now,
+            last: now,
+            shown: false,
+        }
+    }
+
+    fn show(&mut self, file: &str, counts: &ReadCounts) {
+        if !self.enabled
+            || self.last.elapsed() < Duration::from_millis(250)
+            || self.started.elapsed() < Duration::from_secs(1)
+        {
+            return;
+        }
+        self.last = Instant::now();
+        self.shown = true;
+        eprint!(
+            "\r\x1b[2K{file}: {} events read, {} process events ({:.0}/s)",
+            counts.records,
+            counts.process_events,
+            counts.records as f64 / self.started.elapsed().as_secs_f64()
+        );
+    }
+
+    fn clear(&mut self) {
+        if self.shown {
+            eprint!("\r\x1b[2K");
+            self.shown = false;
+        }
+    }
+}

@@ -1,0 +1,101 @@
+//! Finding rule text: the rule files embedded in the binary, or the files and
+//! directories named on the command line. Parsing and checking are the `dsl` crate's.
+
+use dsl::Source;
+use std::path::{Path, PathBuf};
+
+/// The shipped rule files, compiled into the binary so every command runs without a
+/// rules argument.
+const EMBEDDED: [(&str, &str); 2] = [
+    (
+        "<embedded>/webshell.rules",
+        include_str!("../../rules/webshell.rules"),
+    ),
+    (
+        "<embedded>/webshell-linux.rules",
+        include_str!("../../rules/webshell-linux.rules"),
+    ),
+];
+
+/// Which embedded rules a command loads when given none.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub enum Platform {
+    /// Every shipped set (replay reads logs of any platform).
+    All,
+    /// The set for the platform the sensor runs on.
+    Native,
+}
+
+pub fn embedded(platform: Platform) -> Vec<Source> {
+    let native = if cfg!(windows) {
+        "webshell.rules"
+    } else {
+        "webshell-linux.rules"
+    };
+    EMBEDDED
+        .iter()
+        .filter(|(name, _)| platform == Platform::All || name.ends_with(&format!("/{native}")))
+        .map(|(name, text)| Source::new(*name, *text))
+        .collect()
+}
+
+/// The rule sources for `paths` (files as given, directories' `*.rules` files in name
+/// order), or the embedded rules when `paths` is empty.
+pub fn sources(paths: &[PathBuf], platform: Platform) -> Result<Vec<Source>, String> {
+    if paths.is_empty() {
+        return Ok(embedded(platform));
+    }
+    let mut files = Vec::new();
+    for path in paths {
+        if path.is_dir() {
+            files.extend(rule_files_in(path)?);
+        } else {
+            files.push(path.clone());
+        }
+    }
+    files
+        .into_iter()
+        .map(|file| {
+            std::fs::read_to_string(&file)
+                .map(|text| Source::new(file.display().to_string(), text))
+                .map_err(|e| format!("cannot read rule file {}: {e}", file.display()))
+        })
+        .collect()
+}
+
+fn rule_files_in(dir: &Path) -> Result<Vec<PathBuf>, String> {
+    let entries = std::fs::read_dir(dir)
+        .map_err(|e| format!("cannot read rule directory {}: {e}", dir.display()))?;
+    let mut files: Vec<PathBuf> = entries
+        .filter_map(|entry| entry.ok().map(|e| e.path()))
+        .filter(|p| p.is_file() && p.extension().is_some_and(|ext| ext == "rules"))
+        .collect();
+    if files.is_empty() {
+        return Err(format!("no *.rules files in {}", dir.display()));
+    }
+    files.sort();
+    Ok(files)
+}
+
+/// Loads rules for a command that evaluates them: diagnostics go to stderr, and an
+/// error-free set comes back.
+pub fn load_or_report(paths: &[PathBuf], platform: Platform) -> Result<dsl::Loaded, String> {
+    let sources = sources(paths, platform)?;
+    match dsl::load(&sources) {
+        Ok(loaded) => {
+            for warning in &loaded.warnings {
+                eprintln!("{}", warning.render(&sources));
+            }
+            Ok(loaded)
+        }
+        Err(diagnostics) => {
+            for d in &diagnostics {
+                eprintln!("{}", d.render(&sources));
+            }
+            let errors = diagnostics.iter().filter(|d| d.is_error()).count();
+            Err(format!(
+                "the rules have {errors} error(s); run `spawnwatch check` on them for details"
+            ))
+        }
+    }
+}

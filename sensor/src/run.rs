@@ -1,0 +1,349 @@
+//! `spawnwatch run`: a live source in front of the shared pipeline.
+//!
+//! The source pushes into a bounded channel without ever blocking (a full channel drops
+//! and counts); this thread owns the process table, feeds the workers, writes the
+//! `--record` copy, prints the stats line, and on a stop request stops the source,
+//! drains what it already sent, flushes every alert and returns.
+
+use crate::pipeline::{Counters, Options, Pipeline, Report, Rules};
+use crate::record::SourceEvent;
+use crate::sink::Sink;
+use crate::source::live::{LiveCounters, LiveSink};
+use crossbeam_channel::{bounded, Receiver, RecvTimeoutError};
+use serde_json::{json, Value};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// What the runner needs from a platform's live source.
+pub trait LiveSource {
+    /// The source's own figures for the stats line (events by kind, losses, ...).
+    fn stats(&self) -> Value;
+    /// Stops producing events; returns once the source has let go of its sink.
+    fn stop(self: Box<Self>);
+}
+
+pub struct RunConfig {
+    pub stats_interval: Duration,
+    /// Every normalised event, as spawnwatch event lines.
+    pub record: Option<Box<dyn Sink>>,
+    /// Set by a signal handler to stop.
+    pub stop: Arc<AtomicBool>,
+    /// Called on every turn of the loop (about every 200 ms): hot reload hooks in here.
+    pub on_turn: Box<dyn FnMut(&Pipeline)>,
+}
+
+/// How often the loop wakes without events, to notice a stop request.
+const TURN: Duration = Duration::from_millis(200);
+
+/// Starts a live source: it begins sending into the sink, then snapshots the processes
+/// already running (in that order, so nothing falls in the gap).
+pub type Start =
+    Box<dyn FnOnce(LiveSink) -> Result<(Box<dyn LiveSource>, Vec<SourceEvent>), String>>;
+
+/// Runs until `config.stop` is set, then drains and returns the pipeline's report.
+pub fn run(
+    start: Start,
+    rules: Rules,
+    sink: Box<dyn Sink>,
+    options: &Options,
+    mut config: RunConfig,
+) -> Result<Report, String> {
+    let (tx, rx) = bounded(options.capacity);
+    let counters = Arc::new(LiveCounters::default());
+    let mut pipeline = Pipeline::start(rules, sink, options);
+    let mut record = config.record.take();
+    let (source, seed) = start(LiveSink::new(tx, counters.clone()))?;
+    let seeded = seed.len();
+    for event in seed {
+        forward(event, &mut pipeline, &mut record)?;
+    }
+    eprintln!("spawnwatch: running: {seeded} processes already running are known as parents; Ctrl+C stops");
+    let started = Instant::now();
+    let mut last_stats = Instant::now();
+    while !config.stop.load(Ordering::Relaxed) {
+        match rx.recv_timeout(TURN) {
+            Ok(event) => forward(event, &mut pipeline, &mut record)?,
+            Err(RecvTimeoutError::Timeout) => {}
+            Err(RecvTimeoutError::Disconnected) => break,
+        }
+        (config.on_turn)(&pipeline);
+        if last_stats.elapsed() >= config.stats_interval {
+            last_stats = Instant::now();
+            emit_stats(&pipeline, source.stats(), &counters, started);
+            pipeline.tick(chrono::Utc::now());
+        }
+    }
+    let final_figures = source.stats();
+    source.stop();
+    drain(&rx, &mut pipeline, &mut record)?;
+    if let Some(record) = record.as_mut() {
+        record
+            .flush()
+            .map_err(|e| format!("writing the --record file failed: {e}"))?;
+    }
+    pipeline
+        .finish_with(|totals, table_entries| {
+            Some(stats_line(
+                totals,
+                table_entries,
+                final_figures,
+                &counters,
+                started,
+            ))
+        })
+        .map_err(|e| format!("writing alerts failed: {e}"))
+}
+
+fn forward(
+    event: SourceEvent,
+    pipeline: &mut Pipeline,
+    record: &mut Option<Box<dyn Sink>>,
+) -> Result<(), String> {
+    if let Some(record) = record.as_mut() {
+        record
+            .write_line(&crate::source::replay::spawnwatch_line::to_event_line(
+                &event,
+            ))
+            .map_err(|e| format!("writing the --record file failed: {e}"))?;
+    }
+    pipeline.push(event);
+    Ok(())
+}
+
+/// Everything the source sent before it stopped.
+fn drain(
+    rx: &Receiver<SourceEvent>,
+    pipeline: &mut Pipeline,
+    record: &mut Option<Box<dyn Sink>>,
+) -> Result<(), String> {
+    while let Ok(event) = rx.try_recv() {
+        forward(event, pipeline, record)?;
+    }
+    Ok(())
+}
+
+/// One stats line on stderr and as a JSON line of kind `stats` in the output.
+fn emit_stats(pipeline: &Pipeline, source: Value, counters: &LiveCounters, started: Instant) {
+    pipeline.write_sensor_line(stats_line(
+        pipeline.counters(),
+        pipeline.table_len(),
+        source,
+        counters,
+        started,
+    ));
+}
+
+/// The stats figures as a JSON line, also printed on stderr.
+fn stats_line(
+    p: &Counters,
+    table_entries: usize,
+    mut source: Value,
+    counters: &LiveCounters,
+    started: Instant,
+) -> String {
+    if let Some(figures) = source.as_object_mut() {
+        figures.remove("kind");
+    }
+    let stats = json!({
+        "kind": "stats",
+        "timestamp": chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+        "uptime_s": started.elapsed().as_secs(),
+        "received": counters.sent.load(Ordering::Relaxed),
+        "dropped_at_channel": counters.dropped.load(Ordering::Relaxed),
+        "evaluated": p.evaluated.load(Ordering::Relaxed),
+        "alerts": p.alerts.load(Ordering::Relaxed),
+        "suppressed": p.suppressed.load(Ordering::Relaxed),
+        "table_entries": table_entries,
+        "source": source,
+    });
+    eprintln!("spawnwatch: stats {}", human(&stats));
+    stats.to_string()
+}
+
+/// `key=value` pairs of a stats object, nested objects flattened with dots.
+fn human(stats: &Value) -> String {
+    fn walk(prefix: &str, v: &Value, out: &mut Vec<String>) {
+        match v {
+            Value::Object(map) => {
+                for (k, v) in map {
+                    if k == "kind" || k == "timestamp" {
+                        continue;
+                    }
+                    let key = if prefix.is_empty() {
+                        k.clone()
+                    } else {
+                        format!("{prefix}.{k}")
+                    };
+                    walk(&key, v, out);
+                }
+            }
+            other => out.push(format!("{prefix}={other}")),
+        }
+    }
+    let mut out = Vec::new();
+    walk("", stats, &mut out);
+    out.join(" ")
+}
+
+#[cfg(target_os = "linux")]
+impl LiveSource for crate::source::proc_connector::ProcConnector {
+    fn stats(&self) -> Value {
+        crate::source::proc_connector::ProcConnector::stats(self).to_json()
+    }
+    fn stop(self: Box<Self>) {
+        crate::source::proc_connector::ProcConnector::stop(*self)
+    }
+}
+
+/// The live source of the platform this binary was built for.
+#[cfg(target_os = "linux")]
+pub fn platform_source() -> Result<Start, String> {
+    use crate::source::proc_connector::{seed, ProcConnector};
+    if unsafe { libc::geteuid() } != 0 {
+        eprintln!("spawnwatch: warning: not running as root: other users' processes will lack image paths and command lines (run with sudo)");
+    }
+    Ok(Box::new(|sink| {
+        let source = ProcConnector::start(sink)?;
+        Ok((Box::new(source) as Box<dyn LiveSource>, seed()))
+    }))
+}
+
+#[cfg(windows)]
+impl LiveSource for crate::source::etw::EtwSource {
+    fn stats(&self) -> Value {
+        crate::source::etw::EtwSource::stats(self).to_json()
+    }
+    fn stop(self: Box<Self>) {
+        crate::source::etw::EtwSource::stop(*self)
+    }
+}
+
+#[cfg(windows)]
+pub fn platform_source() -> Result<Start, String> {
+    use crate::source::etw::{is_elevated, EtwOptions, EtwSource, NEEDS_ADMIN};
+    if is_elevated() == Some(false) {
+        return Err(NEEDS_ADMIN.to_string());
+    }
+    // The table is per host: seeds and live events must carry the same name.
+    let hostname = std::env::var("COMPUTERNAME").ok();
+    Ok(Box::new(move |sink| {
+        let options = EtwOptions {
+            hostname: hostname.clone(),
+            ..EtwOptions::default()
+        };
+        let source = EtwSource::start(sink, options)?;
+        let seed = EtwSource::seed().into_iter().map(|mut e| {
+            e.hostname.clone_from(&hostname);
+            e
+        });
+        Ok((Box::new(source) as Box<dyn LiveSource>, seed.collect()))
+    }))
+}
+
+#[cfg(not(any(target_os = "linux", windows)))]
+pub fn platform_source() -> Result<Start, String> {
+    Err(format!(
+        "live monitoring is not available on {}: it runs on Windows (ETW) and Linux (the kernel's process connector). `spawnwatch replay` works on recorded logs here.",
+        std::env::consts::OS
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::record::{Action, Location, Origin, ParentFields, ProcessRecord};
+    use arc_swap::ArcSwap;
+    use dsl::RuleSet;
+    use std::sync::Mutex;
+
+    #[derive(Clone, Default)]
+    struct Memory(Arc<Mutex<Vec<String>>>);
+    impl Sink for Memory {
+        fn write_line(&mut self, line: &str) -> std::io::Result<()> {
+            self.0.lock().unwrap().push(line.to_string());
+            Ok(())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    /// A source that sends a fixed batch from its own thread, then asks to stop.
+    struct Batch(Option<std::thread::JoinHandle<()>>);
+    impl LiveSource for Batch {
+        fn stats(&self) -> Value {
+            json!({"kind": "test"})
+        }
+        fn stop(mut self: Box<Self>) {
+            self.0.take().unwrap().join().unwrap();
+        }
+    }
+
+    fn event(pid: u32, action: Action) -> SourceEvent {
+        SourceEvent {
+            timestamp: None,
+            hostname: None,
+            action,
+            process: ProcessRecord {
+                pid,
+                ppid: Some(1),
+                exe: Some("sh".into()),
+                ..Default::default()
+            },
+            parent: ParentFields::default(),
+            origin: Origin {
+                kind: "test",
+                file: None,
+                location: Location::Live,
+            },
+        }
+    }
+
+    #[test]
+    fn stops_on_request_drains_records_and_writes_final_stats() {
+        let stop = Arc::new(AtomicBool::new(false));
+        let output = Memory::default();
+        let recorded = Memory::default();
+        let stop_from_source = stop.clone();
+        let start: Start = Box::new(move |sink: LiveSink| {
+            let handle = std::thread::spawn(move || {
+                for pid in 2..52 {
+                    assert!(sink.push(event(pid, Action::Create)));
+                }
+                stop_from_source.store(true, Ordering::Relaxed);
+            });
+            Ok((
+                Box::new(Batch(Some(handle))) as Box<dyn LiveSource>,
+                vec![event(1, Action::Existing)],
+            ))
+        });
+        let rules: Rules = Arc::new(ArcSwap::from_pointee(RuleSet::compile(&[])));
+        let config = RunConfig {
+            stats_interval: Duration::from_secs(3600),
+            record: Some(Box::new(recorded.clone())),
+            stop,
+            on_turn: Box::new(|_| {}),
+        };
+        let options = Options {
+            capacity: 1000,
+            ..Options::default()
+        };
+        let report = run(start, rules, Box::new(output.clone()), &options, config).unwrap();
+        assert_eq!(
+            report.evaluated, 50,
+            "every event sent before the stop is evaluated"
+        );
+        assert_eq!(
+            recorded.0.lock().unwrap().len(),
+            51,
+            "the seed and every event are recorded"
+        );
+        let lines = output.0.lock().unwrap();
+        let stats: Value = serde_json::from_str(lines.last().unwrap()).unwrap();
+        assert_eq!(stats["kind"], "stats");
+        assert_eq!(stats["received"], 50);
+        assert_eq!(stats["dropped_at_channel"], 0);
+        assert_eq!(stats["evaluated"], 50);
+    }
+}

@@ -1,0 +1,46 @@
+//! Where lines go: stdout or a file opened for appending. One trait, so the writer does
+//! not care which.
+
+use std::fs::OpenOptions;
+use std::io::{self, BufWriter, Write};
+use std::path::Path;
+
+pub trait Sink: Send {
+    /// Writes one line; the newline is added here.
+    fn write_line(&mut self, line: &str) -> io::Result<()>;
+    fn flush(&mut self) -> io::Result<()>;
+}
+
+/// Any writer, buffered.
+pub struct WriterSink<W: Write + Send>(BufWriter<W>);
+
+impl<W: Write + Send> Sink for WriterSink<W> {
+    fn write_line(&mut self, line: &str) -> io::Result<()> {
+        self.0.write_all(line.as_bytes())?;
+        self.0.write_all(b"\n")
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.0.flush()
+    }
+}
+
+/// Standard output, or `path` opened for appending (created if missing).
+pub fn open(path: Option<&Path>) -> io::Result<Box<dyn Sink>> {
+    Ok(match path {
+        None => Box::new(WriterSink(BufWriter::new(io::stdout()))),
+        Some(path) => {
+            let file = OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(path)
+                .map_err(|e| {
+                    io::Error::new(
+                        e.kind(),
+                        format!("cannot open {} for appending: {e}", path.display()),
+                    )
+                })?;
+            Box::new(WriterSink(BufWriter::new(file)))
+        }
+    })
+}

@@ -1,1 +1,0 @@
-//! The Linux kernel process-events connector source (placeholder).

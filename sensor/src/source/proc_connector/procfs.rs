@@ -1,0 +1,415 @@
+//! Reading a process's details from `/proc`, and uid → user name.
+
+use crate::record::ProcessRecord;
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::time::SystemTime;
+
+/// The `/proc` file system to read, injectable so tests can use a fake tree.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ProcFs {
+    pub root: PathBuf,
+}
+
+impl Default for ProcFs {
+    fn default() -> ProcFs {
+        ProcFs {
+            root: PathBuf::from("/proc"),
+        }
+    }
+}
+
+/// What `/proc/PID` told about one process; every part may be missing.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub(crate) struct ProcInfo {
+    /// `status` was readable: the process (or its zombie) still existed.
+    pub(crate) exists: bool,
+    /// `Name:` of `status`: the kernel's comm, the image's file name cut to 15 bytes.
+    pub(crate) name: Option<String>,
+    pub(crate) tgid: Option<u32>,
+    pub(crate) ppid: Option<u32>,
+    /// Effective uid.
+    pub(crate) uid: Option<u32>,
+    pub(crate) image_path: Option<String>,
+    pub(crate) command_line: Option<String>,
+    pub(crate) cwd: Option<String>,
+}
+
+impl ProcFs {
+    fn path(&self, pid: u32, file: &str) -> PathBuf {
+        self.root.join(pid.to_string()).join(file)
+    }
+
+    fn link(&self, pid: u32, file: &str) -> Option<String> {
+        let target = std::fs::read_link(self.path(pid, file)).ok()?;
+        let target = target.to_string_lossy();
+        // The kernel marks an image or directory removed since with this suffix.
+        Some(
+            target
+                .strip_suffix(" (deleted)")
+                .unwrap_or(&target)
+                .to_string(),
+        )
+    }
+
+    /// Reads what it can of `/proc/PID`. A process that has exited but is not yet
+    /// reaped (zombie) still has `status`, but no `exe`, `cmdline` or `cwd`.
+    pub(crate) fn read(&self, pid: u32) -> ProcInfo {
+        // Most wanted first: a short-lived process may be gone by the next read.
+        let mut info = ProcInfo {
+            image_path: self.link(pid, "exe"),
+            command_line: std::fs::read(self.path(pid, "cmdline"))
+                .ok()
+                .and_then(|raw| command_line(&raw)),
+            cwd: self.link(pid, "cwd"),
+            ..ProcInfo::default()
+        };
+        if let Ok(status) = std::fs::read(self.path(pid, "status")) {
+            info.exists = true;
+            parse_status(&String::from_utf8_lossy(&status), &mut info);
+        }
+        info
+    }
+
+    /// The numeric entries of the root: one per process (threads are not listed).
+    pub(crate) fn pids(&self) -> Vec<u32> {
+        let Ok(dir) = std::fs::read_dir(&self.root) else {
+            return Vec::new();
+        };
+        dir.filter_map(|entry| entry.ok()?.file_name().to_str()?.parse().ok())
+            .collect()
+    }
+
+    pub(crate) fn hostname(&self) -> Option<String> {
+        let name = std::fs::read_to_string(self.root.join("sys/kernel/hostname")).ok()?;
+        let name = name.trim();
+        (!name.is_empty()).then(|| name.to_string())
+    }
+
+    /// The record of `pid` as `/proc` shows it now, with `ppid` falling back to
+    /// `known_ppid` (from the kernel's events). `exe` is the image's file name, or
+    /// the comm when the image link could not be read (zombie, kernel thread).
+    pub(crate) fn record(
+        &self,
+        pid: u32,
+        known_ppid: Option<u32>,
+        users: &mut UserNames,
+    ) -> (ProcessRecord, ProcInfo) {
+        let info = self.read(pid);
+        let mut record = ProcessRecord {
+            pid,
+            ppid: info.ppid.or(known_ppid),
+            image_path: info.image_path.clone(),
+            command_line: info.command_line.clone(),
+            user: info.uid.map(|uid| users.name(uid)),
+            current_working_directory: info.cwd.clone(),
+            ..ProcessRecord::default()
+        };
+        record.fill_exe();
+        if record.exe.is_none() {
+            record.exe = info.name.clone();
+        }
+        (record, info)
+    }
+}
+
+fn parse_status(status: &str, info: &mut ProcInfo) {
+    for line in status.lines() {
+        let Some((key, value)) = line.split_once(':') else {
+            continue;
+        };
+        let value = value.trim();
+        match key {
+            "Name" if !value.is_empty() => info.name = Some(value.to_string()),
+            "Tgid" => info.tgid = value.parse().ok(),
+            // 0 for pid 1 and kernel threads' kthreadd: no parent.
+            "PPid" => info.ppid = value.parse().ok().filter(|&p: &u32| p != 0),
+            // Real, effective, saved, fs: the effective uid decides what it may do.
+            "Uid" => info.uid = value.split_whitespace().nth(1).and_then(|u| u.parse().ok()),
+            _ => {}
+        }
+    }
+}
+
+/// `cmdline` is argv joined by NULs (with a trailing one); spaces make it the usual
+/// command line. Empty (kernel thread, zombie) is unknown.
+fn command_line(raw: &[u8]) -> Option<String> {
+    let trimmed = match raw.iter().rposition(|&b| b != 0) {
+        Some(last) => &raw[..=last],
+        None => return None,
+    };
+    let joined: Vec<u8> = trimmed
+        .iter()
+        .map(|&b| if b == 0 { b' ' } else { b })
+        .collect();
+    Some(String::from_utf8_lossy(&joined).into_owned())
+}
+
+/// uid → user name from a passwd file, cached. The file is read once; a uid it does
+/// not hold re-reads it only when its modification time changed (a user added since),
+/// so unknown uids cost a `stat`, not a parse. A uid with no name is shown as its
+/// number.
+#[derive(Debug)]
+pub struct UserNames {
+    passwd: PathBuf,
+    names: HashMap<u32, String>,
+    loaded: Option<Option<SystemTime>>,
+    /// How many times the file was parsed (for tests and curiosity).
+    pub(crate) loads: u32,
+}
+
+impl UserNames {
+    pub fn new(passwd: impl Into<PathBuf>) -> UserNames {
+        UserNames {
+            passwd: passwd.into(),
+            names: HashMap::new(),
+            loaded: None,
+            loads: 0,
+        }
+    }
+
+    /// The host's `/etc/passwd`.
+    pub fn system() -> UserNames {
+        UserNames::new("/etc/passwd")
+    }
+
+    pub fn name(&mut self, uid: u32) -> String {
+        if let Some(name) = self.names.get(&uid) {
+            return name.clone();
+        }
+        let modified = modified(&self.passwd);
+        if self.loaded != Some(modified) {
+            self.load(modified);
+        }
+        self.names
+            .get(&uid)
+            .cloned()
+            .unwrap_or_else(|| uid.to_string())
+    }
+
+    fn load(&mut self, modified: Option<SystemTime>) {
+        self.loaded = Some(modified);
+        self.loads += 1;
+        let Ok(text) = std::fs::read(&self.passwd) else {
+            return;
+        };
+        for line in String::from_utf8_lossy(&text).lines() {
+            let mut fields = line.split(':');
+            let (Some(name), Some(_), Some(uid)) = (fields.next(), fields.next(), fields.next())
+            else {
+                continue;
+            };
+            if let (false, Ok(uid)) = (name.is_empty(), uid.parse::<u32>()) {
+                // The first entry of a uid wins, as getpwuid does.
+                self.names.entry(uid).or_insert_with(|| name.to_string());
+            }
+        }
+    }
+}
+
+fn modified(path: &Path) -> Option<SystemTime> {
+    std::fs::metadata(path).ok()?.modified().ok()
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use std::os::unix::fs::symlink;
+
+    /// A fake `/proc/PID`: `exe`/`cwd` symlinks (dangling is fine), `cmdline`,
+    /// `status`. `None` leaves the entry out.
+    pub(crate) fn fake_process(
+        root: &Path,
+        pid: u32,
+        ppid: u32,
+        uid: u32,
+        exe: Option<&str>,
+        argv: &[&str],
+    ) {
+        let dir = root.join(pid.to_string());
+        std::fs::create_dir_all(&dir).unwrap();
+        let name = exe.map_or("zombie", |e| crate::record::file_name(e));
+        let status = format!(
+            "Name:\t{name}\nUmask:\t0022\nState:\tS (sleeping)\nTgid:\t{pid}\nNgid:\t0\n\
+             Pid:\t{pid}\nPPid:\t{ppid}\nTracerPid:\t0\nUid:\t{uid}\t{uid}\t{uid}\t{uid}\n\
+             Gid:\t0\t0\t0\t0\n"
+        );
+        std::fs::write(dir.join("status"), status).unwrap();
+        if let Some(exe) = exe {
+            symlink(exe, dir.join("exe")).unwrap();
+            symlink("/var/www/html", dir.join("cwd")).unwrap();
+        }
+        let mut cmdline = Vec::new();
+        for arg in argv {
+            cmdline.extend_from_slice(arg.as_bytes());
+            cmdline.push(0);
+        }
+        std::fs::write(dir.join("cmdline"), cmdline).unwrap();
+    }
+
+    pub(crate) fn passwd(dir: &Path) -> PathBuf {
+        let path = dir.join("passwd");
+        std::fs::write(
+            &path,
+            "root:x:0:0:root:/root:/bin/bash\n\
+             # a comment\n\
+             www-data:x:33:33:www-data:/var/www:/usr/sbin/nologin\n\
+             broken-line\n\
+             toor:x:0:0::/root:/bin/sh\n",
+        )
+        .unwrap();
+        path
+    }
+
+    #[test]
+    fn reads_a_running_process() {
+        let dir = tempfile::tempdir().unwrap();
+        let procfs = ProcFs {
+            root: dir.path().join("proc"),
+        };
+        fake_process(
+            &procfs.root,
+            300,
+            200,
+            33,
+            Some("/usr/bin/dash"),
+            &["sh", "-c", "id; uname -a"],
+        );
+        let mut users = UserNames::new(passwd(dir.path()));
+        let (record, info) = procfs.record(300, Some(7), &mut users);
+        assert!(info.exists);
+        assert_eq!(info.tgid, Some(300));
+        assert_eq!(
+            record,
+            ProcessRecord {
+                pid: 300,
+                ppid: Some(200),
+                exe: Some("dash".into()),
+                image_path: Some("/usr/bin/dash".into()),
+                command_line: Some("sh -c id; uname -a".into()),
+                user: Some("www-data".into()),
+                current_working_directory: Some("/var/www/html".into()),
+                ..ProcessRecord::default()
+            }
+        );
+    }
+
+    #[test]
+    fn a_vanished_process_keeps_what_the_event_gave() {
+        let dir = tempfile::tempdir().unwrap();
+        let procfs = ProcFs {
+            root: dir.path().join("proc"),
+        };
+        let mut users = UserNames::new(passwd(dir.path()));
+        let (record, info) = procfs.record(4242, Some(300), &mut users);
+        assert!(!info.exists);
+        assert_eq!(
+            record,
+            ProcessRecord {
+                pid: 4242,
+                ppid: Some(300),
+                ..ProcessRecord::default()
+            }
+        );
+    }
+
+    #[test]
+    fn a_zombie_is_named_by_its_comm() {
+        let dir = tempfile::tempdir().unwrap();
+        let procfs = ProcFs {
+            root: dir.path().join("proc"),
+        };
+        fake_process(&procfs.root, 301, 300, 33, None, &[]);
+        let mut users = UserNames::new(passwd(dir.path()));
+        let (record, info) = procfs.record(301, None, &mut users);
+        assert!(info.exists);
+        assert_eq!(record.exe.as_deref(), Some("zombie"));
+        assert_eq!(record.image_path, None);
+        assert_eq!(record.command_line, None);
+        assert_eq!(record.ppid, Some(300));
+        assert_eq!(record.user.as_deref(), Some("www-data"));
+    }
+
+    #[test]
+    fn deleted_images_and_odd_command_lines() {
+        let dir = tempfile::tempdir().unwrap();
+        let procfs = ProcFs {
+            root: dir.path().join("proc"),
+        };
+        fake_process(
+            &procfs.root,
+            5,
+            1,
+            0,
+            Some("/tmp/.x/kworker (deleted)"),
+            &["php-fpm: pool www"],
+        );
+        std::fs::write(procfs.root.join("5/cmdline"), b"a\0\0b\xff\0\0").unwrap();
+        let info = procfs.read(5);
+        assert_eq!(info.image_path.as_deref(), Some("/tmp/.x/kworker"));
+        assert_eq!(info.command_line.as_deref(), Some("a  b\u{fffd}"));
+        assert_eq!(command_line(b"\0\0"), None);
+        assert_eq!(command_line(b""), None);
+        assert_eq!(
+            command_line(b"nginx: master process"),
+            Some("nginx: master process".into())
+        );
+    }
+
+    #[test]
+    fn lists_pids_and_hostname() {
+        let dir = tempfile::tempdir().unwrap();
+        let procfs = ProcFs {
+            root: dir.path().join("proc"),
+        };
+        fake_process(&procfs.root, 1, 0, 0, Some("/sbin/init"), &["/sbin/init"]);
+        fake_process(&procfs.root, 77, 1, 0, Some("/usr/sbin/nginx"), &["nginx"]);
+        std::fs::create_dir_all(procfs.root.join("sys/kernel")).unwrap();
+        std::fs::create_dir_all(procfs.root.join("self")).unwrap();
+        std::fs::write(procfs.root.join("sys/kernel/hostname"), "web01\n").unwrap();
+        let mut pids = procfs.pids();
+        pids.sort();
+        assert_eq!(pids, [1, 77]);
+        assert_eq!(procfs.hostname().as_deref(), Some("web01"));
+        assert_eq!(procfs.read(1).ppid, None, "PPid 0 is no parent");
+    }
+
+    #[test]
+    fn user_names_are_cached_and_reloaded_only_when_passwd_changes() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = passwd(dir.path());
+        let t0 = SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(1_000_000);
+        std::fs::File::options()
+            .write(true)
+            .open(&path)
+            .unwrap()
+            .set_modified(t0)
+            .unwrap();
+        let mut users = UserNames::new(&path);
+        assert_eq!(users.name(33), "www-data");
+        assert_eq!(users.name(0), "root", "the first entry of a uid wins");
+        assert_eq!(users.name(33), "www-data");
+        assert_eq!(users.loads, 1);
+        assert_eq!(users.name(1001), "1001", "unknown uid shows as its number");
+        assert_eq!(users.loads, 1, "unchanged passwd is not re-read");
+
+        let mut text = std::fs::read_to_string(&path).unwrap();
+        text.push_str("deploy:x:1001:1001::/home/deploy:/bin/sh\n");
+        std::fs::write(&path, text).unwrap();
+        std::fs::File::options()
+            .write(true)
+            .open(&path)
+            .unwrap()
+            .set_modified(t0 + std::time::Duration::from_secs(60))
+            .unwrap();
+        assert_eq!(users.name(1001), "deploy");
+        assert_eq!(users.loads, 2);
+        assert_eq!(users.name(1001), "deploy");
+        assert_eq!(users.loads, 2);
+
+        let mut missing = UserNames::new(dir.path().join("nope"));
+        assert_eq!(missing.name(33), "33");
+        assert_eq!(missing.name(34), "34");
+        assert_eq!(missing.loads, 1);
+    }
+}

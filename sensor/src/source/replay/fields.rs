@@ -1,0 +1,453 @@
+//! The typed, borrowed form a JSON record is parsed into: a fixed table of the keys any
+//! reader maps (Windows event fields and spawnwatch's own line keys), filled in one pass
+//! by a serde visitor. Unknown keys are skipped without being built, so a line's long
+//! `Message` costs a scan and no allocation. The same table serves flat JSON, the nested
+//! `{"Event":{"System":{..},"EventData":{..}}}` form and EVTX records (which the `evtx`
+//! crate renders in the nested form).
+
+use serde::de::{self, DeserializeSeed, IgnoredAny, MapAccess, SeqAccess, Visitor};
+use std::borrow::Cow;
+use std::fmt;
+
+macro_rules! keys {
+    ($($variant:ident = $name:literal),* $(,)?) => {
+        /// A key a mapping reads.
+        #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+        pub(crate) enum Key { $($variant),* }
+
+        impl Key {
+            pub(crate) const COUNT: usize = [$($name),*].len();
+
+            pub(crate) fn lookup(name: &str) -> Option<Key> {
+                match name {
+                    $($name => Some(Key::$variant),)*
+                    _ => None,
+                }
+            }
+
+            /// The key as it is written in the input.
+            pub(crate) fn name(self) -> &'static str {
+                match self {
+                    $(Key::$variant => $name),*
+                }
+            }
+        }
+    };
+}
+
+keys! {
+    // Windows events: System (or its flat copies) ...
+    EventId = "EventID",
+    Channel = "Channel",
+    Provider = "Provider",
+    SourceName = "SourceName",
+    ProviderName = "ProviderName",
+    EventSourceName = "EventSourceName",
+    AtTimestamp = "@timestamp",
+    TimeCreated = "TimeCreated",
+    TimeGenerated = "TimeGenerated",
+    UtcTime = "UtcTime",
+    Hostname = "Hostname",
+    Computer = "Computer",
+    // ... and EventData (Sysmon 1/5, Security 4688/4689).
+    ProcessId = "ProcessId",
+    Image = "Image",
+    CommandLine = "CommandLine",
+    CurrentDirectory = "CurrentDirectory",
+    User = "User",
+    IntegrityLevel = "IntegrityLevel",
+    OriginalFileName = "OriginalFileName",
+    ParentProcessId = "ParentProcessId",
+    ParentImage = "ParentImage",
+    ParentCommandLine = "ParentCommandLine",
+    NewProcessId = "NewProcessId",
+    NewProcessName = "NewProcessName",
+    ParentProcessName = "ParentProcessName",
+    ProcessName = "ProcessName",
+    SubjectUserName = "SubjectUserName",
+    SubjectDomainName = "SubjectDomainName",
+    SubjectUserSid = "SubjectUserSid",
+    TargetUserName = "TargetUserName",
+    TargetDomainName = "TargetDomainName",
+    TargetUserSid = "TargetUserSid",
+    MandatoryLabel = "MandatoryLabel",
+    // spawnwatch's own event lines.
+    Timestamp = "timestamp",
+    LineHostname = "hostname",
+    Action = "action",
+    Pid = "pid",
+    Ppid = "ppid",
+    ImagePath = "image_path",
+    LineCommandLine = "command_line",
+    LineUser = "user",
+    ParentImagePath = "parent_image_path",
+    LineParentCommandLine = "parent_command_line",
+    CreatorPid = "creator_pid",
+    LineIntegrityLevel = "integrity_level",
+    LineOriginalFileName = "original_file_name",
+    Cwd = "current_working_directory",
+    Exe = "exe",
+    ParentExe = "parent_exe",
+    Sid = "sid",
+}
+
+/// A value as far as a mapping cares: scalars kept (strings borrowed from the input
+/// when they have no escapes), containers only noted.
+#[derive(Clone, Debug, PartialEq)]
+pub(crate) enum Val<'a> {
+    Str(Cow<'a, str>),
+    UInt(u64),
+    Int(i64),
+    Float(f64),
+    Bool(bool),
+    Null,
+    Object,
+    Array,
+}
+
+impl Val<'_> {
+    /// The JSON type, for "wrong-type" messages.
+    pub(crate) fn type_name(&self) -> &'static str {
+        match self {
+            Val::Str(_) => "a string",
+            Val::UInt(_) | Val::Int(_) | Val::Float(_) => "a number",
+            Val::Bool(_) => "a boolean",
+            Val::Null => "null",
+            Val::Object => "an object",
+            Val::Array => "an array",
+        }
+    }
+}
+
+/// The keys of one record that a mapping reads. The first occurrence of a key wins.
+pub(crate) struct Doc<'a> {
+    slots: [Option<Val<'a>>; Key::COUNT],
+}
+
+impl<'a> Doc<'a> {
+    fn empty() -> Doc<'a> {
+        Doc {
+            slots: std::array::from_fn(|_| None),
+        }
+    }
+
+    /// Parses one JSON object (flat or nested Windows form, or a spawnwatch line).
+    pub(crate) fn parse(bytes: &'a [u8]) -> Result<Doc<'a>, serde_json::Error> {
+        let mut doc = Doc::empty();
+        let mut de = serde_json::Deserializer::from_slice(bytes);
+        let top = Node {
+            doc: Some(&mut doc),
+            scope: Scope::Top,
+        }
+        .deserialize(&mut de)?;
+        de.end()?;
+        if top != Val::Object {
+            return Err(de::Error::custom(format_args!(
+                "expected a JSON object, found {}",
+                top.type_name()
+            )));
+        }
+        Ok(doc)
+    }
+
+    pub(crate) fn get(&self, key: Key) -> Option<&Val<'a>> {
+        self.slots[key as usize].as_ref()
+    }
+
+    fn set(&mut self, key: Key, value: Val<'a>) {
+        let slot = &mut self.slots[key as usize];
+        if slot.is_none() {
+            *slot = Some(value);
+        }
+    }
+
+    /// A text field of a Windows event: numbers are written out, and `"-"`, `""`,
+    /// null and containers mean unknown.
+    pub(crate) fn text(&self, key: Key) -> Option<String> {
+        match self.get(key)? {
+            Val::Str(s) => known(s).map(str::to_string),
+            Val::UInt(n) => Some(n.to_string()),
+            Val::Int(n) => Some(n.to_string()),
+            _ => None,
+        }
+    }
+
+    /// The string value of a key, unknown (`"-"`, `""`) as `None`.
+    pub(crate) fn str(&self, key: Key) -> Option<&str> {
+        match self.get(key)? {
+            Val::Str(s) => known(s),
+            _ => None,
+        }
+    }
+
+    /// An unsigned number written as a number, a decimal string or a `0x` hex string.
+    /// `Ok(None)` when the key is absent or unknown; `Err` names what was there.
+    pub(crate) fn number(&self, key: Key) -> Result<Option<u64>, String> {
+        let Some(value) = self.get(key) else {
+            return Ok(None);
+        };
+        match value {
+            Val::UInt(n) => Ok(Some(*n)),
+            Val::Str(s) => match known(s.trim()) {
+                None => Ok(None),
+                Some(t) => parse_number(t).map(Some).ok_or_else(|| format!("{s:?}")),
+            },
+            Val::Null => Ok(None),
+            Val::Int(n) => Err(n.to_string()),
+            Val::Float(n) => Err(n.to_string()),
+            other => Err(other.type_name().to_string()),
+        }
+    }
+}
+
+/// `"-"` and `""` mean unknown.
+pub(crate) fn known(s: &str) -> Option<&str> {
+    (!s.is_empty() && s != "-").then_some(s)
+}
+
+/// Decimal or `0x`/`0X` hex.
+pub(crate) fn parse_number(s: &str) -> Option<u64> {
+    match s.strip_prefix("0x").or_else(|| s.strip_prefix("0X")) {
+        Some(hex) if !hex.is_empty() && hex.bytes().all(|b| b.is_ascii_hexdigit()) => {
+            u64::from_str_radix(hex, 16).ok()
+        }
+        Some(_) => None,
+        None if !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()) => s.parse().ok(),
+        None => None,
+    }
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Scope {
+    /// The record's top level: flat keys, or `Event`.
+    Top,
+    /// Inside `Event`: only `System` and `EventData` are read.
+    Event,
+    /// Inside `System` or `EventData`, or the value of a key.
+    Inner,
+    /// The `#attributes` of a value such as `TimeCreated` or `Provider`.
+    Attributes,
+}
+
+/// Deserializes one value. With `doc`, an object's known keys fill the table; without,
+/// an object stands for its `#text` or its `SystemTime`/`Name` attribute, the way XML
+/// elements come out in JSON (`{"#attributes":{"SystemTime":".."}}`, `{"#text":4688}`).
+struct Node<'d, 'a> {
+    doc: Option<&'d mut Doc<'a>>,
+    scope: Scope,
+}
+
+impl<'de> DeserializeSeed<'de> for Node<'_, 'de> {
+    type Value = Val<'de>;
+
+    fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> Result<Val<'de>, D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for Node<'_, 'de> {
+    type Value = Val<'de>;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a JSON value")
+    }
+
+    fn visit_bool<E>(self, v: bool) -> Result<Val<'de>, E> {
+        Ok(Val::Bool(v))
+    }
+
+    fn visit_i64<E>(self, v: i64) -> Result<Val<'de>, E> {
+        Ok(u64::try_from(v).map_or(Val::Int(v), Val::UInt))
+    }
+
+    fn visit_u64<E>(self, v: u64) -> Result<Val<'de>, E> {
+        Ok(Val::UInt(v))
+    }
+
+    fn visit_f64<E>(self, v: f64) -> Result<Val<'de>, E> {
+        Ok(Val::Float(v))
+    }
+
+    fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Val<'de>, E> {
+        Ok(Val::Str(Cow::Borrowed(v)))
+    }
+
+    fn visit_str<E>(self, v: &str) -> Result<Val<'de>, E> {
+        Ok(Val::Str(Cow::Owned(v.to_string())))
+    }
+
+    fn visit_string<E>(self, v: String) -> Result<Val<'de>, E> {
+        Ok(Val::Str(Cow::Owned(v)))
+    }
+
+    fn visit_unit<E>(self) -> Result<Val<'de>, E> {
+        Ok(Val::Null)
+    }
+
+    fn visit_none<E>(self) -> Result<Val<'de>, E> {
+        Ok(Val::Null)
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Val<'de>, A::Error> {
+        while seq.next_element::<IgnoredAny>()?.is_some() {}
+        Ok(Val::Array)
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Val<'de>, A::Error> {
+        let Some(doc) = self.doc else {
+            return element_value(map, self.scope);
+        };
+        while let Some(KeyStr(key)) = map.next_key()? {
+            let child = match (self.scope, &*key) {
+                (Scope::Top, "Event") => Some(Scope::Event),
+                (Scope::Event, "System" | "EventData") => Some(Scope::Inner),
+                _ => None,
+            };
+            if let Some(scope) = child {
+                map.next_value_seed(Node {
+                    doc: Some(&mut *doc),
+                    scope,
+                })?;
+                continue;
+            }
+            match Key::lookup(&key).filter(|_| self.scope != Scope::Event) {
+                Some(k) => {
+                    let value = map.next_value_seed(Node {
+                        doc: None,
+                        scope: Scope::Inner,
+                    })?;
+                    doc.set(k, value);
+                }
+                None => {
+                    map.next_value::<IgnoredAny>()?;
+                }
+            }
+        }
+        Ok(Val::Object)
+    }
+}
+
+/// The scalar an XML element stands for: its `#text`, else its `SystemTime` or `Name`
+/// attribute; an object without either stays `Object`.
+fn element_value<'de, A: MapAccess<'de>>(mut map: A, scope: Scope) -> Result<Val<'de>, A::Error> {
+    let mut found: Option<Val<'de>> = None;
+    let mut attribute: Option<Val<'de>> = None;
+    while let Some(KeyStr(key)) = map.next_key()? {
+        let wanted = match scope {
+            Scope::Attributes => matches!(&*key, "SystemTime" | "Name"),
+            _ => matches!(&*key, "#text" | "#attributes"),
+        };
+        if !wanted {
+            map.next_value::<IgnoredAny>()?;
+            continue;
+        }
+        let inner = if &*key == "#attributes" {
+            Scope::Attributes
+        } else {
+            Scope::Inner
+        };
+        let value = map.next_value_seed(Node {
+            doc: None,
+            scope: inner,
+        })?;
+        if !matches!(value, Val::Str(_) | Val::UInt(_) | Val::Int(_)) {
+            continue;
+        }
+        if &*key == "#attributes" {
+            attribute.get_or_insert(value);
+        } else {
+            found.get_or_insert(value);
+        }
+    }
+    Ok(found.or(attribute).unwrap_or(Val::Object))
+}
+
+/// A key, borrowed from the input when it has no escapes.
+struct KeyStr<'de>(Cow<'de, str>);
+
+impl<'de> de::Deserialize<'de> for KeyStr<'de> {
+    fn deserialize<D: de::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = KeyStr<'de>;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a key")
+            }
+            fn visit_borrowed_str<E>(self, v: &'de str) -> Result<KeyStr<'de>, E> {
+                Ok(KeyStr(Cow::Borrowed(v)))
+            }
+            fn visit_str<E>(self, v: &str) -> Result<KeyStr<'de>, E> {
+                Ok(KeyStr(Cow::Owned(v.to_string())))
+            }
+            fn visit_string<E>(self, v: String) -> Result<KeyStr<'de>, E> {
+                Ok(KeyStr(Cow::Owned(v)))
+            }
+        }
+        d.deserialize_str(V)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flat_keys_are_read_and_others_skipped() {
+        let line = br##"{"Message":"long \"text\" {\"EventID\":1}","EventID":1,"Image":"C:\\Windows\\cmd.exe","ProcessId":"42","X":[1,{"a":2}]}"##;
+        let doc = Doc::parse(line).unwrap();
+        assert_eq!(doc.number(Key::EventId), Ok(Some(1)));
+        assert_eq!(doc.str(Key::Image), Some(r"C:\Windows\cmd.exe"));
+        assert_eq!(doc.number(Key::ProcessId), Ok(Some(42)));
+        assert_eq!(doc.get(Key::CommandLine), None);
+    }
+
+    #[test]
+    fn nested_form_reads_system_and_event_data() {
+        let line = br##"{"Event":{"#attributes":{"xmlns":"x"},"System":{"Provider":{"#attributes":{"Name":"Microsoft-Windows-Sysmon","Guid":"{5770385F}"}},"EventID":{"#attributes":{"Qualifiers":0},"#text":"1"},"Execution":{"#attributes":{"ProcessID":9}},"Computer":"WEB01","TimeCreated":{"#attributes":{"SystemTime":"2019-03-19T23:34:25.340612Z"}}},"EventData":{"ProcessId":4242,"Image":"C:\\cmd.exe"}}}"##;
+        let doc = Doc::parse(line).unwrap();
+        assert_eq!(doc.number(Key::EventId), Ok(Some(1)));
+        assert_eq!(doc.str(Key::Provider), Some("Microsoft-Windows-Sysmon"));
+        assert_eq!(doc.str(Key::Computer), Some("WEB01"));
+        assert_eq!(
+            doc.str(Key::TimeCreated),
+            Some("2019-03-19T23:34:25.340612Z")
+        );
+        assert_eq!(doc.number(Key::ProcessId), Ok(Some(4242)));
+    }
+
+    #[test]
+    fn event_data_as_a_string_is_ignored() {
+        let doc = Doc::parse(br##"{"EventData":"<EventData/>","EventID":4688}"##).unwrap();
+        assert_eq!(doc.number(Key::EventId), Ok(Some(4688)));
+    }
+
+    #[test]
+    fn numbers_in_every_writing() {
+        let doc = Doc::parse(
+            br##"{"ProcessId":"0x2d54","NewProcessId":"0X1F","ParentProcessId":" 77 ","pid":-1,"ppid":"-","creator_pid":"0xzz","exe":1.5}"##,
+        )
+        .unwrap();
+        assert_eq!(doc.number(Key::ProcessId), Ok(Some(0x2d54)));
+        assert_eq!(doc.number(Key::NewProcessId), Ok(Some(0x1f)));
+        assert_eq!(doc.number(Key::ParentProcessId), Ok(Some(77)));
+        assert_eq!(doc.number(Key::Ppid), Ok(None));
+        assert!(doc.number(Key::Pid).is_err());
+        assert!(doc.number(Key::CreatorPid).is_err());
+        assert!(doc.number(Key::Exe).is_err());
+    }
+
+    #[test]
+    fn dash_and_empty_are_unknown() {
+        let doc = Doc::parse(br##"{"User":"-","Image":"","CommandLine":"x"}"##).unwrap();
+        assert_eq!(doc.text(Key::User), None);
+        assert_eq!(doc.text(Key::Image), None);
+        assert_eq!(doc.text(Key::CommandLine).as_deref(), Some("x"));
+    }
+
+    #[test]
+    fn not_an_object_is_an_error() {
+        assert!(Doc::parse(b"[1,2]").is_err());
+        assert!(Doc::parse(b"{\"EventID\":1").is_err());
+        assert!(Doc::parse(b"{\"EventID\":1} x").is_err());
+    }
+}

@@ -1,0 +1,183 @@
+//! The byte-level test that spares a JSON line the parser when it cannot be a process
+//! event. It may keep lines that turn out not to be (they are parsed and skipped); it
+//! must never drop one that is.
+
+use memchr::memmem::Finder;
+
+/// The Windows event ids a replay maps: Sysmon 1/5, Security 4688/4689.
+pub(crate) const PROCESS_EVENT_IDS: [u64; 4] = [1, 5, 4688, 4689];
+
+/// How far past `{` a nested `EventID` (`{"#attributes":{..},"#text":4688}`) may put its
+/// `#text` before the filter gives up and keeps the line.
+const TEXT_WINDOW: usize = 512;
+
+pub(crate) struct Prefilter {
+    event_id: Finder<'static>,
+    text: Finder<'static>,
+    action: Finder<'static>,
+}
+
+impl Prefilter {
+    pub(crate) fn new() -> Prefilter {
+        Prefilter {
+            event_id: Finder::new(b"\"EventID\""),
+            text: Finder::new(b"\"#text\""),
+            action: Finder::new(b"\"action\""),
+        }
+    }
+
+    /// Whether `line` may hold a process event: an `EventID` key whose value is 1, 5,
+    /// 4688 or 4689 (a number or a string, any spacing, at any depth, or an object whose
+    /// `#text` is), or an `action` key (spawnwatch's own lines).
+    ///
+    /// Inside a JSON string every `"` is escaped, so `"EventID"` and `"action"` followed
+    /// by a colon only match keys.
+    pub(crate) fn keep(&self, line: &[u8]) -> bool {
+        self.event_id
+            .find_iter(line)
+            .any(|at| self.value_may_match(&line[at + b"\"EventID\"".len()..]))
+            || self
+                .action
+                .find_iter(line)
+                .any(|at| colon_follows(&line[at + b"\"action\"".len()..]).is_some())
+    }
+
+    /// `rest` starts right after a `"EventID"` or `"#text"` key.
+    fn value_may_match(&self, rest: &[u8]) -> bool {
+        let Some(value) = colon_follows(rest) else {
+            return false;
+        };
+        match value.first() {
+            Some(b'{') => {
+                let window = &value[..value.len().min(TEXT_WINDOW)];
+                match self.text.find(window) {
+                    Some(at) => self.value_may_match(&value[at + b"\"#text\"".len()..]),
+                    // No #text close by: keep the line rather than guess.
+                    None => true,
+                }
+            }
+            Some(b'"') => match value.get(1) {
+                // An escape inside the string ("\u0031"): keep.
+                Some(b'\\') => true,
+                _ => id_matches(skip_ws(&value[1..]), true),
+            },
+            Some(b) if b.is_ascii_digit() => id_matches(value, false),
+            _ => false,
+        }
+    }
+}
+
+/// After optional whitespace, a `:` and optional whitespace: what follows.
+fn colon_follows(rest: &[u8]) -> Option<&[u8]> {
+    match skip_ws(rest).split_first() {
+        Some((b':', value)) => Some(skip_ws(value)),
+        _ => None,
+    }
+}
+
+fn skip_ws(bytes: &[u8]) -> &[u8] {
+    let n = bytes
+        .iter()
+        .position(|b| !matches!(b, b' ' | b'\t' | b'\r' | b'\n'))
+        .unwrap_or(bytes.len());
+    &bytes[n..]
+}
+
+/// Whether the digits at the start of `value` are a process event id. A number that
+/// goes on as a fraction or exponent is kept (the parser decides).
+fn id_matches(value: &[u8], quoted: bool) -> bool {
+    let digits = value.iter().take_while(|b| b.is_ascii_digit()).count();
+    if digits == 0 {
+        return false;
+    }
+    let mut id: u64 = 0;
+    for &b in &value[..digits] {
+        id = match id
+            .checked_mul(10)
+            .and_then(|n| n.checked_add(u64::from(b - b'0')))
+        {
+            Some(n) => n,
+            None => return false,
+        };
+    }
+    let after = &value[digits..];
+    match after.first() {
+        Some(b'.' | b'e' | b'E') => true,
+        _ if quoted => {
+            // Only whitespace may sit between the digits and the closing quote.
+            skip_ws(after).first() == Some(&b'"') && PROCESS_EVENT_IDS.contains(&id)
+        }
+        _ => PROCESS_EVENT_IDS.contains(&id),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn keep(line: &str) -> bool {
+        Prefilter::new().keep(line.as_bytes())
+    }
+
+    #[test]
+    fn keeps_every_writing_of_a_process_event_id() {
+        let kept = [
+            r##"{"EventID":1,"Image":"c"}"##,
+            r##"{"EventID":5}"##,
+            r##"{"EventID":4688}"##,
+            r##"{"EventID":4689,"x":1}"##,
+            r##"{"EventID": 1}"##,
+            r##"{"EventID" : 4688 }"##,
+            "{\"EventID\"\t:\t5\r}",
+            r##"{"EventID":"1"}"##,
+            r##"{"EventID": "4688"}"##,
+            r##"{"EventID":" 4689 "}"##,
+            r##"{"EventID":"0001"}"##,
+            r##"{"Image":"c","ProcessId":4,"EventID":1}"##,
+            r##"{"Message":"EventID 10","EventID":1}"##,
+            r##"{"EventID":10,"Nested":{"EventID":1}}"##,
+            r##"{"Event":{"System":{"EventID":1,"Computer":"W"},"EventData":{}}}"##,
+            r##"{"Event":{"System":{"EventID":{"#text":"1"}}}}"##,
+            r##"{"Event":{"System":{"EventID":{"#text":4688}}}}"##,
+            r##"{"Event":{"System":{"EventID":{"#attributes":{"Qualifiers":0},"#text":4689}}}}"##,
+            r##"{"Event":{"System":{"EventID":{ "#attributes" : { "Qualifiers" : "" } , "#text" : "5" }}}}"##,
+            r##"{"EventID":1.0}"##,
+            r##"{"EventID":"\u0031"}"##,
+            r##"{"action":"create","pid":4242,"timestamp":"2026-11-27T10:00:00Z"}"##,
+            r##"{"pid":4242,"action" : "terminate"}"##,
+        ];
+        for line in kept {
+            assert!(keep(line), "dropped a process event: {line}");
+        }
+    }
+
+    #[test]
+    fn a_nested_event_id_without_text_close_by_is_kept() {
+        let padding = "x".repeat(TEXT_WINDOW);
+        let line = format!(r##"{{"EventID":{{"#attributes":{{"Pad":"{padding}"}},"#text":10}}}}"##);
+        assert!(keep(&line));
+    }
+
+    #[test]
+    fn drops_other_events() {
+        let dropped = [
+            r##"{"EventID":10,"Image":"c"}"##,
+            r##"{"EventID":11}"##,
+            r##"{"EventID":4624}"##,
+            r##"{"EventID":"4690"}"##,
+            r##"{"EventID":46880}"##,
+            r##"{"EventID":"1x"}"##,
+            r##"{"EventID":null}"##,
+            r##"{"EventID":-1}"##,
+            r##"{"EventID":{"#text":"7"}}"##,
+            r##"{"Message":"\"EventID\":1 in a string","EventID":12}"##,
+            r##"{"Type":"action","EventID":3}"##,
+            r##"{"Message":"no id at all"}"##,
+            r##"{"EventID":99999999999999999999999}"##,
+            "",
+        ];
+        for line in dropped {
+            assert!(!keep(line), "kept {line}");
+        }
+    }
+}

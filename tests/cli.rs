@@ -1,0 +1,138 @@
+//! End-to-end: the commands a rule author and an operator type.
+
+mod common;
+
+use common::{fixture, run, spawnwatch};
+
+#[test]
+fn check_accepts_the_shipped_rules() {
+    let rules = fixture("../../rules");
+    let out = spawnwatch()
+        .args(["check", rules.to_str().unwrap()])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("0 error(s)"), "{stdout}");
+}
+
+#[test]
+fn check_with_no_argument_checks_the_embedded_rules() {
+    let out = spawnwatch().arg("check").output().unwrap();
+    assert!(out.status.success());
+    assert!(String::from_utf8_lossy(&out.stdout).contains("0 error(s)"));
+}
+
+#[test]
+fn rules_lists_every_rule_with_severity_and_attack_ids() {
+    let out = spawnwatch().arg("rules").output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success());
+    let car = stdout
+        .lines()
+        .find(|l| l.starts_with("CAR-2021-02-001"))
+        .expect("CAR rule listed");
+    assert!(car.contains("high") && car.contains("T1505.003"), "{car}");
+    assert!(
+        stdout.lines().any(|l| l.starts_with("SW-LNX-001")),
+        "{stdout}"
+    );
+}
+
+#[test]
+fn the_car_pseudocode_pasted_as_is_gives_one_precise_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("car.rules");
+    let pseudocode = r#"rule pasted {
+    title: "pasted from CAR"
+    severity: high
+    attack: [T1505.003]
+    condition:
+  (parent_exe == "w3wp.exe" OR
+   parent_exe == "httpd.exe" OR
+   parent_exe == "tomcat*.exe" OR
+   parent_exe == "nginx.exe" ) AND
+  (exe == "cmd.exe" OR
+   exe == "powershell.exe" OR
+   exe == "net.exe" OR
+   exe == "whoami.exe" OR
+   exe == "hostname.exe" OR
+   exe == "systeminfo.exe" OR
+   exe == "ipconfig.exe) )
+}
+"#;
+    std::fs::write(&file, pseudocode).unwrap();
+    let out = spawnwatch()
+        .args(["check", "--format", "json", file.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let diagnostics = report["diagnostics"].as_array().unwrap();
+    assert_eq!(diagnostics.len(), 1, "{diagnostics:#?}");
+    assert_eq!(diagnostics[0]["code"], "unterminated-string");
+    assert_eq!(diagnostics[0]["line"], 16);
+    assert_eq!(diagnostics[0]["column"], 11);
+}
+
+#[test]
+fn a_rule_mistake_names_file_line_and_column_with_a_hint() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("local.rules");
+    std::fs::write(&file, "rule x {\n  title: \"t\"\n  severity: high\n  attack: T1505.003\n  condition: parent_exee == \"w3wp.exe\"\n}\n").unwrap();
+    let out = spawnwatch()
+        .args(["check", file.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains(&format!("{}:5:14", file.display())),
+        "{stderr}"
+    );
+    assert!(stderr.contains("parent_exe"), "{stderr}");
+    assert!(stderr.contains("^^^^^^^^^^^"), "{stderr}");
+}
+
+#[test]
+fn replay_of_an_unknown_format_names_the_file_and_exits_2() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("notes.txt");
+    std::fs::write(&file, "hello, not a log\n").unwrap();
+    let r = run(&["replay", file.to_str().unwrap()]);
+    assert_eq!(r.output.status.code(), Some(2));
+    assert!(r.stderr.contains("notes.txt"), "{}", r.stderr);
+}
+
+#[test]
+fn replay_reads_stdin() {
+    use std::io::Write;
+    let mut child = spawnwatch()
+        .args(["replay", "-"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let events = std::fs::read(fixture("hosts.jsonl")).unwrap();
+    child.stdin.take().unwrap().write_all(&events).unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success());
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    assert_eq!(stdout.lines().count(), 1, "{stdout}");
+    assert!(stdout.contains("CAR-2021-02-001"));
+}
+
+#[test]
+fn help_teaches_with_examples() {
+    let out = spawnwatch().arg("--help").output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains("Examples:") && stdout.contains("spawnwatch replay"),
+        "{stdout}"
+    );
+}
