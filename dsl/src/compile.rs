@@ -9,7 +9,7 @@ use crate::field::{FieldRef, Value};
 use crate::ir::{CheckedRule, Cond, NumberOp, NumberTest, Pattern, RuleMeta, TextOp, TextTest};
 use aho_corasick::AhoCorasick;
 use regex::{Regex, RegexBuilder};
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 
 pub use crate::eval::Scratch;
 
@@ -17,29 +17,52 @@ pub use crate::eval::Scratch;
 #[derive(Copy, Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct RuleId(pub u32);
 
+/// Index of a node in the rule set's arena.
+pub(crate) type NodeId = u32;
+
 /// A compiled rule set: evaluate events against every enabled rule at once.
+///
+/// Conditions are compiled into one arena of nodes in which identical sub-conditions
+/// (an inlined macro used by ten rules) are one node, evaluated at most once per event.
+/// Rules that require a literal value of some field (`exe in [...]`) are indexed by it,
+/// so an event is only tested against rules that can match its values.
 #[derive(Debug)]
 pub struct RuleSet {
     pub(crate) rules: Vec<CompiledRule>,
+    pub(crate) nodes: Vec<Node>,
+    /// Per node: the test as written (for explanations); empty for connectives.
+    pub(crate) descriptions: Vec<String>,
+    pub(crate) index: RuleIndex,
 }
 
 #[derive(Debug)]
 pub(crate) struct CompiledRule {
     pub(crate) meta: RuleMeta,
-    pub(crate) condition: Node,
-    pub(crate) exceptions: Vec<(String, Node)>,
+    pub(crate) condition: NodeId,
+    pub(crate) exceptions: Vec<(String, NodeId)>,
 }
 
-/// A condition with every test compiled.
+/// A condition with every test compiled; children are arena indices.
 #[derive(Debug)]
 pub(crate) enum Node {
-    And(Vec<Node>),
-    Or(Vec<Node>),
-    Not(Box<Node>),
+    And(Vec<NodeId>),
+    Or(Vec<NodeId>),
+    Not(NodeId),
     Exists(FieldRef),
     Text(FieldRef, TextMatcher),
     Number(FieldRef, NumberOp, Vec<u64>),
-    Ancestor { min: u32, max: u32, body: Box<Node> },
+    Ancestor { min: u32, max: u32, body: NodeId },
+}
+
+/// Which rules an event can match, from the lowercased values of a few fields.
+#[derive(Debug, Default)]
+pub(crate) struct RuleIndex {
+    /// The fields rules are indexed by.
+    pub(crate) fields: Vec<FieldRef>,
+    /// Per field of `fields`: lowercased value -> enabled rules requiring that value.
+    pub(crate) by_value: Vec<HashMap<Box<str>, Vec<u32>>>,
+    /// Enabled rules with no indexable requirement: always candidates.
+    pub(crate) always: Vec<u32>,
 }
 
 /// Matches a text value against the patterns of one test: any pattern matching is a
@@ -95,8 +118,25 @@ impl RuleSet {
     /// Compiles rules that [`crate::check`] accepted. Patterns were validated there;
     /// one that still fails to compile (it cannot) matches nothing.
     pub fn compile(rules: &[CheckedRule]) -> RuleSet {
+        let mut arena = Arena::default();
+        let compiled: Vec<CompiledRule> = rules
+            .iter()
+            .map(|rule| CompiledRule {
+                meta: rule.meta.clone(),
+                condition: arena.add(&rule.condition),
+                exceptions: rule
+                    .exceptions
+                    .iter()
+                    .map(|(name, cond)| (name.clone(), arena.add(cond)))
+                    .collect(),
+            })
+            .collect();
+        let index = RuleIndex::build(rules);
         RuleSet {
-            rules: rules.iter().map(compile_rule).collect(),
+            rules: compiled,
+            nodes: arena.nodes,
+            descriptions: arena.descriptions,
+            index,
         }
     }
 
@@ -124,12 +164,15 @@ impl RuleSet {
         scratch: &mut Scratch,
         out: &mut Vec<RuleId>,
     ) {
-        scratch.next_event();
-        for (i, rule) in self.rules.iter().enumerate() {
-            if rule.meta.enabled && eval::rule_matches(rule, event, scratch) {
-                out.push(RuleId(i as u32));
+        scratch.next_event(self.nodes.len());
+        let mut candidates = std::mem::take(&mut scratch.candidates);
+        self.index.candidates(event, scratch, &mut candidates);
+        for &i in &candidates {
+            if eval::rule_matches(self, &self.rules[i as usize], event, scratch) {
+                out.push(RuleId(i));
             }
         }
+        scratch.candidates = candidates;
     }
 
     /// The name of the first exception of rule `id` that holds for `event`, if any:
@@ -140,40 +183,170 @@ impl RuleSet {
         event: &E,
         scratch: &mut Scratch,
     ) -> Option<&str> {
-        scratch.next_event();
+        scratch.next_event(self.nodes.len());
         let rule = &self.rules[id.0 as usize];
         rule.exceptions
             .iter()
-            .find(|(_, node)| eval::holds(node, event, 0, scratch))
+            .find(|(_, node)| eval::holds(self, *node, event, 0, scratch))
             .map(|(name, _)| name.as_str())
     }
 }
 
-fn compile_rule(rule: &CheckedRule) -> CompiledRule {
-    CompiledRule {
-        meta: rule.meta.clone(),
-        condition: compile_cond(&rule.condition),
-        exceptions: rule
-            .exceptions
-            .iter()
-            .map(|(name, cond)| (name.clone(), compile_cond(cond)))
-            .collect(),
+/// Builds the node arena, giving structurally identical conditions one node.
+#[derive(Default)]
+struct Arena {
+    nodes: Vec<Node>,
+    descriptions: Vec<String>,
+    seen: HashMap<String, NodeId>,
+}
+
+impl Arena {
+    fn add(&mut self, cond: &Cond) -> NodeId {
+        let cond = merge_alternatives(cond);
+        // The checked form's Debug text is a canonical key: equal text, equal meaning.
+        let key = format!("{cond:?}");
+        if let Some(&id) = self.seen.get(&key) {
+            return id;
+        }
+        let node = match &cond {
+            Cond::And(items) => Node::And(items.iter().map(|c| self.add(c)).collect()),
+            Cond::Or(items) => Node::Or(items.iter().map(|c| self.add(c)).collect()),
+            Cond::Not(inner) => Node::Not(self.add(inner)),
+            Cond::Exists(field) => Node::Exists(*field),
+            Cond::Text(test) => Node::Text(test.field, compile_text(test)),
+            Cond::Number(NumberTest { field, op, values }) => {
+                Node::Number(*field, *op, values.clone())
+            }
+            Cond::Ancestor { min, max, body } => Node::Ancestor {
+                min: *min,
+                max: *max,
+                body: self.add(body),
+            },
+        };
+        let id = self.nodes.len() as NodeId;
+        self.nodes.push(node);
+        self.descriptions.push(crate::explain::describe(&cond));
+        self.seen.insert(key, id);
+        id
     }
 }
 
-fn compile_cond(cond: &Cond) -> Node {
+/// `f == a or f == b or g == c` becomes `f in [a, b] or g == c`: one test per field,
+/// so a list written as alternatives costs one lookup, and can index its rule.
+fn merge_alternatives(cond: &Cond) -> Cond {
+    let Cond::Or(items) = cond else {
+        return cond.clone();
+    };
+    let mut merged: Vec<Cond> = Vec::with_capacity(items.len());
+    for item in items {
+        let item = merge_alternatives(item);
+        if let Cond::Text(TextTest {
+            field,
+            op: TextOp::Equals,
+            patterns,
+        }) = &item
+        {
+            let same_field = merged.iter_mut().find_map(|m| match m {
+                Cond::Text(t) if t.field == *field && t.op == TextOp::Equals => Some(t),
+                _ => None,
+            });
+            if let Some(existing) = same_field {
+                existing.patterns.extend(patterns.iter().cloned());
+                continue;
+            }
+        }
+        merged.push(item);
+    }
+    if merged.len() == 1 {
+        merged.pop().expect("one item")
+    } else {
+        Cond::Or(merged)
+    }
+}
+
+impl RuleIndex {
+    fn build(rules: &[CheckedRule]) -> RuleIndex {
+        let mut index = RuleIndex::default();
+        for (i, rule) in rules.iter().enumerate() {
+            if !rule.meta.enabled {
+                continue;
+            }
+            let Some((field, values)) = required_literals(&merge_top(&rule.condition)) else {
+                index.always.push(i as u32);
+                continue;
+            };
+            let slot = match index.fields.iter().position(|f| *f == field) {
+                Some(slot) => slot,
+                None => {
+                    index.fields.push(field);
+                    index.by_value.push(HashMap::new());
+                    index.fields.len() - 1
+                }
+            };
+            for value in values {
+                let rules = index.by_value[slot]
+                    .entry(value.into_boxed_str())
+                    .or_default();
+                if rules.last() != Some(&(i as u32)) {
+                    rules.push(i as u32);
+                }
+            }
+        }
+        index
+    }
+
+    /// The rules `event` can match, in rule order, into `out`.
+    fn candidates<E: crate::Event>(&self, event: &E, scratch: &mut Scratch, out: &mut Vec<u32>) {
+        out.clear();
+        out.extend_from_slice(&self.always);
+        for (slot, field) in self.fields.iter().enumerate() {
+            let Some(value) = eval::lowered_value(event, 0, field, scratch) else {
+                continue;
+            };
+            if let Some(rules) = self.by_value[slot].get(value) {
+                out.extend_from_slice(rules);
+            }
+        }
+        if !self.fields.is_empty() {
+            out.sort_unstable();
+            out.dedup();
+        }
+    }
+}
+
+/// A rule condition with its top-level alternatives merged, as the arena sees it.
+fn merge_top(cond: &Cond) -> Cond {
     match cond {
-        Cond::And(items) => Node::And(items.iter().map(compile_cond).collect()),
-        Cond::Or(items) => Node::Or(items.iter().map(compile_cond).collect()),
-        Cond::Not(inner) => Node::Not(Box::new(compile_cond(inner))),
-        Cond::Exists(field) => Node::Exists(*field),
-        Cond::Text(test) => Node::Text(test.field, compile_text(test)),
-        Cond::Number(NumberTest { field, op, values }) => Node::Number(*field, *op, values.clone()),
-        Cond::Ancestor { min, max, body } => Node::Ancestor {
-            min: *min,
-            max: *max,
-            body: Box::new(compile_cond(body)),
-        },
+        Cond::And(items) => Cond::And(items.iter().map(merge_alternatives).collect()),
+        other => merge_alternatives(other),
+    }
+}
+
+/// A field and the literal values one of which it must have for `cond` to hold, when
+/// `cond` requires that (a conjunct `f == literal` or `f in [literals]`, case folded,
+/// no wildcards). The new process's own fields are preferred: they vary most.
+fn required_literals(cond: &Cond) -> Option<(FieldRef, Vec<String>)> {
+    let literal_test = |c: &Cond| match c {
+        Cond::Text(TextTest {
+            field,
+            op: TextOp::Equals,
+            patterns,
+        }) if field.depth <= 1 && patterns.iter().all(|p| !has_wildcard(&p.text)) => Some((
+            *field,
+            patterns
+                .iter()
+                .map(|p| unescape(&p.text).to_lowercase())
+                .collect(),
+        )),
+        _ => None,
+    };
+    match cond {
+        Cond::And(items) => {
+            let mut found: Vec<_> = items.iter().filter_map(literal_test).collect();
+            found.sort_by_key(|(field, _)| field.depth);
+            found.into_iter().next()
+        }
+        other => literal_test(other),
     }
 }
 

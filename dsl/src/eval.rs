@@ -1,21 +1,26 @@
 //! Evaluates compiled conditions against one event.
 
 use crate::ast::MAX_ANCESTOR_DEPTH;
-use crate::compile::{number_matches, CompiledRule, Node};
+use crate::compile::{number_matches, CompiledRule, Node, NodeId, RuleSet};
 use crate::field::{Event, Field, FieldRef, Value};
 
-/// Per-worker buffers reused across events: each text field's lowercased value,
-/// computed at most once per event and field however many rules test it.
+/// Per-worker buffers reused across events, so evaluation does not allocate: each text
+/// field's lowercased value (computed at most once per event and field, however many
+/// rules test it) and each node's result (a sub-condition shared by several rules is
+/// evaluated once per event).
 #[derive(Debug)]
 pub struct Scratch {
-    event: u64,
+    event: u32,
     slots: Vec<Slot>,
     overflow: String,
+    /// Per node: `event << 1 | result` once known for the current event.
+    memo: Vec<u32>,
+    pub(crate) candidates: Vec<u32>,
 }
 
 #[derive(Debug, Default)]
 struct Slot {
-    event: u64,
+    event: u32,
     text: String,
 }
 
@@ -30,6 +35,8 @@ impl Default for Scratch {
                 .map(|_| Slot::default())
                 .collect(),
             overflow: String::new(),
+            memo: Vec::new(),
+            candidates: Vec::new(),
         }
     }
 }
@@ -39,8 +46,18 @@ impl Scratch {
         Scratch::default()
     }
 
-    pub(crate) fn next_event(&mut self) {
-        self.event += 1;
+    /// Forgets the previous event's values and results.
+    pub(crate) fn next_event(&mut self, nodes: usize) {
+        self.event = self.event.wrapping_add(1) & (u32::MAX >> 1);
+        if self.event == 0 {
+            // Wrapped: stale stamps could equal new ones; start clean.
+            self.memo.iter_mut().for_each(|m| *m = 0);
+            self.slots.iter_mut().for_each(|s| s.event = 0);
+            self.event = 1;
+        }
+        if self.memo.len() < nodes {
+            self.memo.resize(nodes, 0);
+        }
     }
 
     /// `raw` lowercased, cached for this event under (depth, field).
@@ -57,6 +74,15 @@ impl Scratch {
         }
         &slot.text
     }
+
+    fn memo(&self, node: NodeId) -> Option<bool> {
+        let m = self.memo[node as usize];
+        (m >> 1 == self.event).then_some(m & 1 == 1)
+    }
+
+    fn remember(&mut self, node: NodeId, result: bool) {
+        self.memo[node as usize] = self.event << 1 | result as u32;
+    }
 }
 
 fn lowercase_into(raw: &str, out: &mut String) {
@@ -69,42 +95,69 @@ fn lowercase_into(raw: &str, out: &mut String) {
 }
 
 pub(crate) fn rule_matches<E: Event>(
+    set: &RuleSet,
     rule: &CompiledRule,
     event: &E,
     scratch: &mut Scratch,
 ) -> bool {
-    holds(&rule.condition, event, 0, scratch)
+    holds(set, rule.condition, event, 0, scratch)
         && !rule
             .exceptions
             .iter()
-            .any(|(_, node)| holds(node, event, 0, scratch))
+            .any(|(_, node)| holds(set, *node, event, 0, scratch))
 }
 
-/// Whether `node` holds with the process `base` steps up the ancestry as the current one.
-pub(crate) fn holds<E: Event>(node: &Node, event: &E, base: u32, scratch: &mut Scratch) -> bool {
-    match node {
-        Node::And(items) => items.iter().all(|n| holds(n, event, base, scratch)),
-        Node::Or(items) => items.iter().any(|n| holds(n, event, base, scratch)),
-        Node::Not(inner) => !holds(inner, event, base, scratch),
+/// Whether node `id` holds with the process `base` steps up the ancestry as the current
+/// one. Results at the new process itself (`base` 0) are remembered for the event.
+pub(crate) fn holds<E: Event>(
+    set: &RuleSet,
+    id: NodeId,
+    event: &E,
+    base: u32,
+    scratch: &mut Scratch,
+) -> bool {
+    if base == 0 {
+        if let Some(known) = scratch.memo(id) {
+            return known;
+        }
+    }
+    let result = match &set.nodes[id as usize] {
+        Node::And(items) => items.iter().all(|&n| holds(set, n, event, base, scratch)),
+        Node::Or(items) => items.iter().any(|&n| holds(set, n, event, base, scratch)),
+        Node::Not(inner) => !holds(set, *inner, event, base, scratch),
         Node::Exists(f) => value(event, base, f).is_some(),
         Node::Number(f, op, values) => number_matches(*op, values, value(event, base, f)),
-        Node::Text(f, matcher) => {
-            let depth = base + f.depth;
-            let Some(Value::Text(raw)) = value(event, base, f) else {
-                return false;
-            };
-            if matcher.cased.as_ref().is_some_and(|p| p.matches(raw)) {
-                return true;
+        Node::Text(f, matcher) => match value(event, base, f) {
+            Some(Value::Text(raw)) => {
+                matcher.cased.as_ref().is_some_and(|p| p.matches(raw))
+                    || matcher
+                        .folded
+                        .as_ref()
+                        .is_some_and(|p| p.matches(scratch.lowered(base + f.depth, f.field, raw)))
             }
-            match &matcher.folded {
-                Some(patterns) => patterns.matches(scratch.lowered(depth, f.field, raw)),
-                None => false,
-            }
-        }
+            _ => false,
+        },
         Node::Ancestor { min, max, body } => {
             let known = event.ancestor_count().saturating_sub(base);
-            (*min..=(*max).min(known)).any(|d| holds(body, event, base + d, scratch))
+            (*min..=(*max).min(known)).any(|d| holds(set, *body, event, base + d, scratch))
         }
+    };
+    if base == 0 {
+        scratch.remember(id, result);
+    }
+    result
+}
+
+/// The field's text value lowercased (cached for the event), if it has one.
+pub(crate) fn lowered_value<'s, E: Event>(
+    event: &E,
+    base: u32,
+    f: &FieldRef,
+    scratch: &'s mut Scratch,
+) -> Option<&'s str> {
+    match value(event, base, f) {
+        Some(Value::Text(raw)) => Some(scratch.lowered(base + f.depth, f.field, raw)),
+        _ => None,
     }
 }
 
