@@ -136,3 +136,65 @@ fn help_teaches_with_examples() {
         "{stdout}"
     );
 }
+
+#[test]
+fn every_shipped_rule_has_passing_positive_and_negative_examples() {
+    let out = spawnwatch().arg("test").output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}");
+    assert!(
+        !stdout.contains("warning:"),
+        "a shipped rule lacks an example:\n{stdout}"
+    );
+    let last = stdout.lines().last().unwrap();
+    assert!(last.ends_with(" passed, 0 failed"), "{last}");
+}
+
+#[test]
+fn a_failing_rule_example_shows_which_part_did_not_hold() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("local.rules"),
+        "rule LOCAL { title: \"t\" severity: low attack: T1059 condition: parent_exe == \"w3wp.exe\" and exe == \"cmd.exe\" }\n",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("local.tests"),
+        "match LOCAL {\"exe\":\"cmd.exe\",\"parent_exe\":\"explorer.exe\"}\nnomatch LOCAL {\"exe\":\"cmd.exe\",\"parent_exe\":\"explorer.exe\"}\n",
+    )
+    .unwrap();
+    let out = spawnwatch()
+        .args(["test", dir.path().to_str().unwrap()])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    assert!(
+        stdout.contains("local.tests:1: LOCAL should match but did not"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains(r#"no    parent_exe == "w3wp.exe"   ["explorer.exe"]"#),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains(r#"yes   exe == "cmd.exe"   ["cmd.exe"]"#),
+        "{stdout}"
+    );
+    assert_eq!(stdout.lines().last().unwrap(), "1 passed, 1 failed");
+}
+
+#[test]
+fn replay_explain_shows_the_values_each_test_saw() {
+    let file = fixture("hosts.jsonl");
+    let r = run(&["replay", "--explain", file.to_str().unwrap()]);
+    let steps = r.alerts()[0]["explain"].as_array().unwrap().clone();
+    assert!(
+        steps
+            .iter()
+            .any(|s| s["test"].as_str().unwrap().starts_with("parent_exe in")
+                && s["value"] == "\"w3wp.exe\""
+                && s["held"] == true),
+        "{steps:#?}"
+    );
+}

@@ -24,6 +24,7 @@ pub mod check;
 pub mod compile;
 pub mod diag;
 mod eval;
+pub mod explain;
 pub mod field;
 pub mod ir;
 pub mod parse;

@@ -3,14 +3,16 @@
 
 use crate::event::{record_value, ProcessEvent};
 use crate::record::{Location, ProcessRecord};
+use dsl::explain::Step;
 use dsl::ir::RuleMeta;
 use dsl::{Field, Value};
 use serde_json::{json, Map, Value as Json};
 
-/// The alert for `rule` firing on `event`, as one line without the newline.
-pub fn alert_line(event: &ProcessEvent, rule: &RuleMeta) -> String {
+/// The alert for `rule` firing on `event`, as one line without the newline; with
+/// `explain`, each part of the condition with its result and the value it saw.
+pub fn alert_line(event: &ProcessEvent, rule: &RuleMeta, explain: Option<&[Step]>) -> String {
     let parent = event.ancestors.first().map(|e| &e.record);
-    let alert = json!({
+    let mut alert = json!({
         "kind": "alert",
         "timestamp": event.timestamp.map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)),
         "hostname": event.hostname,
@@ -25,6 +27,12 @@ pub fn alert_line(event: &ProcessEvent, rule: &RuleMeta) -> String {
         "ancestors": event.ancestors.iter().map(|e| process_json(&e.record, &ANCESTOR_FIELDS)).collect::<Vec<_>>(),
         "source": source_json(event),
     });
+    if let Some(steps) = explain {
+        alert["explain"] = steps
+            .iter()
+            .map(|s| json!({"depth": s.indent, "test": s.text, "value": s.value, "held": s.held}))
+            .collect();
+    }
     alert.to_string()
 }
 

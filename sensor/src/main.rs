@@ -12,6 +12,7 @@ mod record;
 mod reload;
 mod replay;
 mod rules;
+mod ruletest;
 mod run;
 mod selftest;
 mod signals;
@@ -60,6 +61,9 @@ enum Command {
     Check(CheckArgs),
     /// List the loaded rules: id, severity, title, ATT&CK ids.
     Rules(RulesArgs),
+    /// Run the examples in *.tests files (beside the rules) against the rules; each
+    /// failure shows which part of the condition did not hold. Last line: `N passed, M failed`.
+    Test(RulesArgs),
     /// Prove the live sensor works here: a shell renamed as a web server (w3wp.exe on
     /// Windows, nginx on Linux) runs a command, and the alert must arrive. Prints PASS or
     /// FAIL; exit 0 only on PASS. Needs administrator / root.
@@ -104,6 +108,10 @@ struct ReplayArgs {
     /// Write alerts in input order (default: as they complete).
     #[arg(long)]
     ordered: bool,
+    /// Add to each alert an `explain` list: every part of the rule's condition, whether
+    /// it held, and the value it saw.
+    #[arg(long)]
+    explain: bool,
     /// Files or directories to read; `-` reads stdin. The format is detected per file.
     #[arg(required = true, value_name = "INPUT")]
     inputs: Vec<PathBuf>,
@@ -152,6 +160,7 @@ fn main() -> ExitCode {
         Command::Replay(args) => replay_command(args),
         Command::Check(args) => check::run(&args.paths, matches!(args.format, Format::Json)),
         Command::Rules(args) => check::list(&args.paths),
+        Command::Test(args) => test_command(&args.paths),
         Command::Run(args) => run_command(args),
         Command::Selftest => selftest::selftest().map(|passed| {
             if passed {
@@ -188,6 +197,7 @@ fn replay_command(args: ReplayArgs) -> Result<ExitCode, String> {
     let sink = sink::open(args.output.output.as_deref()).map_err(|e| e.to_string())?;
     let mut options = pipeline_options(&args.output, 0);
     options.ordered = args.ordered;
+    options.explain = args.explain;
     let started = std::time::Instant::now();
     let (counts, report) = replay::replay(&args.inputs, rules, sink, &options)?;
     replay::print_summary(&counts, &report, started.elapsed());
@@ -238,4 +248,32 @@ fn run_command(args: RunArgs) -> Result<ExitCode, String> {
         report.suppressed
     );
     Ok(ExitCode::SUCCESS)
+}
+
+fn test_command(paths: &[PathBuf]) -> Result<ExitCode, String> {
+    let loaded = rules::load_or_report(paths, rules::Platform::All)?;
+    let examples: Vec<ruletest::Example> = rules::test_files(paths)?
+        .iter()
+        .flat_map(|(name, text)| ruletest::parse(name, text))
+        .collect();
+    if examples.is_empty() {
+        return Err("no rule examples found: put them in a *.tests file beside the rules (see `spawnwatch test --help`)".into());
+    }
+    let outcome = ruletest::run(&loaded.rules, &examples);
+    for failure in &outcome.failures {
+        println!("{failure}\n");
+    }
+    for rule in &outcome.untested {
+        println!("warning: {rule}");
+    }
+    println!(
+        "{} passed, {} failed",
+        outcome.passed,
+        outcome.failures.len()
+    );
+    Ok(if outcome.failures.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
 }

@@ -30,6 +30,8 @@ pub struct Options {
     pub workers: usize,
     /// Write alerts in input order instead of as they complete.
     pub ordered: bool,
+    /// Add to each alert which parts of the rule's condition held, with the values.
+    pub explain: bool,
     /// Capacity of each channel, in events.
     pub capacity: usize,
     /// How many ancestors each event carries.
@@ -43,6 +45,7 @@ impl Default for Options {
         Options {
             workers: std::thread::available_parallelism().map_or(2, |n| n.get()),
             ordered: false,
+            explain: false,
             capacity: 4096,
             ancestor_limit: 32,
             table: TableLimits::default(),
@@ -111,15 +114,16 @@ impl Pipeline {
         let (to_writer, from_workers) = bounded::<ToWriter>(options.capacity);
         let workers = (0..options.workers.max(1))
             .map(|i| {
-                let (rx, tx, rules, ordered) = (
+                let (rx, tx, rules, ordered, explain) = (
                     from_table.clone(),
                     to_writer.clone(),
                     rules.clone(),
                     options.ordered,
+                    options.explain,
                 );
                 std::thread::Builder::new()
                     .name(format!("worker-{i}"))
-                    .spawn(move || evaluate_loop(&rx, &tx, &rules, ordered))
+                    .spawn(move || evaluate_loop(&rx, &tx, &rules, ordered, explain))
                     .expect("spawn worker thread")
             })
             .collect();
@@ -221,7 +225,13 @@ impl Pipeline {
     }
 }
 
-fn evaluate_loop(rx: &Receiver<ProcessEvent>, tx: &Sender<ToWriter>, rules: &Rules, ordered: bool) {
+fn evaluate_loop(
+    rx: &Receiver<ProcessEvent>,
+    tx: &Sender<ToWriter>,
+    rules: &Rules,
+    ordered: bool,
+    explain: bool,
+) {
     let mut scratch = Scratch::new();
     let mut matched = Vec::new();
     for event in rx {
@@ -238,7 +248,13 @@ fn evaluate_loop(rx: &Receiver<ProcessEvent>, tx: &Sender<ToWriter>, rules: &Rul
                 Alert {
                     key: storm_key(&event, &meta.id),
                     time: event.timestamp.unwrap_or_else(Utc::now),
-                    line: alert_line(&event, meta),
+                    line: alert_line(
+                        &event,
+                        meta,
+                        explain
+                            .then(|| dsl::explain::explain(&rules, id, &event, &mut scratch))
+                            .as_deref(),
+                    ),
                 }
             })
             .collect();

@@ -17,6 +17,18 @@ const EMBEDDED: [(&str, &str); 2] = [
     ),
 ];
 
+/// The examples shipped beside the embedded rules (`spawnwatch test` with no path).
+const EMBEDDED_TESTS: [(&str, &str); 2] = [
+    (
+        "<embedded>/webshell.tests",
+        include_str!("../../rules/webshell.tests"),
+    ),
+    (
+        "<embedded>/webshell-linux.tests",
+        include_str!("../../rules/webshell-linux.tests"),
+    ),
+];
+
 /// Which embedded rules a command loads when given none.
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]
 pub enum Platform {
@@ -48,8 +60,8 @@ pub fn sources(paths: &[PathBuf], platform: Platform) -> Result<Vec<Source>, Str
     let mut files = Vec::new();
     for path in paths {
         if path.is_dir() {
-            files.extend(rule_files_in(path)?);
-        } else {
+            files.extend(files_in(path, "rules")?);
+        } else if !has_extension(path, "tests") {
             files.push(path.clone());
         }
     }
@@ -63,18 +75,56 @@ pub fn sources(paths: &[PathBuf], platform: Platform) -> Result<Vec<Source>, Str
         .collect()
 }
 
-fn rule_files_in(dir: &Path) -> Result<Vec<PathBuf>, String> {
+/// The `*.EXTENSION` files of a directory, in name order; none is an error for rules.
+fn files_in(dir: &Path, extension: &str) -> Result<Vec<PathBuf>, String> {
     let entries = std::fs::read_dir(dir)
         .map_err(|e| format!("cannot read rule directory {}: {e}", dir.display()))?;
     let mut files: Vec<PathBuf> = entries
         .filter_map(|entry| entry.ok().map(|e| e.path()))
-        .filter(|p| p.is_file() && p.extension().is_some_and(|ext| ext == "rules"))
+        .filter(|p| p.is_file() && has_extension(p, extension))
         .collect();
-    if files.is_empty() {
+    if files.is_empty() && extension == "rules" {
         return Err(format!("no *.rules files in {}", dir.display()));
     }
     files.sort();
     Ok(files)
+}
+
+fn has_extension(path: &Path, extension: &str) -> bool {
+    path.extension().is_some_and(|e| e == extension)
+}
+
+/// The rule examples for `paths`: `*.tests` files named directly, those in named
+/// directories, and `NAME.tests` beside each named `NAME.rules`; with no paths, the
+/// embedded ones. Returns (name, text) pairs.
+pub fn test_files(paths: &[PathBuf]) -> Result<Vec<(String, String)>, String> {
+    if paths.is_empty() {
+        return Ok(EMBEDDED_TESTS
+            .iter()
+            .map(|(n, t)| (n.to_string(), t.to_string()))
+            .collect());
+    }
+    let mut files = Vec::new();
+    for path in paths {
+        if path.is_dir() {
+            files.extend(files_in(path, "tests")?);
+        } else if has_extension(path, "tests") {
+            files.push(path.clone());
+        } else {
+            let beside = path.with_extension("tests");
+            if beside.is_file() {
+                files.push(beside);
+            }
+        }
+    }
+    files
+        .into_iter()
+        .map(|f| {
+            std::fs::read_to_string(&f)
+                .map(|text| (f.display().to_string(), text))
+                .map_err(|e| format!("cannot read test file {}: {e}", f.display()))
+        })
+        .collect()
 }
 
 /// Loads rules for a command that evaluates them: diagnostics go to stderr, and an
