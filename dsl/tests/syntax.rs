@@ -737,3 +737,32 @@ fn an_empty_set_and_an_empty_file_check_clean() {
     assert!(checked.diagnostics.is_empty());
     assert_eq!(checked.summary, Summary::default());
 }
+
+/// The fenced examples of dsl/README.md, in order.
+fn readme_blocks() -> Vec<String> {
+    let readme = include_str!("../README.md");
+    readme
+        .split("```")
+        .skip(1)
+        .step_by(2)
+        .map(|b| b.strip_prefix('\n').unwrap_or(b).to_string())
+        .collect()
+}
+
+#[test]
+fn the_readme_examples_check_clean() {
+    let b = readme_blocks();
+    assert_eq!(b.len(), 8, "{b:#?}");
+    assert!(b[0].starts_with("rule CAR-2021-02-001"));
+    let car = rules(&[("car.rules", &b[0])]);
+    assert_eq!(car[0].condition, {
+        let shipped = rules(&[("fixed.rules", CAR_FIXED)]);
+        shipped[0].condition.clone()
+    });
+    let set = rules(&[("webshell.rules", &b[1]), ("local.rules", &b[2])]);
+    assert_eq!(set[0].exceptions.len(), 2);
+    check_ok(&[("lists.rules", &b[3]), ("macros.rules", &b[4])]);
+    cond(&b[5]);
+    check_ok(&[("webshell.rules", &b[1]), ("recon.rules", &b[6])]);
+    assert!(b[7].starts_with("error[unknown-field]"));
+}
