@@ -430,7 +430,7 @@ impl<'a> Checker<'a> {
             ))
         } else if FieldRef::from_name(&id.name).is_some() {
             Some(format!(
-                "`{}` is a field; an operand is a string, a number, a list `[...]` or a list name (fields cannot be compared with fields)",
+                "`{}` is a field; fields compare with `==` and `!=` only; other operators take a string, a number, a list `[...]` or a list name",
                 id.name
             ))
         } else {
@@ -761,7 +761,63 @@ impl<'a> Checker<'a> {
         }
     }
 
+    /// The field a bare name operand stands for (`exe == parent_exe`), when no list has
+    /// that name.
+    fn field_operand(&self, operand: &Operand) -> Option<(FieldRef, Span)> {
+        match operand {
+            Operand::ListRef(id) if !self.list_by_name.contains_key(id.name.as_str()) => {
+                FieldRef::from_name(&id.name).map(|f| (f, id.span))
+            }
+            _ => None,
+        }
+    }
+
+    /// `FIELD == FIELD` / `FIELD != FIELD`: same kind, equality only.
+    fn validate_field_compare(&mut self, c: &Compare, other: FieldRef, at: Span) -> Info {
+        let Some(field) = self.resolve_field(&c.field) else {
+            return Info::FAILED;
+        };
+        let problem = if !matches!(c.op, Op::Eq | Op::Ne) {
+            Some(
+                Diagnostic::error(
+                    "bad-operand",
+                    format!("a field can only be compared with another field by `==` or `!=`, not `{}`", c.op.symbol()),
+                    c.op_span,
+                )
+                .with_hint("to test against a list of that name, define the list; field names cannot name lists"),
+            )
+        } else if field.field.kind() != other.field.kind() {
+            Some(Diagnostic::error(
+                "type-mismatch",
+                format!(
+                    "`{}` and `{}` hold different kinds of values (text and number)",
+                    c.field.name.name,
+                    operand_name(&c.operand)
+                ),
+                at,
+            ))
+        } else {
+            None
+        };
+        if let Some(d) = problem {
+            self.diags.push(d);
+            return Info::FAILED;
+        }
+        let size = if c.op == Op::Ne { 5 } else { 1 };
+        ancestor_wrapped(
+            &c.field,
+            Info {
+                ok: true,
+                size,
+                depth: if c.op == Op::Ne { 3 } else { 1 },
+            },
+        )
+    }
+
     fn validate_compare(&mut self, c: &Compare) -> Info {
+        if let Some((other, at)) = self.field_operand(&c.operand) {
+            return self.validate_field_compare(c, other, at);
+        }
         let field = self.resolve_field(&c.field);
         let operand = self.operand_info(&c.operand);
         let Some(field) = field else {
@@ -1136,6 +1192,19 @@ impl<'a> Checker<'a> {
 
     fn lower_compare(&self, c: &Compare) -> Option<Cond> {
         let field = FieldRef::from_name(&c.field.name.name)?;
+        if let Some((other, _)) = self.field_operand(&c.operand) {
+            let same = Cond::SameValue(field, other);
+            let test = if c.op == Op::Ne {
+                Cond::And(vec![
+                    Cond::Exists(field),
+                    Cond::Exists(other),
+                    Cond::Not(Box::new(same)),
+                ])
+            } else {
+                same
+            };
+            return Some(wrap_ancestor(&c.field, test));
+        }
         let mut literals: Vec<&LiteralKind> = Vec::new();
         match &c.operand {
             Operand::Literal(l) => literals.push(&l.kind),
@@ -1248,6 +1317,14 @@ fn literal_weight(l: &Literal) -> u64 {
     match &l.kind {
         LiteralKind::Str { text, .. } => 1 + (text.len() / 64) as u64,
         LiteralKind::Number(_) => 1,
+    }
+}
+
+/// The name a list-name operand was written with.
+fn operand_name(operand: &Operand) -> &str {
+    match operand {
+        Operand::ListRef(id) => &id.name,
+        _ => "",
     }
 }
 

@@ -51,6 +51,7 @@ pub(crate) enum Node {
     Exists(FieldRef),
     Text(FieldRef, TextMatcher),
     Number(FieldRef, NumberOp, Vec<u64>),
+    SameValue(FieldRef, FieldRef),
     Ancestor { min: u32, max: u32, body: NodeId },
 }
 
@@ -217,6 +218,7 @@ impl Arena {
             Cond::Number(NumberTest { field, op, values }) => {
                 Node::Number(*field, *op, values.clone())
             }
+            Cond::SameValue(a, b) => Node::SameValue(*a, *b),
             Cond::Ancestor { min, max, body } => Node::Ancestor {
                 min: *min,
                 max: *max,

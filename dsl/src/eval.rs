@@ -137,6 +137,7 @@ pub(crate) fn holds<E: Event>(
             }
             _ => false,
         },
+        Node::SameValue(a, b) => same_value(value(event, base, a), value(event, base, b)),
         Node::Ancestor { min, max, body } => {
             let known = event.ancestor_count().saturating_sub(base);
             (*min..=(*max).min(known)).any(|d| holds(set, *body, event, base + d, scratch))
@@ -146,6 +147,18 @@ pub(crate) fn holds<E: Event>(
         scratch.remember(id, result);
     }
     result
+}
+
+/// Both present and equal; text without regard to case.
+fn same_value(a: Option<Value<'_>>, b: Option<Value<'_>>) -> bool {
+    match (a, b) {
+        (Some(Value::Number(x)), Some(Value::Number(y))) => x == y,
+        (Some(Value::Text(x)), Some(Value::Text(y))) if x.is_ascii() && y.is_ascii() => {
+            x.eq_ignore_ascii_case(y)
+        }
+        (Some(Value::Text(x)), Some(Value::Text(y))) => x.to_lowercase() == y.to_lowercase(),
+        _ => false,
+    }
 }
 
 /// The field's text value lowercased (cached for the event), if it has one.

@@ -101,6 +101,22 @@ fn walk<E: Event>(
                 walk(set, *body, event, base + d, indent + 2, scratch, out);
             }
         }
+        Node::SameValue(a, b) => {
+            let shown = |f: &FieldRef| {
+                display(if base + f.depth > event.ancestor_count() {
+                    None
+                } else {
+                    event.value(base + f.depth, f.field)
+                })
+            };
+            let value = format!("{} vs {}", shown(a), shown(b));
+            out.push(Step {
+                indent,
+                text: set.descriptions[id as usize].clone(),
+                value: Some(value),
+                held,
+            });
+        }
         Node::Exists(f) | Node::Text(f, _) | Node::Number(f, _, _) => {
             let value = if base + f.depth > event.ancestor_count() {
                 None
@@ -129,6 +145,7 @@ fn display(value: Option<Value<'_>>) -> String {
 pub(crate) fn describe(cond: &Cond) -> String {
     match cond {
         Cond::Exists(f) => format!("{} exists", field_name(f)),
+        Cond::SameValue(a, b) => format!("{} == {}", field_name(a), field_name(b)),
         Cond::Text(t) => {
             let op = match t.op {
                 TextOp::Equals if t.patterns.len() == 1 => "==",

@@ -37,6 +37,9 @@ pub enum Cond {
     Exists(FieldRef),
     Text(TextTest),
     Number(NumberTest),
+    /// Both fields have a value and the values are equal (text compared without
+    /// regard to case): `exe == parent_exe`, `creator_pid == ppid`.
+    SameValue(FieldRef, FieldRef),
     /// Some ancestor between `min` and `max` steps above the current process satisfies
     /// `body`; field depths inside `body` are relative to that ancestor.
     Ancestor {

@@ -1302,7 +1302,8 @@ impl<'t> Parser<'t> {
         }
     }
 
-    /// `ancestor.f`, `ancestor[r].f` (then a comparison) or `ancestor[r](...)`.
+    /// `ancestor.f`, `ancestor[r].f` (then a comparison), `ancestor[r](...)` or
+    /// `ancestor(...)` (any ancestor up to the default depth).
     fn ancestor(&mut self) -> PResult<Expr> {
         let kw = self.bump();
         let mut range = DepthRange {
@@ -1313,8 +1314,8 @@ impl<'t> Parser<'t> {
         let bracketed = Self::is_punct(&t, "[");
         if bracketed {
             range = self.depth_range()?;
-        } else if !Self::is_punct(&t, ".") {
-            return Err(self.expected("`.` or `[` after `ancestor`", &t));
+        } else if !Self::is_punct(&t, ".") && !Self::is_punct(&t, "(") {
+            return Err(self.expected("`.`, `[` or `(` after `ancestor`", &t));
         }
         let t = self.peek();
         if Self::is_punct(&t, ".") {
@@ -1331,7 +1332,7 @@ impl<'t> Parser<'t> {
             };
             return self.comparison(field);
         }
-        if bracketed && Self::is_punct(&t, "(") {
+        if Self::is_punct(&t, "(") {
             self.enter(&t)?;
             self.bump();
             let body = self.or_expr()?;
@@ -1348,12 +1349,10 @@ impl<'t> Parser<'t> {
                 span: self.span(kw.start, close.end),
             });
         }
-        let what = if bracketed {
-            "`.` and a field, or `(` and a condition, after the depth"
-        } else {
-            "`.` after `ancestor`"
-        };
-        Err(self.expected(what, &t))
+        Err(self.expected(
+            "`.` and a field, or `(` and a condition, after the depth",
+            &t,
+        ))
     }
 
     /// `[n]`, `[..n]` or `[n..m]`; reports `bad-depth` (without failing) when the

@@ -110,7 +110,7 @@ fn syntax_errors_name_the_tokens() {
         ),
         (
             "ancestor exe == \"x\"",
-            "expected `.` or `[` after `ancestor`, found `exe`",
+            "expected `.`, `[` or `(` after `ancestor`, found `exe`",
             (2, 21),
         ),
         (

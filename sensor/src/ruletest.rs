@@ -204,14 +204,27 @@ fn build_event(map: &Map<String, Value>) -> Result<ProcessEvent, String> {
             ));
         }
     }
-    // Oldest ancestor first; pids made up where the example gives none.
-    let mut table = ProcessTable::default();
-    let levels: Vec<&Map<String, Value>> = chain.iter().rev().chain(std::iter::once(map)).collect();
-    let mut ppid = None;
-    let mut placed = None;
+    // The process first, then up the ancestry: a level's pid is its own `pid`, or the
+    // `ppid` the level below names, or made up; its ppid is the next level's pid.
+    let levels: Vec<&Map<String, Value>> = std::iter::once(map).chain(chain.iter()).collect();
+    let mut pids = Vec::with_capacity(levels.len());
     for (i, fields) in levels.iter().enumerate() {
-        let pid = number(fields, "pid")?.unwrap_or(10_000 + i as u32);
-        let mut process = record(fields, pid, number(fields, "ppid")?.or(ppid))?;
+        let named_by_child = match i {
+            0 => None,
+            _ => number(levels[i - 1], "ppid")?,
+        };
+        pids.push(
+            number(fields, "pid")?
+                .or(named_by_child)
+                .unwrap_or(10_000 + i as u32),
+        );
+    }
+    // Placed oldest first, as they would have started.
+    let mut table = ProcessTable::default();
+    let mut placed = None;
+    for (i, fields) in levels.iter().enumerate().rev() {
+        let ppid = number(fields, "ppid")?.or(pids.get(i + 1).copied());
+        let mut process = record(fields, pids[i], ppid)?;
         process.fill_exe();
         let event = SourceEvent {
             timestamp: None,
@@ -226,7 +239,6 @@ fn build_event(map: &Map<String, Value>) -> Result<ProcessEvent, String> {
             },
         };
         placed = table.apply(&event, 32).map(|p| (p, event));
-        ppid = Some(pid);
     }
     let (placed, event) = placed.ok_or("an empty event")?;
     Ok(ProcessEvent {

@@ -1,0 +1,328 @@
+//! Evaluation through rule text: every operator, wildcards, case, lists, macros,
+//! exceptions, ancestry, field comparisons, and the rule index.
+
+use dsl::{Event, Field, RuleSet, Scratch, Source, Value};
+use std::collections::HashMap;
+
+/// A process (depth 0) and its ancestors, each a map of field name -> value.
+#[derive(Default)]
+struct Tree(Vec<HashMap<Field, String>>);
+
+impl Tree {
+    fn new(levels: &[&[(&str, &str)]]) -> Tree {
+        Tree(
+            levels
+                .iter()
+                .map(|level| {
+                    level
+                        .iter()
+                        .map(|(k, v)| (Field::from_name(k).expect("a field"), v.to_string()))
+                        .collect()
+                })
+                .collect(),
+        )
+    }
+}
+
+impl Event for Tree {
+    fn value(&self, depth: u32, field: Field) -> Option<Value<'_>> {
+        let v = self.0.get(depth as usize)?.get(&field)?;
+        Some(match field.kind() {
+            dsl::FieldKind::Number => Value::Number(v.parse().unwrap()),
+            dsl::FieldKind::Text => Value::Text(v),
+        })
+    }
+    fn ancestor_count(&self) -> u32 {
+        self.0.len().saturating_sub(1) as u32
+    }
+}
+
+fn rules(text: &str) -> RuleSet {
+    match dsl::load(&[Source::new("t.rules", text)]) {
+        Ok(l) => l.rules,
+        Err(d) => panic!("{d:#?}"),
+    }
+}
+
+/// Ids of the rules matching `event`.
+fn matching(set: &RuleSet, event: &Tree) -> Vec<String> {
+    let mut out = Vec::new();
+    set.evaluate(event, &mut Scratch::new(), &mut out);
+    out.into_iter().map(|id| set.meta(id).id.clone()).collect()
+}
+
+/// Whether a one-rule set with `condition` matches.
+fn holds(condition: &str, event: &Tree) -> bool {
+    let set = rules(&format!(
+        "rule R {{ title: \"t\" severity: low attack: T1059 condition: {condition} }}"
+    ));
+    !matching(&set, event).is_empty()
+}
+
+fn proc(fields: &[(&str, &str)]) -> Tree {
+    Tree::new(&[fields])
+}
+
+#[test]
+fn equality_is_whole_value_and_case_insensitive_by_default() {
+    let e = proc(&[("exe", "CMD.EXE")]);
+    assert!(holds(r#"exe == "cmd.exe""#, &e));
+    assert!(!holds(r#"exe == "cmd""#, &e));
+    assert!(!holds(r#"exe == c"cmd.exe""#, &e));
+    assert!(holds(r#"exe == c"CMD.EXE""#, &e));
+    assert!(holds(r#"exe != "powershell.exe""#, &e));
+    assert!(!holds(r#"exe != "cmd.exe""#, &e));
+}
+
+#[test]
+fn wildcards_cover_the_whole_value() {
+    for (exe, expected) in [
+        ("Tomcat9.exe", true),
+        ("tomcat8w.exe", true),
+        ("tomcat.exe", true),
+        ("tomcat.exe.bak", false),
+        ("mytomcat9.exe", false),
+    ] {
+        assert_eq!(
+            holds(r#"exe == "tomcat*.exe""#, &proc(&[("exe", exe)])),
+            expected,
+            "{exe}"
+        );
+    }
+    assert!(holds(r#"exe == "net?.exe""#, &proc(&[("exe", "net1.exe")])));
+    assert!(!holds(r#"exe == "net?.exe""#, &proc(&[("exe", "net.exe")])));
+    assert!(holds(
+        r#"command_line == "a\*b""#,
+        &proc(&[("command_line", "a*b")])
+    ));
+    assert!(!holds(
+        r#"command_line == "a\*b""#,
+        &proc(&[("command_line", "axb")])
+    ));
+    // A wildcard right after a backslash is written `\\*` (an escaped backslash, then
+    // the wildcard); `\*` alone is a literal star.
+    let path = proc(&[("image_path", r"c:\windows\system32\cmd.exe")]);
+    assert!(holds(r#"image_path == "C:\Windows\\*\cmd.exe""#, &path));
+    assert!(!holds(r#"image_path == "C:\Windows\*\cmd.exe""#, &path));
+}
+
+#[test]
+fn substring_operators_take_one_value_or_any_of_a_list() {
+    let e = proc(&[("command_line", r"powershell -NoP -Enc SQBFAFgA")]);
+    assert!(holds(r#"command_line startswith "POWERSHELL""#, &e));
+    assert!(holds(r#"command_line endswith "fgA""#, &e));
+    assert!(holds(r#"command_line contains "-enc""#, &e));
+    assert!(holds(
+        r#"command_line contains ["-encodedcommand", "-enc "]"#,
+        &e
+    ));
+    assert!(!holds(
+        r#"command_line contains ["-encodedcommand", "iex"]"#,
+        &e
+    ));
+    assert!(!holds(r#"command_line contains c"-enc""#, &e));
+    // `*` is not a wildcard for substring operators.
+    assert!(!holds(r#"command_line contains "-N*P""#, &e));
+}
+
+#[test]
+fn regex_is_searched_and_case_insensitive_unless_cased() {
+    let e = proc(&[("command_line", "cmd.exe /c WHOAMI /all")]);
+    assert!(holds(r#"command_line regex "/c\s+whoami""#, &e));
+    assert!(holds(r#"command_line =~ "^cmd""#, &e));
+    assert!(!holds(r#"command_line regex c"whoami""#, &e));
+    assert!(!holds(r#"command_line regex "^whoami""#, &e));
+}
+
+#[test]
+fn numbers_compare_and_absent_fields_fail_every_test() {
+    let e = proc(&[("exe", "x.exe"), ("pid", "400"), ("ppid", "4")]);
+    assert!(holds(
+        "pid > 399 and pid <= 400 and ppid < 5 and ppid >= 4",
+        &e
+    ));
+    assert!(holds("pid in [1, 400, 0x10]", &e));
+    assert!(holds("ppid == 0x4", &e));
+    assert!(!holds("creator_pid == 4", &e));
+    assert!(!holds("creator_pid != 4", &e), "absent: not even !=");
+    assert!(holds("not creator_pid exists", &e));
+    assert!(holds("pid exists", &e));
+    assert!(!holds(r#"user == "x""#, &e));
+    assert!(!holds(r#"user != "x""#, &e));
+}
+
+#[test]
+fn lists_macros_and_keywords_in_any_case() {
+    let set = rules(
+        r#"
+        list web = ["w3wp.exe", "tomcat*.exe"]
+        list servers = [web, "node.exe"]
+        macro from_web = parent_exe IN servers
+        rule A { title: "a" severity: high attack: T1505.003 condition: from_web AND NOT exe == "csc.exe" }
+        "#,
+    );
+    let tree = |child: &str, parent: &str| Tree::new(&[&[("exe", child)], &[("exe", parent)]]);
+    assert_eq!(matching(&set, &tree("cmd.exe", "Tomcat9.exe")), ["A"]);
+    assert_eq!(matching(&set, &tree("cmd.exe", "node.exe")), ["A"]);
+    assert!(matching(&set, &tree("csc.exe", "w3wp.exe")).is_empty());
+    assert!(matching(&set, &tree("cmd.exe", "explorer.exe")).is_empty());
+}
+
+#[test]
+fn exceptions_from_the_rule_and_from_another_file() {
+    let shipped = Source::new(
+        "shipped.rules",
+        r#"rule W { title: "w" severity: high attack: T1505.003
+             condition: parent_exe == "w3wp.exe"
+             except "compiles": exe in ["csc.exe", "cvtres.exe"] }"#,
+    );
+    let local = Source::new(
+        "local.rules",
+        r#"except W "backup": command_line contains "veeam""#,
+    );
+    let set = dsl::load(&[shipped, local]).unwrap().rules;
+    let tree = |child: &[(&str, &str)]| Tree::new(&[child, &[("exe", "w3wp.exe")]]);
+    assert_eq!(matching(&set, &tree(&[("exe", "cmd.exe")])), ["W"]);
+    assert!(matching(&set, &tree(&[("exe", "cvtres.exe")])).is_empty());
+    assert!(matching(
+        &set,
+        &tree(&[("exe", "cmd.exe"), ("command_line", "cmd /c veeam.bat")])
+    )
+    .is_empty());
+    let id = set.ids().next().unwrap();
+    assert_eq!(
+        set.exception_hit(id, &tree(&[("exe", "csc.exe")]), &mut Scratch::new()),
+        Some("compiles")
+    );
+}
+
+#[test]
+fn ancestry_at_a_depth_in_a_range_and_as_a_block() {
+    let e = Tree::new(&[
+        &[("exe", "whoami.exe")],
+        &[("exe", "cmd.exe")],
+        &[
+            ("exe", "java.exe"),
+            ("command_line", "java -Dcatalina.home=C:\\tomcat"),
+        ],
+        &[("exe", "services.exe")],
+    ]);
+    assert!(holds(r#"ancestor[2].exe == "java.exe""#, &e));
+    assert!(!holds(r#"ancestor[1].exe == "java.exe""#, &e));
+    assert!(holds(r#"ancestor.exe == "services.exe""#, &e));
+    assert!(!holds(r#"ancestor[..2].exe == "services.exe""#, &e));
+    assert!(holds(
+        r#"ancestor[2..3](exe == "java.exe" and command_line contains "catalina")"#,
+        &e
+    ));
+    assert!(
+        !holds(
+            r#"ancestor(exe == "services.exe" and command_line contains "catalina")"#,
+            &e
+        ),
+        "one ancestor meets the whole block"
+    );
+    assert!(
+        holds(r#"ancestor[1](parent_exe == "java.exe")"#, &e),
+        "fields in a block are relative to that ancestor"
+    );
+    // A missing ancestor satisfies nothing, not even a negation.
+    assert!(!holds(r#"ancestor[4](not exe == "x")"#, &e));
+}
+
+#[test]
+fn fields_compare_with_fields() {
+    let e = Tree::new(&[
+        &[
+            ("exe", "PHP-CGI.exe"),
+            ("pid", "9"),
+            ("ppid", "8"),
+            ("creator_pid", "7"),
+        ],
+        &[("exe", "php-cgi.exe")],
+    ]);
+    assert!(holds("exe == parent_exe", &e));
+    assert!(holds("creator_pid != ppid", &e));
+    assert!(!holds("creator_pid == ppid", &e));
+    assert!(!holds("user == parent_user", &e), "absent on both sides");
+    let d = dsl::load(&[Source::new(
+        "t.rules",
+        "rule R { title: \"t\" severity: low attack: T1059 condition: pid == exe }",
+    )])
+    .unwrap_err();
+    assert_eq!(d[0].code, "type-mismatch");
+    let d = dsl::load(&[Source::new(
+        "t.rules",
+        "rule R { title: \"t\" severity: low attack: T1059 condition: exe contains parent_exe }",
+    )])
+    .unwrap_err();
+    assert_eq!(d[0].code, "bad-operand");
+}
+
+#[test]
+fn every_matching_rule_is_returned_in_rule_order_and_disabled_ones_never() {
+    let set = rules(
+        r#"
+        rule C { title: "c" severity: low attack: T1059 condition: exe == "cmd.exe" }
+        rule A { title: "a" severity: low attack: T1059 condition: parent_exe == "w3wp.exe" }
+        rule OFF { title: "off" severity: low attack: T1059 enabled: false condition: exe == "cmd.exe" }
+        rule B { title: "b" severity: low attack: T1059 condition: command_line contains "whoami" }
+        "#,
+    );
+    let e = Tree::new(&[
+        &[("exe", "cmd.exe"), ("command_line", "cmd /c whoami")],
+        &[("exe", "w3wp.exe")],
+    ]);
+    assert_eq!(matching(&set, &e), ["C", "A", "B"]);
+}
+
+#[test]
+fn the_rule_index_never_hides_a_match() {
+    // Rules indexed by exe, by parent_exe, by original_file_name, and unindexable ones,
+    // with case-sensitive and non-ASCII values, checked against each rule alone.
+    let text = r#"
+        rule I1 { title: "t" severity: low attack: T1059 condition: exe in ["cmd.exe", "PowerShell.exe"] and parent_exe == "w3wp.exe" }
+        rule I2 { title: "t" severity: low attack: T1059 condition: exe == c"Cmd.exe" }
+        rule I3 { title: "t" severity: low attack: T1059 condition: (exe == "a.exe" or exe == "ÄB.exe") }
+        rule I4 { title: "t" severity: low attack: T1059 condition: parent_exe == "w3wp.exe" and exe == "tomcat*.exe" }
+        rule I5 { title: "t" severity: low attack: T1059 condition: original_file_name == "cmd.exe" and exe != "cmd.exe" }
+        rule I6 { title: "t" severity: low attack: T1059 condition: exe == "x.exe" or parent_exe == "w3wp.exe" }
+    "#;
+    let set = rules(text);
+    let alone: Vec<RuleSet> = set
+        .ids()
+        .map(|id| {
+            let start = text.find(&format!("rule {}", set.meta(id).id)).unwrap();
+            let end = text[start..].find('\n').unwrap() + start;
+            rules(&text[start..end])
+        })
+        .collect();
+    for exe in [
+        "cmd.exe",
+        "CMD.EXE",
+        "Cmd.exe",
+        "powershell.exe",
+        "a.exe",
+        "äb.exe",
+        "ÄB.EXE",
+        "tomcat9.exe",
+        "x.exe",
+        "svc.exe",
+    ] {
+        for parent in ["w3wp.exe", "W3WP.EXE", "explorer.exe"] {
+            for ofn in ["cmd.exe", "other"] {
+                let e = Tree::new(&[
+                    &[("exe", exe), ("original_file_name", ofn)],
+                    &[("exe", parent)],
+                ]);
+                let expected: Vec<String> =
+                    alone.iter().flat_map(|one| matching(one, &e)).collect();
+                assert_eq!(
+                    matching(&set, &e),
+                    expected,
+                    "exe {exe}, parent {parent}, ofn {ofn}"
+                );
+            }
+        }
+    }
+}
