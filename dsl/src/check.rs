@@ -1094,6 +1094,7 @@ impl<'a> Checker<'a> {
                 debug_assert!(false, "a validated rule failed to lower: {}", rule.id.name);
                 continue;
             };
+            self.check_sense(rule, &condition);
             self.rules.push(CheckedRule {
                 meta: RuleMeta {
                     id: rule.id.name.clone(),
@@ -1111,6 +1112,25 @@ impl<'a> Checker<'a> {
         }
         self.summary.lists = self.list_by_name.len();
         self.summary.macros = self.macro_by_name.len();
+    }
+
+    /// Warns about a condition that evidently never holds, or holds for every process.
+    fn check_sense(&mut self, rule: &RuleDef, condition: &Cond) {
+        let (code, what, why) = if let Some(why) = crate::sense::never(condition) {
+            ("never-matches", "can never match", why)
+        } else if let Some(why) = crate::sense::always(condition) {
+            ("always-matches", "matches every process", why)
+        } else {
+            return;
+        };
+        self.diags.push(
+            Diagnostic::warning(
+                code,
+                format!("rule `{}` {what}", rule.id.name),
+                rule.id.span,
+            )
+            .with_hint(why),
+        );
     }
 
     fn check_attack(&mut self, rule: &RuleDef) {

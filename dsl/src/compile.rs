@@ -447,12 +447,12 @@ enum Piece {
     AnyOne,
 }
 
-fn has_wildcard(text: &str) -> bool {
+pub(crate) fn has_wildcard(text: &str) -> bool {
     pieces(text).any(|p| !matches!(p, Piece::Char(_)))
 }
 
 /// The pattern's literal text, wildcards taken as plain characters.
-fn unescape(text: &str) -> String {
+pub(crate) fn unescape(text: &str) -> String {
     pieces(text)
         .map(|p| match p {
             Piece::Char(c) => c,

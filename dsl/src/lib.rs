@@ -28,6 +28,7 @@ pub mod explain;
 pub mod field;
 pub mod ir;
 pub mod parse;
+mod sense;
 
 pub use compile::{RuleId, RuleSet, Scratch};
 pub use diag::{Diagnostic, Level};

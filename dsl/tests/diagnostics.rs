@@ -935,3 +935,23 @@ fn macro_too_large_for_the_whole_set() {
     );
     assert_eq!(checked.rules.len(), 22);
 }
+
+#[test]
+fn rules_that_never_or_always_match_are_warned_about() {
+    let text = "rule A { title: \"a\" severity: low attack: T1059\n  condition: exe == \"a.exe\" and exe == \"B.exe\" }\nrule B { title: \"b\" severity: low attack: T1059\n  condition: user exists or not user exists }\nrule C { title: \"c\" severity: low attack: T1059\n  condition: exe == \"a.exe\" and exe in [\"A.EXE\", \"b.exe\"] }\n";
+    let sources = [dsl::Source::new("s.rules", text)];
+    let checked = dsl::check::check_sources(&sources);
+    let found: Vec<(&str, usize, usize)> = checked
+        .diagnostics
+        .iter()
+        .map(|d| {
+            let at = d.location(&sources);
+            (d.code, at.line, at.column)
+        })
+        .collect();
+    assert_eq!(found, [("never-matches", 1, 6), ("always-matches", 3, 6)]);
+    assert!(
+        checked.diagnostics.iter().all(|d| !d.is_error()),
+        "warnings, not errors"
+    );
+}
