@@ -9,7 +9,7 @@
 //! ```text
 //! let source = EtwSource::start(sink, EtwOptions::default())?;   // needs administrator
 //! for event in EtwSource::seed() { table.apply(&event, ..) }     // or push into the sink
-//! eprintln!("{}", source.stats().to_line());
+//! eprintln!("{}", source.stats().to_json());
 //! source.stop();
 //! ```
 

@@ -59,7 +59,6 @@ struct Shared {
     closing: AtomicBool,
     /// Tells the join thread to flush and end.
     stop: AtomicBool,
-    pipeline_closed: AtomicBool,
 }
 
 /// The running live source. Dropping it stops it too.
@@ -69,7 +68,6 @@ pub struct EtwSource {
     kernel: Option<KernelTrace>,
     join: Option<JoinHandle<()>>,
     shared: Arc<Shared>,
-    sink: LiveSink,
 }
 
 impl EtwSource {
@@ -89,7 +87,7 @@ impl EtwSource {
         )
         .with_map_rebuild(Box::new(device_map));
         let join = {
-            let (sink, shared) = (sink.clone(), shared.clone());
+            let shared = shared.clone();
             std::thread::Builder::new()
                 .name("etw-join".into())
                 .spawn(move || join_loop(rx, sink, shared, joiner))
@@ -100,7 +98,6 @@ impl EtwSource {
             kernel: None,
             join: Some(join),
             shared: shared.clone(),
-            sink,
         };
 
         let properties = TraceProperties {
@@ -164,14 +161,7 @@ impl EtwSource {
             join: s.join.lock().map(|j| *j).unwrap_or_default(),
             kernel_process_loss: query_loss(KERNEL_PROCESS_SESSION),
             system_logger_loss: query_loss(SYSTEM_LOGGER_SESSION),
-            ..EtwStats::default()
         }
-        .with_live(self.sink.counters())
-    }
-
-    /// True once the pipeline stopped taking events (the source has nothing left to do).
-    pub fn pipeline_closed(&self) -> bool {
-        self.shared.pipeline_closed.load(Ordering::Relaxed)
     }
 
     /// Stops both sessions (events still in ETW's buffers are lost), then lets the join
@@ -352,11 +342,8 @@ fn join_loop(rx: Receiver<RawEvent>, sink: LiveSink, shared: Arc<Shared>, mut jo
         if let Ok(mut counts) = shared.join.lock() {
             *counts = joiner.counts();
         }
-        if !open {
-            shared.pipeline_closed.store(true, Ordering::Relaxed);
-            return;
-        }
-        if stopping {
+        // The pipeline has shut down, or we were asked to stop: nothing left to do.
+        if !open || stopping {
             return;
         }
     }
@@ -447,7 +434,7 @@ mod tests {
                     .as_deref()
                     .is_some_and(|x| x.eq_ignore_ascii_case("whoami.exe"))
         });
-        assert!(whoami.is_some(), "{}", stats.to_line());
+        assert!(whoami.is_some(), "{}", stats.to_json());
         let p = whoami.map(|e| e.process.clone()).unwrap_or_default();
         assert!(
             p.image_path.as_deref().is_some_and(|x| x.contains(r":\")),

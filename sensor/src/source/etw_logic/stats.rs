@@ -1,9 +1,8 @@
-//! The ETW source's figures: one line for stderr, or a JSON object (`"kind":"stats"`).
+//! The ETW source's figures, as a JSON object for the stats line (the runner adds what
+//! the pipeline counted: events received and dropped at its channel).
 
 use super::join::JoinCounts;
-use crate::source::live::LiveCounters;
 use serde_json::{json, Value};
-use std::sync::atomic::Ordering;
 
 /// What `ControlTraceW(EVENT_TRACE_CONTROL_QUERY)` reports for one session.
 #[derive(Copy, Clone, Debug, Default, PartialEq, Eq)]
@@ -31,23 +30,12 @@ pub struct EtwStats {
     /// Dropped between the ETW callbacks and the join thread (queue full).
     pub queue_dropped: u64,
     pub join: JoinCounts,
-    /// Handed to the pipeline (`LiveCounters::sent`).
-    pub sent: u64,
-    /// Dropped at the pipeline's channel (`LiveCounters::dropped`).
-    pub pipeline_dropped: u64,
     /// `None` when the session could not be queried (not running).
     pub kernel_process_loss: Option<SessionLoss>,
     pub system_logger_loss: Option<SessionLoss>,
 }
 
 impl EtwStats {
-    /// Takes the pipeline's counters.
-    pub fn with_live(mut self, counters: &LiveCounters) -> EtwStats {
-        self.sent = counters.sent.load(Ordering::Relaxed);
-        self.pipeline_dropped = counters.dropped.load(Ordering::Relaxed);
-        self
-    }
-
     /// Events lost by ETW itself, both sessions.
     pub fn etw_events_lost(&self) -> u64 {
         self.losses().map(|l| l.events_lost).sum()
@@ -61,40 +49,6 @@ impl EtwStats {
         self.kernel_process_loss
             .into_iter()
             .chain(self.system_logger_loss)
-    }
-
-    /// One human line for stderr.
-    pub fn to_line(&self) -> String {
-        let j = &self.join;
-        let mut line = format!(
-            "etw: events kernel-process {}, system-logger {} (unparsed {}); joined {} (late {}), kernel-only {}, logger-only {}, rundown {}, terminated {}; sent {}, dropped: queue {}, pipeline {}; lost by ETW: events {}, real-time buffers {}",
-            self.kernel_process_events,
-            self.system_logger_events,
-            self.unparsed,
-            j.joined,
-            j.joined_late,
-            j.kernel_only,
-            j.logger_only,
-            j.rundown,
-            j.terminated,
-            self.sent,
-            self.queue_dropped,
-            self.pipeline_dropped,
-            self.etw_events_lost(),
-            self.etw_buffers_lost(),
-        );
-        let unknown: Vec<&str> = [
-            ("kernel-process", self.kernel_process_loss),
-            ("system-logger", self.system_logger_loss),
-        ]
-        .iter()
-        .filter(|(_, l)| l.is_none())
-        .map(|(n, _)| *n)
-        .collect();
-        if !unknown.is_empty() {
-            line.push_str(&format!(" ({} not queried)", unknown.join(", ")));
-        }
-        line
     }
 
     pub fn to_json(&self) -> Value {
@@ -113,9 +67,7 @@ impl EtwStats {
             "terminated": j.terminated,
             "duplicate_terminations": j.duplicate_terminations,
             "path_misses": j.path_misses,
-            "sent": self.sent,
             "dropped_queue": self.queue_dropped,
-            "dropped_pipeline": self.pipeline_dropped,
             "etw_events_lost": self.etw_events_lost(),
             "etw_realtime_buffers_lost": self.etw_buffers_lost(),
             "sessions": {
@@ -131,9 +83,6 @@ mod tests {
     use super::*;
 
     fn sample() -> EtwStats {
-        let counters = LiveCounters::default();
-        counters.sent.store(205, Ordering::Relaxed);
-        counters.dropped.store(3, Ordering::Relaxed);
         EtwStats {
             kernel_process_events: 120,
             system_logger_events: 131,
@@ -153,26 +102,7 @@ mod tests {
                 realtime_buffers_lost: 1,
             }),
             system_logger_loss: None,
-            ..EtwStats::default()
         }
-        .with_live(&counters)
-    }
-
-    #[test]
-    fn line_has_every_figure() {
-        let line = sample().to_line();
-        assert_eq!(
-            line,
-            "etw: events kernel-process 120, system-logger 131 (unparsed 1); joined 118 (late 1), kernel-only 2, logger-only 0, rundown 85, terminated 110; sent 205, dropped: queue 2, pipeline 3; lost by ETW: events 4, real-time buffers 1 (system-logger not queried)"
-        );
-        assert!(!line.contains('\n'));
-        assert!(!EtwStats {
-            kernel_process_loss: Some(SessionLoss::default()),
-            system_logger_loss: Some(SessionLoss::default()),
-            ..EtwStats::default()
-        }
-        .to_line()
-        .contains("not queried"));
     }
 
     #[test]
@@ -181,7 +111,7 @@ mod tests {
         assert_eq!(v["kind"], "stats");
         assert_eq!(v["source"], "etw");
         assert_eq!(v["joined"], 118);
-        assert_eq!(v["dropped_pipeline"], 3);
+        assert_eq!(v["kernel_process_events"], 120);
         assert_eq!(v["dropped_queue"], 2);
         assert_eq!(v["etw_events_lost"], 4);
         assert_eq!(v["sessions"]["kernel_process"]["realtime_buffers_lost"], 1);
