@@ -9,7 +9,8 @@ use crate::field::{FieldRef, Value};
 use crate::ir::{CheckedRule, Cond, NumberOp, NumberTest, Pattern, RuleMeta, TextOp, TextTest};
 use aho_corasick::AhoCorasick;
 use regex::{Regex, RegexBuilder};
-use std::collections::{HashMap, HashSet};
+use rustc_hash::{FxHashMap, FxHashSet};
+use std::collections::HashMap;
 
 pub use crate::eval::Scratch;
 
@@ -61,7 +62,7 @@ pub(crate) struct RuleIndex {
     /// The fields rules are indexed by.
     pub(crate) fields: Vec<FieldRef>,
     /// Per field of `fields`: lowercased value -> enabled rules requiring that value.
-    pub(crate) by_value: Vec<HashMap<Box<str>, Vec<u32>>>,
+    pub(crate) by_value: Vec<FxHashMap<Box<str>, Vec<u32>>>,
     /// Enabled rules with no indexable requirement: always candidates.
     pub(crate) always: Vec<u32>,
 }
@@ -77,10 +78,12 @@ pub(crate) struct TextMatcher {
 
 #[derive(Debug)]
 pub(crate) enum Patterns {
-    /// Whole-value literals (few: a scan; many: a hash set) and wildcard patterns (one
-    /// anchored regex alternation).
+    /// Whole-value literals (few: a scan; many: a hash set), wildcard patterns with one
+    /// `*` (a prefix and a suffix test), and any other wildcard patterns (one anchored
+    /// regex alternation: linear time whatever the value).
     Equals {
         literals: Literals,
+        affixes: Vec<(Box<str>, Box<str>)>,
         wildcards: Option<Regex>,
     },
     StartsWith(Vec<Box<str>>),
@@ -92,7 +95,7 @@ pub(crate) enum Patterns {
 #[derive(Debug)]
 pub(crate) enum Literals {
     Few(Vec<Box<str>>),
-    Many(HashSet<Box<str>>),
+    Many(FxHashSet<Box<str>>),
 }
 
 /// Above this many literals a hash lookup beats a scan.
@@ -281,7 +284,7 @@ impl RuleIndex {
                 Some(slot) => slot,
                 None => {
                     index.fields.push(field);
-                    index.by_value.push(HashMap::new());
+                    index.by_value.push(FxHashMap::default());
                     index.fields.len() - 1
                 }
             };
@@ -380,6 +383,12 @@ fn compile_patterns(op: TextOp, patterns: &[&Pattern], fold: bool) -> Option<Pat
                 .iter()
                 .map(|p| fold_text(unescape(&p.text)).into_boxed_str())
                 .collect();
+            let (affixes, wild): (Vec<_>, Vec<_>) = wild
+                .into_iter()
+                .map(|p| (affix(&fold_text(p.text.clone())), p))
+                .partition(|(a, _)| a.is_some());
+            let affixes = affixes.into_iter().filter_map(|(a, _)| a).collect();
+            let wild: Vec<&&Pattern> = wild.into_iter().map(|(_, p)| p).collect();
             let wildcards = (!wild.is_empty()).then(|| {
                 let alternation: Vec<String> = wild
                     .iter()
@@ -389,6 +398,7 @@ fn compile_patterns(op: TextOp, patterns: &[&Pattern], fold: bool) -> Option<Pat
             });
             Patterns::Equals {
                 literals: Literals::new(plain),
+                affixes,
                 wildcards,
             }
         }
@@ -462,6 +472,24 @@ pub(crate) fn unescape(text: &str) -> String {
         .collect()
 }
 
+/// A pattern whose only wildcard is one `*`, as the literal text before and after it.
+fn affix(text: &str) -> Option<(Box<str>, Box<str>)> {
+    let pieces: Vec<Piece> = pieces(text).collect();
+    let star = pieces.iter().position(|p| *p == Piece::AnyRun)?;
+    let literal = |ps: &[Piece]| -> Option<String> {
+        ps.iter()
+            .map(|p| match p {
+                Piece::Char(c) => Some(*c),
+                _ => None,
+            })
+            .collect()
+    };
+    Some((
+        literal(&pieces[..star])?.into(),
+        literal(&pieces[star + 1..])?.into(),
+    ))
+}
+
 fn wildcard_regex(text: &str) -> String {
     let mut out = String::with_capacity(text.len() + 8);
     let mut buf = [0u8; 4];
@@ -480,9 +508,16 @@ impl Patterns {
         match self {
             Patterns::Equals {
                 literals,
+                affixes,
                 wildcards,
             } => {
-                literals.contains(value) || wildcards.as_ref().is_some_and(|re| re.is_match(value))
+                literals.contains(value)
+                    || affixes.iter().any(|(prefix, suffix)| {
+                        value.len() >= prefix.len() + suffix.len()
+                            && value.starts_with(&**prefix)
+                            && value.ends_with(&**suffix)
+                    })
+                    || wildcards.as_ref().is_some_and(|re| re.is_match(value))
             }
             Patterns::StartsWith(prefixes) => prefixes.iter().any(|p| value.starts_with(&**p)),
             Patterns::EndsWith(suffixes) => suffixes.iter().any(|s| value.ends_with(&**s)),
@@ -529,6 +564,9 @@ mod tests {
         assert!(p.matches("tomcat.exe"));
         assert!(!p.matches("tomcat.exe.bak"));
         assert!(!p.matches("mytomcat9.exe"));
+        assert!(!p.matches("tomcat"), "prefix and suffix must not overlap");
+        let both = equals(&["a*a"], true);
+        assert!(both.matches("aa") && both.matches("aba") && !both.matches("a"));
         let q = equals(&["net?.exe"], true);
         assert!(q.matches("net1.exe"));
         assert!(!q.matches("net.exe"));

@@ -88,7 +88,8 @@ impl Scratch {
 fn lowercase_into(raw: &str, out: &mut String) {
     out.clear();
     if raw.is_ascii() {
-        out.extend(raw.chars().map(|c| c.to_ascii_lowercase()));
+        out.push_str(raw);
+        out.make_ascii_lowercase();
     } else {
         out.extend(raw.chars().flat_map(char::to_lowercase));
     }
