@@ -22,7 +22,9 @@ pub struct EtwOptions {
 impl Default for EtwOptions {
     fn default() -> Self {
         EtwOptions {
-            join_wait: Duration::from_millis(500),
+            // Each session flushes on its own 1 s timer, so the two halves of one
+            // process can arrive about a second apart on a quiet host.
+            join_wait: Duration::from_millis(1500),
             queue_capacity: 65_536,
             flush_timer: Duration::from_secs(1),
             buffer_kb: 64,
@@ -57,7 +59,7 @@ mod tests {
             flush_timer: Duration::from_millis(300),
             ..EtwOptions::default()
         };
-        assert_eq!(o.join_config().wait, Duration::from_millis(500));
+        assert_eq!(o.join_config().wait, Duration::from_millis(1500));
         assert_eq!(o.join_config().hostname.as_deref(), Some("h"));
         assert_eq!(o.flush_timer_secs(), 1);
         assert_eq!(EtwOptions::default().queue_capacity, 65_536);
