@@ -1083,36 +1083,32 @@ impl<'t> Parser<'t> {
     }
 
     fn or_expr(&mut self) -> PResult<Expr> {
-        let first = self.and_expr()?;
-        let mut all = vec![first];
-        while {
-            let t = self.peek();
-            self.is_kw(&t, "or")
-        } {
-            self.bump();
-            all.push(self.and_expr()?);
-        }
-        Ok(if all.len() == 1 {
-            all.pop().expect("one")
-        } else {
-            Expr::Or(all)
-        })
+        self.joined("or", Self::and_expr, Expr::Or)
     }
 
     fn and_expr(&mut self) -> PResult<Expr> {
-        let first = self.not_expr()?;
-        let mut all = vec![first];
+        self.joined("and", Self::not_expr, Expr::And)
+    }
+
+    /// `operand (keyword operand)*`: one operand as it is, several joined by `join`.
+    fn joined(
+        &mut self,
+        keyword: &str,
+        operand: fn(&mut Self) -> PResult<Expr>,
+        join: fn(Vec<Expr>) -> Expr,
+    ) -> PResult<Expr> {
+        let mut all = vec![operand(self)?];
         while {
             let t = self.peek();
-            self.is_kw(&t, "and")
+            self.is_kw(&t, keyword)
         } {
             self.bump();
-            all.push(self.not_expr()?);
+            all.push(operand(self)?);
         }
         Ok(if all.len() == 1 {
             all.pop().expect("one")
         } else {
-            Expr::And(all)
+            join(all)
         })
     }
 

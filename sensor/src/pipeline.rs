@@ -351,7 +351,7 @@ impl Writer {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::record::{Action, Location, Origin, ParentFields, ProcessRecord};
+    use crate::record::{Action, Location, Origin};
     use dsl::ast::{Severity, Span};
     use dsl::ir::{CheckedRule, Cond, Pattern, RuleMeta, TextOp, TextTest};
     use dsl::FieldRef;
@@ -397,21 +397,13 @@ mod tests {
 
     fn create(pid: u32, ppid: u32, exe: &str) -> SourceEvent {
         SourceEvent {
-            timestamp: None,
             hostname: Some("WEB01".into()),
-            action: Action::Create,
-            process: ProcessRecord {
-                pid,
-                ppid: Some(ppid),
-                exe: Some(exe.into()),
-                ..Default::default()
-            },
-            parent: ParentFields::default(),
             origin: Origin {
                 kind: "replay",
                 file: Some("test.jsonl".into()),
                 location: Location::Line(pid as u64),
             },
+            ..SourceEvent::created(pid, ppid, exe)
         }
     }
 

@@ -116,6 +116,30 @@ pub enum ReadItem {
     },
 }
 
+#[cfg(test)]
+impl SourceEvent {
+    /// A test event: process `pid` (`exe`) started by `ppid`, no time, no host.
+    pub fn created(pid: u32, ppid: u32, exe: &str) -> SourceEvent {
+        SourceEvent {
+            timestamp: None,
+            hostname: None,
+            action: Action::Create,
+            process: ProcessRecord {
+                pid,
+                ppid: Some(ppid),
+                exe: Some(exe.to_string()),
+                ..Default::default()
+            },
+            parent: ParentFields::default(),
+            origin: Origin {
+                kind: "test",
+                file: None,
+                location: Location::Live,
+            },
+        }
+    }
+}
+
 /// The file-name part of a Windows or POSIX path.
 pub fn file_name(path: &str) -> &str {
     path.rsplit(['\\', '/']).next().unwrap_or(path)

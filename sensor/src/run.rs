@@ -252,7 +252,7 @@ pub fn platform_source() -> Result<Start, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::record::{Action, Location, Origin, ParentFields, ProcessRecord};
+    use crate::record::Action;
     use arc_swap::ArcSwap;
     use dsl::RuleSet;
     use std::sync::Mutex;
@@ -282,21 +282,8 @@ mod tests {
 
     fn event(pid: u32, action: Action) -> SourceEvent {
         SourceEvent {
-            timestamp: None,
-            hostname: None,
             action,
-            process: ProcessRecord {
-                pid,
-                ppid: Some(1),
-                exe: Some("sh".into()),
-                ..Default::default()
-            },
-            parent: ParentFields::default(),
-            origin: Origin {
-                kind: "test",
-                file: None,
-                location: Location::Live,
-            },
+            ..SourceEvent::created(pid, 1, "sh")
         }
     }
 

@@ -316,7 +316,6 @@ fn agrees(record: &ProcessRecord, given: &ParentFields) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::record::{Location, Origin};
 
     fn at(secs: i64) -> Option<DateTime<Utc>> {
         DateTime::from_timestamp(1_700_000_000 + secs, 0)
@@ -326,19 +325,7 @@ mod tests {
         SourceEvent {
             timestamp: at(t),
             hostname: Some(host.to_string()),
-            action: Action::Create,
-            process: ProcessRecord {
-                pid,
-                ppid: Some(ppid),
-                exe: Some(exe.to_string()),
-                ..Default::default()
-            },
-            parent: ParentFields::default(),
-            origin: Origin {
-                kind: "test",
-                file: None,
-                location: Location::Live,
-            },
+            ..SourceEvent::created(pid, ppid, exe)
         }
     }
 

@@ -49,25 +49,6 @@ impl LiveSink {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::record::{Action, Location, Origin, ParentFields, ProcessRecord};
-
-    fn event(pid: u32) -> SourceEvent {
-        SourceEvent {
-            timestamp: None,
-            hostname: None,
-            action: Action::Create,
-            process: ProcessRecord {
-                pid,
-                ..Default::default()
-            },
-            parent: ParentFields::default(),
-            origin: Origin {
-                kind: "test",
-                file: None,
-                location: Location::Live,
-            },
-        }
-    }
 
     #[test]
     fn full_channel_drops_and_counts_instead_of_blocking() {
@@ -75,13 +56,13 @@ mod tests {
         let counters = Arc::new(LiveCounters::default());
         let sink = LiveSink::new(tx, counters.clone());
         for pid in 0..5 {
-            assert!(sink.push(event(pid)));
+            assert!(sink.push(SourceEvent::created(pid, 1, "sh")));
         }
         assert_eq!(counters.sent.load(Ordering::Relaxed), 2);
         assert_eq!(counters.dropped.load(Ordering::Relaxed), 3);
         drop(rx);
         assert!(
-            !sink.push(event(9)),
+            !sink.push(SourceEvent::created(9, 1, "sh")),
             "a closed pipeline tells the source to stop"
         );
     }
