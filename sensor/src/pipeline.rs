@@ -158,8 +158,8 @@ impl Pipeline {
 
     /// Applies one event to the process table and hands a process creation to the
     /// workers, waiting while they are all busy (replay never drops).
-    pub fn push(&mut self, event: SourceEvent) {
-        let Some(placed) = self.table.apply(&event, self.ancestor_limit) else {
+    pub fn push(&mut self, mut event: SourceEvent) {
+        let Some(placed) = self.table.apply(&mut event, self.ancestor_limit) else {
             return;
         };
         let event = ProcessEvent {

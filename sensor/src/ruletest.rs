@@ -226,7 +226,7 @@ fn build_event(map: &Map<String, Value>) -> Result<ProcessEvent, String> {
         let ppid = number(fields, "ppid")?.or(pids.get(i + 1).copied());
         let mut process = record(fields, pids[i], ppid)?;
         process.fill_exe();
-        let event = SourceEvent {
+        let mut event = SourceEvent {
             timestamp: None,
             hostname: hostname.clone(),
             action: Action::Create,
@@ -238,7 +238,7 @@ fn build_event(map: &Map<String, Value>) -> Result<ProcessEvent, String> {
                 location: Location::Live,
             },
         };
-        placed = table.apply(&event, 32).map(|p| (p, event));
+        placed = table.apply(&mut event, 32).map(|p| (p, event));
     }
     let (placed, event) = placed.ok_or("an empty event")?;
     Ok(ProcessEvent {

@@ -11,7 +11,8 @@
 
 use crate::record::{Action, ParentFields, ProcessRecord, SourceEvent};
 use chrono::{DateTime, Duration, Utc};
-use std::collections::{HashMap, VecDeque};
+use rustc_hash::FxHashMap;
+use std::collections::VecDeque;
 use std::sync::Arc;
 
 /// How deep a chain of links may grow; a process deeper than this starts a new chain
@@ -111,21 +112,22 @@ pub struct Placed {
 /// Every host's table.
 #[derive(Debug, Default)]
 pub struct ProcessTable {
-    hosts: HashMap<Option<String>, HostTable>,
+    hosts: FxHashMap<Option<String>, HostTable>,
     limits: TableLimits,
 }
 
 impl ProcessTable {
     pub fn new(limits: TableLimits) -> ProcessTable {
         ProcessTable {
-            hosts: HashMap::new(),
+            hosts: FxHashMap::default(),
             limits,
         }
     }
 
     /// Applies one event. For a create, returns the new entry with up to
     /// `ancestor_limit` ancestors; for a terminate or an existing process, `None`.
-    pub fn apply(&mut self, event: &SourceEvent, ancestor_limit: usize) -> Option<Placed> {
+    /// A created process's record moves into the table (`event.process` is left empty).
+    pub fn apply(&mut self, event: &mut SourceEvent, ancestor_limit: usize) -> Option<Placed> {
         let limits = self.limits;
         let host = match self.hosts.get_mut(&event.hostname) {
             Some(host) => host,
@@ -158,9 +160,9 @@ impl ProcessTable {
 
 #[derive(Debug, Default)]
 struct HostTable {
-    live: HashMap<u32, Arc<Entry>>,
+    live: FxHashMap<u32, Arc<Entry>>,
     /// Terminated, still findable by pid: the most recent holder of each pid.
-    ended: HashMap<u32, Arc<Entry>>,
+    ended: FxHashMap<u32, Arc<Entry>>,
     /// Terminations in order, for expiry: (pid, when, the entry that ended).
     ended_order: VecDeque<(u32, Option<DateTime<Utc>>, Arc<Entry>)>,
     /// The latest event time seen on this host.
@@ -177,18 +179,19 @@ impl HostTable {
         self.expire(limits);
     }
 
-    fn create(&mut self, event: &SourceEvent, limits: &TableLimits) -> Arc<Entry> {
-        let record = &event.process;
+    fn create(&mut self, event: &mut SourceEvent, limits: &TableLimits) -> Arc<Entry> {
+        let record = std::mem::take(&mut event.process);
+        let pid = record.pid;
         let parent = record
             .ppid
-            .filter(|&ppid| ppid != record.pid)
+            .filter(|&ppid| ppid != pid)
             .and_then(|ppid| self.parent_for(ppid, &event.parent));
-        let entry = Arc::new(Entry::new(record.clone(), event.timestamp, parent));
-        if let Some(old) = self.live.insert(record.pid, entry.clone()) {
+        let entry = Arc::new(Entry::new(record, event.timestamp, parent));
+        if let Some(old) = self.live.insert(pid, entry.clone()) {
             // pid reuse without a terminate in between: the old holder has ended.
-            self.retire(record.pid, event.timestamp, old, limits);
+            self.retire(pid, event.timestamp, old, limits);
         }
-        self.ended.remove(&record.pid);
+        self.ended.remove(&pid);
         if self.live.len() > limits.live_max {
             self.evict_oldest_live();
         }
@@ -346,20 +349,26 @@ mod tests {
     #[test]
     fn child_links_to_the_process_that_held_its_ppid() {
         let mut t = ProcessTable::default();
-        t.apply(&create("h", 100, 4, "w3wp.exe", 0), 8);
-        t.apply(&create("h", 200, 100, "cmd.exe", 1), 8);
-        let p = t.apply(&create("h", 300, 200, "whoami.exe", 2), 8).unwrap();
+        t.apply(&mut create("h", 100, 4, "w3wp.exe", 0), 8);
+        t.apply(&mut create("h", 200, 100, "cmd.exe", 1), 8);
+        let p = t
+            .apply(&mut create("h", 300, 200, "whoami.exe", 2), 8)
+            .unwrap();
         assert_eq!(chain(&p), ["cmd.exe", "w3wp.exe"]);
     }
 
     #[test]
     fn a_reused_pid_is_not_taken_for_the_old_parent() {
         let mut t = ProcessTable::default();
-        t.apply(&create("h", 100, 4, "w3wp.exe", 0), 8);
-        let early = t.apply(&create("h", 200, 100, "cmd.exe", 1), 8).unwrap();
-        t.apply(&terminate("h", 100, 2), 8);
-        t.apply(&create("h", 100, 4, "notepad.exe", 3), 8);
-        let late = t.apply(&create("h", 300, 100, "whoami.exe", 4), 8).unwrap();
+        t.apply(&mut create("h", 100, 4, "w3wp.exe", 0), 8);
+        let early = t
+            .apply(&mut create("h", 200, 100, "cmd.exe", 1), 8)
+            .unwrap();
+        t.apply(&mut terminate("h", 100, 2), 8);
+        t.apply(&mut create("h", 100, 4, "notepad.exe", 3), 8);
+        let late = t
+            .apply(&mut create("h", 300, 100, "whoami.exe", 4), 8)
+            .unwrap();
         assert_eq!(chain(&late), ["notepad.exe"]);
         // The earlier child keeps the parent it had when it started.
         assert_eq!(chain(&early), ["w3wp.exe"]);
@@ -368,9 +377,11 @@ mod tests {
     #[test]
     fn a_create_over_a_live_pid_ends_the_old_record() {
         let mut t = ProcessTable::default();
-        t.apply(&create("h", 100, 4, "w3wp.exe", 0), 8);
-        t.apply(&create("h", 100, 4, "svchost.exe", 1), 8);
-        let p = t.apply(&create("h", 300, 100, "cmd.exe", 2), 8).unwrap();
+        t.apply(&mut create("h", 100, 4, "w3wp.exe", 0), 8);
+        t.apply(&mut create("h", 100, 4, "svchost.exe", 1), 8);
+        let p = t
+            .apply(&mut create("h", 300, 100, "cmd.exe", 2), 8)
+            .unwrap();
         assert_eq!(chain(&p), ["svchost.exe"]);
     }
 
@@ -381,11 +392,15 @@ mod tests {
             ..TableLimits::default()
         };
         let mut t = ProcessTable::new(limits);
-        t.apply(&create("h", 100, 4, "w3wp.exe", 0), 8);
-        t.apply(&terminate("h", 100, 1), 8);
-        let p = t.apply(&create("h", 200, 100, "cmd.exe", 2), 8).unwrap();
+        t.apply(&mut create("h", 100, 4, "w3wp.exe", 0), 8);
+        t.apply(&mut terminate("h", 100, 1), 8);
+        let p = t
+            .apply(&mut create("h", 200, 100, "cmd.exe", 2), 8)
+            .unwrap();
         assert_eq!(chain(&p), ["w3wp.exe"]);
-        let q = t.apply(&create("h", 201, 100, "cmd.exe", 30), 8).unwrap();
+        let q = t
+            .apply(&mut create("h", 201, 100, "cmd.exe", 30), 8)
+            .unwrap();
         assert!(q.ancestors.is_empty(), "expired after its ttl");
     }
 
@@ -397,8 +412,8 @@ mod tests {
         };
         let mut t = ProcessTable::new(limits);
         for pid in 0..100 {
-            t.apply(&create("h", pid, 1, "x.exe", 0), 8);
-            t.apply(&terminate("h", pid, 0), 8);
+            t.apply(&mut create("h", pid, 1, "x.exe", 0), 8);
+            t.apply(&mut terminate("h", pid, 0), 8);
         }
         assert_eq!(t.len(), 3);
     }
@@ -406,21 +421,21 @@ mod tests {
     #[test]
     fn pid_ppid_cycles_terminate_the_walk() {
         let mut t = ProcessTable::default();
-        t.apply(&create("h", 10, 20, "a.exe", 0), 8);
-        t.apply(&create("h", 20, 10, "b.exe", 1), 8);
-        let p = t.apply(&create("h", 10, 20, "c.exe", 2), 8).unwrap();
+        t.apply(&mut create("h", 10, 20, "a.exe", 0), 8);
+        t.apply(&mut create("h", 20, 10, "b.exe", 1), 8);
+        let p = t.apply(&mut create("h", 10, 20, "c.exe", 2), 8).unwrap();
         assert_eq!(chain(&p), ["b.exe", "a.exe"]);
-        let selfish = t.apply(&create("h", 30, 30, "d.exe", 3), 8).unwrap();
+        let selfish = t.apply(&mut create("h", 30, 30, "d.exe", 3), 8).unwrap();
         assert!(selfish.ancestors.is_empty());
     }
 
     #[test]
     fn each_host_has_its_own_table() {
         let mut t = ProcessTable::default();
-        t.apply(&create("web01", 100, 4, "w3wp.exe", 0), 8);
-        t.apply(&create("web02", 100, 4, "explorer.exe", 0), 8);
+        t.apply(&mut create("web01", 100, 4, "w3wp.exe", 0), 8);
+        t.apply(&mut create("web02", 100, 4, "explorer.exe", 0), 8);
         let p = t
-            .apply(&create("web01", 200, 100, "cmd.exe", 1), 8)
+            .apply(&mut create("web01", 200, 100, "cmd.exe", 1), 8)
             .unwrap();
         assert_eq!(chain(&p), ["w3wp.exe"]);
     }
@@ -431,15 +446,17 @@ mod tests {
         let mut child = create("h", 200, 100, "cmd.exe", 1);
         child.parent.image_path = Some(r"C:\Windows\System32\inetsrv\w3wp.exe".into());
         child.parent.exe = Some("w3wp.exe".into());
-        let p = t.apply(&child, 8).unwrap();
+        let p = t.apply(&mut child, 8).unwrap();
         assert_eq!(chain(&p), ["w3wp.exe"]);
         // A later child of the same pid without parent fields gets the learnt parent.
-        let q = t.apply(&create("h", 201, 100, "whoami.exe", 2), 8).unwrap();
+        let q = t
+            .apply(&mut create("h", 201, 100, "whoami.exe", 2), 8)
+            .unwrap();
         assert_eq!(chain(&q), ["w3wp.exe"]);
         // An event naming another image for that pid wins over the table.
         let mut other = create("h", 202, 100, "cmd.exe", 3);
         other.parent.exe = Some("explorer.exe".into());
-        let r = t.apply(&other, 8).unwrap();
+        let r = t.apply(&mut other, 8).unwrap();
         assert_eq!(chain(&r), ["explorer.exe"]);
     }
 
@@ -447,9 +464,11 @@ mod tests {
     fn ancestry_is_capped_and_long_chains_drop_without_recursion() {
         let mut t = ProcessTable::default();
         for pid in 1..100_000u32 {
-            t.apply(&create("h", pid, pid - 1, "sh", 0), 8);
+            t.apply(&mut create("h", pid, pid - 1, "sh", 0), 8);
         }
-        let p = t.apply(&create("h", 100_000, 99_999, "id", 0), 8).unwrap();
+        let p = t
+            .apply(&mut create("h", 100_000, 99_999, "id", 0), 8)
+            .unwrap();
         assert_eq!(p.ancestors.len(), 8);
         drop(t);
         drop(p);

@@ -134,7 +134,14 @@ impl<'a> Doc<'a> {
     /// Parses one JSON object (flat or nested Windows form, or a spawnwatch line).
     pub(crate) fn parse(bytes: &'a [u8]) -> Result<Doc<'a>, serde_json::Error> {
         let mut doc = Doc::empty();
-        let mut de = serde_json::Deserializer::from_slice(bytes);
+        // One UTF-8 check for the line, not one per string.
+        let text = std::str::from_utf8(bytes).map_err(|e| {
+            <serde_json::Error as de::Error>::custom(format_args!(
+                "invalid UTF-8 at byte {}",
+                e.valid_up_to()
+            ))
+        })?;
+        let mut de = serde_json::Deserializer::from_str(text);
         let top = Node {
             doc: Some(&mut doc),
             scope: Scope::Top,
@@ -152,6 +159,11 @@ impl<'a> Doc<'a> {
 
     pub(crate) fn get(&self, key: Key) -> Option<&Val<'a>> {
         self.slots[key as usize].as_ref()
+    }
+
+    /// Moves a value out (a string the parser already had to copy is not copied again).
+    pub(crate) fn take(&mut self, key: Key) -> Option<Val<'a>> {
+        self.slots[key as usize].take()
     }
 
     fn set(&mut self, key: Key, value: Val<'a>) {

@@ -16,7 +16,7 @@ const MAX_LINE: usize = 256 << 20;
 
 /// Maps one record that parsed: a Windows event when it has an `EventID`, else a
 /// spawnwatch line when it has an `action`, else something else (skipped).
-pub(crate) fn map_record(doc: &Doc, origin: Origin) -> ReadItem {
+pub(crate) fn map_record(doc: &mut Doc, origin: Origin) -> ReadItem {
     if doc.get(Key::EventId).is_some() {
         windows_event::map_windows(doc, origin, None)
     } else if doc.get(Key::Action).is_some() {
@@ -200,7 +200,7 @@ impl<R: Read> JsonLines<R> {
             location,
         };
         Some(match Doc::parse(line) {
-            Ok(doc) => map_record(&doc, origin),
+            Ok(mut doc) => map_record(&mut doc, origin),
             Err(e) => ReadItem::Malformed {
                 kind: "json",
                 location,

@@ -16,7 +16,7 @@ use serde::Serialize;
 type Problem = (&'static str, String);
 
 /// Maps one parsed spawnwatch line.
-pub(crate) fn map_line(doc: &Doc, origin: Origin) -> ReadItem {
+pub(crate) fn map_line(doc: &mut Doc, origin: Origin) -> ReadItem {
     let location = origin.location;
     match build(doc, origin) {
         Ok(event) => ReadItem::Event(Box::new(event)),
@@ -28,7 +28,7 @@ pub(crate) fn map_line(doc: &Doc, origin: Origin) -> ReadItem {
     }
 }
 
-fn build(doc: &Doc, origin: Origin) -> Result<SourceEvent, Problem> {
+fn build(doc: &mut Doc, origin: Origin) -> Result<SourceEvent, Problem> {
     let action = match required_str(doc, Key::Action)? {
         "create" => Action::Create,
         "terminate" => Action::Terminate,
@@ -111,11 +111,11 @@ fn required_str<'d>(doc: &'d Doc, key: Key) -> Result<&'d str, Problem> {
 }
 
 /// An optional string: null, `""` and `"-"` are unknown.
-fn string(doc: &Doc, key: Key) -> Result<Option<String>, Problem> {
-    match doc.get(key) {
+fn string(doc: &mut Doc, key: Key) -> Result<Option<String>, Problem> {
+    match doc.take(key) {
         None | Some(Val::Null) => Ok(None),
-        Some(Val::Str(s)) => Ok(known(s).map(str::to_string)),
-        Some(other) => Err(wrong_type(key, "a string", other)),
+        Some(Val::Str(s)) => Ok(known(&s).is_some().then(|| s.into_owned())),
+        Some(other) => Err(wrong_type(key, "a string", &other)),
     }
 }
 
@@ -223,7 +223,7 @@ mod tests {
     }
 
     fn map(line: &str) -> ReadItem {
-        map_line(&Doc::parse(line.as_bytes()).unwrap(), origin(3))
+        map_line(&mut Doc::parse(line.as_bytes()).unwrap(), origin(3))
     }
 
     fn problem(line: &str) -> (&'static str, String) {
