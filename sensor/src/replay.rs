@@ -38,8 +38,16 @@ pub fn replay(
     let mut pipeline = Pipeline::start(rules, sink, options);
     let mut counts = ReadCounts::default();
     let mut progress = Progress::new();
-    for input in &inputs {
-        read_one(input, &mut pipeline, &mut counts, &mut progress);
+    // Each input is opened while the one before is consumed: EVTX and zip readers
+    // parse on their own thread, so the next file's parsing overlaps this one's
+    // evaluation. The table still sees the files one after another, in order.
+    let mut opened = inputs
+        .iter()
+        .map(|input| (input, replay::read(input)))
+        .peekable();
+    while let Some((input, items)) = opened.next() {
+        opened.peek();
+        read_one(input, items, &mut pipeline, &mut counts, &mut progress);
     }
     progress.clear();
     let report = pipeline
@@ -48,13 +56,16 @@ pub fn replay(
     Ok((counts, report))
 }
 
+type Items = Box<dyn Iterator<Item = ReadItem> + Send>;
+
 fn read_one(
     input: &Input,
+    items: Result<Items, replay::ReplayError>,
     pipeline: &mut Pipeline,
     counts: &mut ReadCounts,
     progress: &mut Progress,
 ) {
-    let items = match replay::read(input) {
+    let items = match items {
         Ok(items) => items,
         Err(e) => {
             progress.clear();
