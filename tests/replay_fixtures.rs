@@ -30,7 +30,7 @@ fn parent_fields_come_from_the_table_and_the_alert_is_exact() {
         *alerts[0],
         json!({
             "kind": "alert",
-            "timestamp": "2026-11-27T10:00:02.000Z",
+            "timestamp": "2026-11-27T10:00:02Z",
             "hostname": "WEB01",
             "rule": {"id": "CAR-2021-02-001", "title": "Webshell-indicative process tree", "severity": "high", "attack": ["T1505.003"]},
             "process": {

@@ -14,7 +14,7 @@ pub fn alert_line(event: &ProcessEvent, rule: &RuleMeta, explain: Option<&[Step]
     let parent = event.ancestors.first().map(|e| &e.record);
     let mut alert = json!({
         "kind": "alert",
-        "timestamp": event.timestamp.map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)),
+        "timestamp": event.timestamp.map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true)),
         "hostname": event.hostname,
         "rule": {
             "id": rule.id,
