@@ -212,7 +212,12 @@ fn replay_command(args: ReplayArgs) -> Result<ExitCode, String> {
 fn run_command(args: RunArgs) -> Result<ExitCode, String> {
     let start = run::platform_source()?;
     let loaded = rules::load_or_report(&args.rules.rules, rules::Platform::Native)?;
-    eprintln!("spawnwatch: {} rules loaded", loaded.rules.len());
+    let ids: Vec<&str> = loaded
+        .rules
+        .ids()
+        .map(|id| loaded.rules.meta(id).id.as_str())
+        .collect();
+    eprintln!("spawnwatch: {} rules loaded: {}", ids.len(), ids.join(", "));
     let rules = std::sync::Arc::new(arc_swap::ArcSwap::from_pointee(loaded.rules));
     let signals = signals::install()?;
     let mut reloader = reload::Reloader::new(
