@@ -175,7 +175,9 @@ pub(crate) fn lowered_value<'s, E: Event>(
     }
 }
 
-fn value<'e, E: Event>(event: &'e E, base: u32, f: &FieldRef) -> Option<Value<'e>> {
+/// The field's value with the process `base` steps up as the current one; `None` past
+/// the known ancestry.
+pub(crate) fn value<'e, E: Event>(event: &'e E, base: u32, f: &FieldRef) -> Option<Value<'e>> {
     let depth = base + f.depth;
     if depth > event.ancestor_count() {
         return None;

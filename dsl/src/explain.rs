@@ -102,13 +102,7 @@ fn walk<E: Event>(
             }
         }
         Node::SameValue(a, b) => {
-            let shown = |f: &FieldRef| {
-                display(if base + f.depth > event.ancestor_count() {
-                    None
-                } else {
-                    event.value(base + f.depth, f.field)
-                })
-            };
+            let shown = |f: &FieldRef| display(eval::value(event, base, f));
             let value = format!("{} vs {}", shown(a), shown(b));
             out.push(Step {
                 indent,
@@ -118,11 +112,7 @@ fn walk<E: Event>(
             });
         }
         Node::Exists(f) | Node::Text(f, _) | Node::Number(f, _, _) => {
-            let value = if base + f.depth > event.ancestor_count() {
-                None
-            } else {
-                event.value(base + f.depth, f.field)
-            };
+            let value = eval::value(event, base, f);
             out.push(Step {
                 indent,
                 text: set.descriptions[id as usize].clone(),

@@ -708,28 +708,30 @@ impl<'t> Parser<'t> {
 
     fn top_exception(&mut self) -> PResult<ExceptionDef> {
         let kw = self.bump();
-        let (start, _) = self.skip_trivia(self.pos);
-        let rule = match rule_id(&self.text[start..]) {
-            Ok((_, id)) => {
-                self.pos = start + id.len();
-                Ident {
-                    name: id.to_string(),
-                    span: self.span(start, start + id.len()),
-                }
-            }
-            Err(_) => {
-                let t = self.peek();
-                return Err(self.expected_hint(
-                    "the id of the rule this exception extends",
-                    &t,
-                    Some("outside a rule, write `except RULE-ID \"name\": condition`".to_string()),
-                ));
-            }
+        let Some(rule) = self.rule_id() else {
+            let t = self.peek();
+            return Err(self.expected_hint(
+                "the id of the rule this exception extends",
+                &t,
+                Some("outside a rule, write `except RULE-ID \"name\": condition`".to_string()),
+            ));
         };
         self.current = Some(rule.clone());
         let exception = self.exception_body(kw.start)?;
         self.end_of_top_condition()?;
         Ok(ExceptionDef { rule, exception })
+    }
+
+    /// A rule id at the current position (read in its own mode: `CAR-2021-02-001`),
+    /// consumed; `None` leaves the position alone.
+    fn rule_id(&mut self) -> Option<Ident> {
+        let (start, _) = self.skip_trivia(self.pos);
+        let (_, id) = rule_id(&self.text[start..]).ok()?;
+        self.pos = start + id.len();
+        Some(Ident {
+            name: id.to_string(),
+            span: self.span(start, start + id.len()),
+        })
     }
 
     /// `"name": condition`, after `except` (and the rule id).
@@ -754,19 +756,9 @@ impl<'t> Parser<'t> {
 
     fn rule_def(&mut self) -> PResult<RuleDef> {
         let kw = self.bump();
-        let (start, _) = self.skip_trivia(self.pos);
-        let id = match rule_id(&self.text[start..]) {
-            Ok((_, id)) => {
-                self.pos = start + id.len();
-                Ident {
-                    name: id.to_string(),
-                    span: self.span(start, start + id.len()),
-                }
-            }
-            Err(_) => {
-                let t = self.peek();
-                return Err(self.expected("a rule id", &t));
-            }
+        let Some(id) = self.rule_id() else {
+            let t = self.peek();
+            return Err(self.expected("a rule id", &t));
         };
         self.current = Some(id.clone());
         self.expect_punct("{", "`{` after the rule id")?;

@@ -65,12 +65,21 @@ pub fn sources(paths: &[PathBuf], platform: Platform) -> Result<Vec<Source>, Str
             files.push(path.clone());
         }
     }
+    let texts = read_all(files, "rule")?;
+    Ok(texts
+        .into_iter()
+        .map(|(name, text)| Source::new(name, text))
+        .collect())
+}
+
+/// Each file's (name, text), or an error naming the file that could not be read.
+fn read_all(files: Vec<PathBuf>, what: &str) -> Result<Vec<(String, String)>, String> {
     files
         .into_iter()
-        .map(|file| {
-            std::fs::read_to_string(&file)
-                .map(|text| Source::new(file.display().to_string(), text))
-                .map_err(|e| format!("cannot read rule file {}: {e}", file.display()))
+        .map(|f| {
+            std::fs::read_to_string(&f)
+                .map(|text| (f.display().to_string(), text))
+                .map_err(|e| format!("cannot read {what} file {}: {e}", f.display()))
         })
         .collect()
 }
@@ -117,14 +126,7 @@ pub fn test_files(paths: &[PathBuf]) -> Result<Vec<(String, String)>, String> {
             }
         }
     }
-    files
-        .into_iter()
-        .map(|f| {
-            std::fs::read_to_string(&f)
-                .map(|text| (f.display().to_string(), text))
-                .map_err(|e| format!("cannot read test file {}: {e}", f.display()))
-        })
-        .collect()
+    read_all(files, "test")
 }
 
 /// Loads rules for a command that evaluates them: diagnostics go to stderr, and an
