@@ -9,8 +9,6 @@ use std::sync::Arc;
 
 #[derive(Debug)]
 pub struct ProcessEvent {
-    /// Position in the input order, for `--ordered` output.
-    pub seq: u64,
     pub timestamp: Option<DateTime<Utc>>,
     pub hostname: Option<String>,
     pub process: Arc<Entry>,

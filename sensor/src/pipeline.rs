@@ -4,6 +4,11 @@
 //! The table is updated by the one thread that calls `push`, in event order, before the
 //! events fan out; workers evaluate the rules (swappable at any time, see [`Rules`]); the
 //! writer is the only thread that touches the output.
+//!
+//! Events travel to the workers in batches: one channel hand-over (and at most one
+//! wake-up) per batch rather than per event is what lets replay use more than one core.
+//! A live source calls [`Pipeline::flush`] whenever it has nothing more waiting, so a
+//! lone event is never held back.
 
 use crate::alert::alert_line;
 use crate::event::ProcessEvent;
@@ -32,7 +37,7 @@ pub struct Options {
     pub ordered: bool,
     /// Add to each alert which parts of the rule's condition held, with the values.
     pub explain: bool,
-    /// Capacity of each channel, in events.
+    /// Capacity of each channel, in events (rounded up to whole batches).
     pub capacity: usize,
     /// How many ancestors each event carries.
     pub ancestor_limit: usize,
@@ -86,8 +91,17 @@ struct Alert {
     line: String,
 }
 
+/// At most this many events go to a worker in one hand-over.
+const BATCH: usize = 64;
+
+/// Events for one worker, numbered in input order.
+struct Batch {
+    seq: u64,
+    events: Vec<ProcessEvent>,
+}
+
 enum ToWriter {
-    /// The alerts of one event. Empty only in ordered mode.
+    /// The alerts of one batch, in event order. Empty only in ordered mode.
     Evaluated { seq: u64, alerts: Vec<Alert> },
     /// A line of the sensor's own (stats, reload failures), written as is.
     Sensor(String),
@@ -100,8 +114,12 @@ enum ToWriter {
 pub struct Pipeline {
     table: ProcessTable,
     ancestor_limit: usize,
-    seq: u64,
-    to_workers: Sender<ProcessEvent>,
+    /// Process creations pushed so far.
+    evaluated: u64,
+    /// Events not yet handed to the workers, and the number of the batch they will form.
+    pending: Vec<ProcessEvent>,
+    batch_seq: u64,
+    to_workers: Sender<Batch>,
     to_writer: Sender<ToWriter>,
     workers: Vec<JoinHandle<()>>,
     writer: JoinHandle<io::Result<Report>>,
@@ -110,7 +128,7 @@ pub struct Pipeline {
 
 impl Pipeline {
     pub fn start(rules: Rules, sink: Box<dyn Sink>, options: &Options) -> Pipeline {
-        let (to_workers, from_table) = bounded::<ProcessEvent>(options.capacity);
+        let (to_workers, from_table) = bounded::<Batch>(options.capacity.div_ceil(BATCH));
         let (to_writer, from_workers) = bounded::<ToWriter>(options.capacity);
         let workers = (0..options.workers.max(1))
             .map(|i| {
@@ -147,7 +165,9 @@ impl Pipeline {
         Pipeline {
             table: ProcessTable::new(options.table),
             ancestor_limit: options.ancestor_limit,
-            seq: 0,
+            evaluated: 0,
+            pending: Vec::with_capacity(BATCH),
+            batch_seq: 0,
             to_workers,
             to_writer,
             workers,
@@ -156,24 +176,41 @@ impl Pipeline {
         }
     }
 
-    /// Applies one event to the process table and hands a process creation to the
-    /// workers, waiting while they are all busy (replay never drops).
+    /// Applies one event to the process table and queues a process creation for the
+    /// workers; a full batch is handed over, waiting while they are all busy (replay
+    /// never drops). A partial batch waits for [`Pipeline::flush`] or `finish`.
     pub fn push(&mut self, mut event: SourceEvent) {
         let Some(placed) = self.table.apply(&mut event, self.ancestor_limit) else {
             return;
         };
         let event = ProcessEvent {
-            seq: self.seq,
             timestamp: event.timestamp,
             hostname: event.hostname,
             process: placed.entry,
             ancestors: placed.ancestors,
             origin: event.origin,
         };
-        self.seq += 1;
+        self.evaluated += 1;
         self.counters.evaluated.fetch_add(1, Ordering::Relaxed);
+        self.pending.push(event);
+        if self.pending.len() == BATCH {
+            self.flush();
+        }
+    }
+
+    /// Hands the queued events to the workers now (a live source calls this when no
+    /// more events are waiting).
+    pub fn flush(&mut self) {
+        if self.pending.is_empty() {
+            return;
+        }
+        let batch = Batch {
+            seq: self.batch_seq,
+            events: std::mem::replace(&mut self.pending, Vec::with_capacity(BATCH)),
+        };
+        self.batch_seq += 1;
         // Sending fails only if every worker died, which `finish` reports.
-        let _ = self.to_workers.send(event);
+        let _ = self.to_workers.send(batch);
     }
 
     /// Writes a line of the sensor's own (a stats or sensor-alert line).
@@ -203,9 +240,10 @@ impl Pipeline {
     /// Like [`Pipeline::finish`], and writes `last_line` (given the final counters and
     /// table size) after every alert and storm summary.
     pub fn finish_with(
-        self,
+        mut self,
         last_line: impl FnOnce(&Counters, usize) -> Option<String>,
     ) -> io::Result<Report> {
+        self.flush();
         drop(self.to_workers);
         for worker in self.workers {
             if worker.join().is_err() {
@@ -220,13 +258,13 @@ impl Pipeline {
             .writer
             .join()
             .map_err(|_| io::Error::other("the writer thread panicked"))??;
-        report.evaluated = self.seq;
+        report.evaluated = self.evaluated;
         Ok(report)
     }
 }
 
 fn evaluate_loop(
-    rx: &Receiver<ProcessEvent>,
+    rx: &Receiver<Batch>,
     tx: &Sender<ToWriter>,
     rules: &Rules,
     ordered: bool,
@@ -234,37 +272,32 @@ fn evaluate_loop(
 ) {
     let mut scratch = Scratch::new();
     let mut matched = Vec::new();
-    for event in rx {
+    for batch in rx {
         let rules = rules.load();
-        matched.clear();
-        rules.evaluate(&event, &mut scratch, &mut matched);
-        if matched.is_empty() && !ordered {
-            continue;
-        }
-        let alerts = matched
-            .iter()
-            .map(|&id| {
+        let mut alerts = Vec::new();
+        for event in &batch.events {
+            matched.clear();
+            rules.evaluate(event, &mut scratch, &mut matched);
+            alerts.extend(matched.iter().map(|&id| {
                 let meta = rules.meta(id);
                 Alert {
-                    key: storm_key(&event, &meta.id),
+                    key: storm_key(event, &meta.id),
                     time: event.timestamp.unwrap_or_else(Utc::now),
                     line: alert_line(
-                        &event,
+                        event,
                         meta,
                         explain
-                            .then(|| dsl::explain::explain(&rules, id, &event, &mut scratch))
+                            .then(|| dsl::explain::explain(&rules, id, event, &mut scratch))
                             .as_deref(),
                     ),
                 }
-            })
-            .collect();
-        if tx
-            .send(ToWriter::Evaluated {
-                seq: event.seq,
-                alerts,
-            })
-            .is_err()
-        {
+            }));
+        }
+        if alerts.is_empty() && !ordered {
+            continue;
+        }
+        let seq = batch.seq;
+        if tx.send(ToWriter::Evaluated { seq, alerts }).is_err() {
             return;
         }
     }

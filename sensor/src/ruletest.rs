@@ -242,7 +242,6 @@ fn build_event(map: &Map<String, Value>) -> Result<ProcessEvent, String> {
     }
     let (placed, event) = placed.ok_or("an empty event")?;
     Ok(ProcessEvent {
-        seq: 0,
         timestamp: None,
         hostname: event.hostname,
         process: placed.entry,

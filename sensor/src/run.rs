@@ -67,6 +67,10 @@ pub fn run(
             Err(RecvTimeoutError::Timeout) => {}
             Err(RecvTimeoutError::Disconnected) => break,
         }
+        // A burst travels in batches; its last event must not wait for the next one.
+        if rx.is_empty() {
+            pipeline.flush();
+        }
         (config.on_turn)(&pipeline);
         if last_stats.elapsed() >= config.stats_interval {
             last_stats = Instant::now();
@@ -332,5 +336,58 @@ mod tests {
         assert_eq!(stats["received"], 50);
         assert_eq!(stats["dropped_at_channel"], 0);
         assert_eq!(stats["evaluated"], 50);
+    }
+
+    /// Tells a channel about every line written.
+    struct Announce(crossbeam_channel::Sender<String>);
+    impl Sink for Announce {
+        fn write_line(&mut self, line: &str) -> std::io::Result<()> {
+            let _ = self.0.send(line.to_string());
+            Ok(())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn a_lone_event_is_alerted_while_running_not_held_for_a_full_batch() {
+        let stop = Arc::new(AtomicBool::new(false));
+        let (written, lines) = crossbeam_channel::unbounded();
+        let (seen_tx, seen) = crossbeam_channel::bounded(1);
+        let stop_from_source = stop.clone();
+        let start: Start = Box::new(move |sink: LiveSink| {
+            let handle = std::thread::spawn(move || {
+                assert!(sink.push(event(2, Action::Create)));
+                // The alert must come out while the source is still running.
+                let line = lines.recv_timeout(Duration::from_secs(30));
+                seen_tx.send(line.ok()).unwrap();
+                stop_from_source.store(true, Ordering::Relaxed);
+            });
+            Ok((Box::new(Batch(Some(handle))) as Box<dyn LiveSource>, vec![]))
+        });
+        let rules = dsl::load(&[dsl::Source::new(
+            "t.rules",
+            "rule T { title: \"t\" severity: high attack: [T1505.003] condition: exe == \"sh\" }",
+        )])
+        .unwrap()
+        .rules;
+        let config = RunConfig {
+            stats_interval: Duration::from_secs(3600),
+            record: None,
+            stop,
+            on_turn: Box::new(|_| {}),
+        };
+        let rules: Rules = Arc::new(ArcSwap::from_pointee(rules));
+        run(
+            start,
+            rules,
+            Box::new(Announce(written)),
+            &Options::default(),
+            config,
+        )
+        .unwrap();
+        let line = seen.recv().unwrap().expect("no alert while running");
+        assert!(line.contains(r#""id":"T""#), "{line}");
     }
 }
