@@ -43,7 +43,7 @@ pub fn replay(
     // evaluation. The table still sees the files one after another, in order.
     let mut opened = inputs
         .iter()
-        .map(|input| (input, replay::read(input)))
+        .map(|input| (input, replay::read(input, options.workers)))
         .peekable();
     while let Some((input, items)) = opened.next() {
         opened.peek();

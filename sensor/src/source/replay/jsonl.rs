@@ -46,7 +46,8 @@ pub(crate) fn label_item(item: ReadItem, label: Option<&str>) -> ReadItem {
     }
 }
 
-pub(crate) struct JsonLines<R> {
+/// Cuts an input into lines in one large reused buffer.
+pub(crate) struct LineCutter<R> {
     reader: R,
     buf: Vec<u8>,
     /// The unread bytes are `buf[start..end]`.
@@ -57,15 +58,11 @@ pub(crate) struct JsonLines<R> {
     failed: bool,
     /// The number of the last line cut.
     line: u64,
-    file: Arc<str>,
-    /// Set for archive entries: prefixed to messages.
-    label: Option<Arc<str>>,
-    prefilter: Prefilter,
 }
 
-impl<R: Read> JsonLines<R> {
-    pub(crate) fn new(reader: R, file: Arc<str>, label: Option<Arc<str>>) -> JsonLines<R> {
-        JsonLines {
+impl<R: Read> LineCutter<R> {
+    pub(crate) fn new(reader: R) -> LineCutter<R> {
+        LineCutter {
             reader,
             buf: vec![0; BUFFER],
             start: 0,
@@ -73,9 +70,6 @@ impl<R: Read> JsonLines<R> {
             eof: false,
             failed: false,
             line: 0,
-            file,
-            label,
-            prefilter: Prefilter::new(),
         }
     }
 
@@ -172,42 +166,91 @@ impl<R: Read> JsonLines<R> {
         }
     }
 
-    fn item(&self, (from, to): (usize, usize)) -> Option<ReadItem> {
-        let mut line = &self.buf[from..to];
-        if self.line == 1 {
-            line = line.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(line);
-        }
-        let line = line.trim_ascii();
-        if line.is_empty() {
+    /// The next line's number and bytes, or an item to report in its place (an
+    /// over-long line, a read error); `None` at the end of the input.
+    pub(crate) fn next_raw(&mut self) -> Option<Result<(u64, &[u8]), ReadItem>> {
+        if self.failed {
             return None;
         }
-        let location = Location::Line(self.line);
-        // A line the pre-filter drops is not parsed; its ends still tell a cut or
-        // garbled line from a record.
-        if !(line.starts_with(b"{") && line.ends_with(b"}")) {
-            return Some(ReadItem::Malformed {
-                kind: "json",
-                location,
-                message: "not a JSON object".to_string(),
-            });
-        }
-        if !self.prefilter.keep(line) {
-            return Some(ReadItem::Skipped);
-        }
-        let origin = Origin {
-            kind: "replay",
-            file: Some(self.file.clone()),
-            location,
-        };
-        Some(match Doc::parse(line) {
-            Ok(mut doc) => map_record(&mut doc, origin),
-            Err(e) => ReadItem::Malformed {
-                kind: "json",
-                location,
-                message: e.to_string(),
-            },
-        })
+        Some(
+            self.next_line()?
+                .map(|(from, to)| (self.line, &self.buf[from..to])),
+        )
     }
+}
+
+/// JSON lines read and mapped one after another.
+pub(crate) struct JsonLines<R> {
+    cutter: LineCutter<R>,
+    file: Arc<str>,
+    /// Set for archive entries: prefixed to messages.
+    label: Option<Arc<str>>,
+    prefilter: Prefilter,
+}
+
+impl<R: Read> JsonLines<R> {
+    pub(crate) fn new(reader: R, file: Arc<str>, label: Option<Arc<str>>) -> JsonLines<R> {
+        JsonLines {
+            cutter: LineCutter::new(reader),
+            file,
+            label,
+            prefilter: Prefilter::new(),
+        }
+    }
+}
+
+/// Maps one line of a JSON-lines input (without its `\n`) to what it holds; `None` for
+/// a blank line. Messages are prefixed with `label` (an archive entry's name).
+pub(crate) fn line_item(
+    line: &[u8],
+    number: u64,
+    file: &Arc<str>,
+    label: Option<&str>,
+    prefilter: &Prefilter,
+) -> Option<ReadItem> {
+    let item = map_line(line, number, file, prefilter)?;
+    Some(label_item(item, label))
+}
+
+fn map_line(
+    mut line: &[u8],
+    number: u64,
+    file: &Arc<str>,
+    prefilter: &Prefilter,
+) -> Option<ReadItem> {
+    if number == 1 {
+        line = line.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(line);
+    }
+    let line = line.trim_ascii();
+    if line.is_empty() {
+        return None;
+    }
+    let location = Location::Line(number);
+    // A line the pre-filter drops is not parsed; its ends still tell a cut or
+    // garbled line from a record.
+    if !(line.starts_with(b"{") && line.ends_with(b"}")) {
+        return Some(ReadItem::Malformed {
+            kind: "json",
+            location,
+            message: "not a JSON object".to_string(),
+        });
+    }
+    if !prefilter.keep(line) {
+        return Some(ReadItem::Skipped);
+    }
+    let origin = Origin {
+        kind: "replay",
+        file: Some(file.clone()),
+        location,
+    };
+    Some(match Doc::parse(line) {
+        Ok(mut doc) => map_record(&mut doc, origin),
+        Err(e) => ReadItem::Malformed {
+            kind: "json",
+            location,
+            message: e.to_string(),
+        },
+    })
 }
 
 impl<R: Read> Iterator for JsonLines<R> {
@@ -215,17 +258,14 @@ impl<R: Read> Iterator for JsonLines<R> {
 
     fn next(&mut self) -> Option<ReadItem> {
         loop {
-            if self.failed {
-                return None;
-            }
-            let item = match self.next_line()? {
-                Ok(range) => match self.item(range) {
-                    Some(item) => item,
-                    None => continue,
-                },
-                Err(item) => item,
+            let label = self.label.as_deref();
+            let (number, line) = match self.cutter.next_raw()? {
+                Ok(line) => line,
+                Err(item) => return Some(label_item(item, label)),
             };
-            return Some(label_item(item, self.label.as_deref()));
+            if let Some(item) = line_item(line, number, &self.file, label, &self.prefilter) {
+                return Some(item);
+            }
         }
     }
 }

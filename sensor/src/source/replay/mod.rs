@@ -9,6 +9,7 @@ mod archive;
 mod evtx;
 mod fields;
 mod jsonl;
+mod jsonl_pool;
 mod prefilter;
 mod producer;
 pub mod spawnwatch_line;
@@ -133,8 +134,12 @@ fn walk(dir: &Path, inputs: &mut Vec<Input>) -> Result<(), ReplayError> {
 }
 
 /// Opens one input, detects its format (EVTX magic `ElfFile\0`, zip `PK\x03\x04`, else
-/// JSON lines) and yields its records in file order.
-pub fn read(input: &Input) -> Result<Box<dyn Iterator<Item = ReadItem> + Send>, ReplayError> {
+/// JSON lines) and yields its records in file order. JSON lines are parsed on
+/// `threads` threads.
+pub fn read(
+    input: &Input,
+    threads: usize,
+) -> Result<Box<dyn Iterator<Item = ReadItem> + Send>, ReplayError> {
     let name = input.name.clone();
     let unreadable = |e: io::Error| ReplayError::new(&name, format_args!("cannot read: {e}"));
     match &input.source {
@@ -142,16 +147,12 @@ pub fn read(input: &Input) -> Result<Box<dyn Iterator<Item = ReadItem> + Send>, 
             let mut file = File::open(path).map_err(|e| cannot_open(path, &e))?;
             // A pipe (`<(unzip -p ..)`) or a device cannot seek: read it like stdin.
             if !file.metadata().map_err(unreadable)?.is_file() {
-                return read_stream(file, name);
+                return read_stream(file, name, threads);
             }
             let prefix = peek(&mut file).map_err(unreadable)?;
             let format = sniff(&prefix);
             if matches!(format, Format::JsonLines) {
-                return Ok(Box::new(jsonl::JsonLines::new(
-                    Cursor::new(prefix).chain(file),
-                    name,
-                    None,
-                )));
+                return read_json_lines(Cursor::new(prefix).chain(file), name, threads);
             }
             file.seek(SeekFrom::Start(0)).map_err(unreadable)?;
             match format {
@@ -163,7 +164,7 @@ pub fn read(input: &Input) -> Result<Box<dyn Iterator<Item = ReadItem> + Send>, 
                 _ => Err(not_a_log(&name, &prefix)),
             }
         }
-        Source::Stdin => read_stream(io::stdin(), name),
+        Source::Stdin => read_stream(io::stdin(), name, threads),
     }
 }
 
@@ -172,15 +173,12 @@ pub fn read(input: &Input) -> Result<Box<dyn Iterator<Item = ReadItem> + Send>, 
 fn read_stream<R: Read + Send + 'static>(
     mut reader: R,
     name: Arc<str>,
+    threads: usize,
 ) -> Result<Box<dyn Iterator<Item = ReadItem> + Send>, ReplayError> {
     let prefix =
         peek(&mut reader).map_err(|e| ReplayError::new(&name, format_args!("cannot read: {e}")))?;
     match sniff(&prefix) {
-        Format::JsonLines => Ok(Box::new(jsonl::JsonLines::new(
-            Cursor::new(prefix).chain(reader),
-            name,
-            None,
-        ))),
+        Format::JsonLines => read_json_lines(Cursor::new(prefix).chain(reader), name, threads),
         Format::Unknown => Err(not_a_log(&name, &prefix)),
         format => {
             let bytes = buffer_all(prefix, &mut reader).map_err(|e| ReplayError::new(&name, e))?;
@@ -192,6 +190,15 @@ fn read_stream<R: Read + Send + 'static>(
             }
         }
     }
+}
+
+fn read_json_lines<R: Read + Send + 'static>(
+    reader: R,
+    name: Arc<str>,
+    threads: usize,
+) -> Result<Box<dyn Iterator<Item = ReadItem> + Send>, ReplayError> {
+    jsonl_pool::read(reader, name.clone(), threads)
+        .map_err(|e| ReplayError::new(&name, format_args!("cannot start a reader thread: {e}")))
 }
 
 fn read_evtx<R: Read + Seek + Send + 'static>(

@@ -62,17 +62,8 @@ pub(crate) fn spawn(
                 last: Location::Record(0),
             };
             if let Err(panic) = catch_unwind(AssertUnwindSafe(|| work(&mut sink))) {
-                let what = panic
-                    .downcast_ref::<&str>()
-                    .map(|s| s.to_string())
-                    .or_else(|| panic.downcast_ref::<String>().cloned())
-                    .unwrap_or_else(|| "unknown cause".to_string());
                 let location = sink.last;
-                sink.push(ReadItem::Malformed {
-                    kind,
-                    location,
-                    message: format!("the reader failed on this input and stopped: {what}"),
-                });
+                sink.push(reader_failed(kind, location, &*panic));
             }
             sink.flush();
         })?;
@@ -80,6 +71,24 @@ pub(crate) fn spawn(
         rx,
         current: Vec::new().into_iter(),
     }))
+}
+
+/// The item that stands for what a reader could not read because it panicked.
+pub(crate) fn reader_failed(
+    kind: &'static str,
+    location: Location,
+    panic: &(dyn std::any::Any + Send),
+) -> ReadItem {
+    let what = panic
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "unknown cause".to_string());
+    ReadItem::Malformed {
+        kind,
+        location,
+        message: format!("the reader failed on this input and stopped: {what}"),
+    }
 }
 
 struct Received {

@@ -1,0 +1,239 @@
+//! JSON lines parsed on several threads, for plain files and streams, where parsing is
+//! most of a replay's work: one thread cuts the input into chunks of whole lines,
+//! `threads` threads map the chunks, and the iterator hands the items back in input
+//! order. Dropping the iterator stops every thread at its next hand-over.
+
+use super::jsonl::{line_item, LineCutter};
+use super::prefilter::Prefilter;
+use super::producer::reader_failed;
+use crate::record::{Location, ReadItem};
+use crossbeam_channel::{bounded, Receiver, Sender};
+use std::collections::BTreeMap;
+use std::io::{self, Read};
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::Arc;
+
+/// Bytes of lines per chunk: a hand-over is rare next to the parsing, and a small
+/// file still gives every thread some work.
+const CHUNK_BYTES: usize = 128 << 10;
+
+/// Whole lines, numbered in input order.
+struct Chunk {
+    index: u64,
+    text: Vec<u8>,
+    /// Each line's number and where it ends in `text` (it starts where the one before
+    /// ended).
+    lines: Vec<(u64, usize)>,
+    /// What the cutter reports after these lines (an over-long line, a read error).
+    trailer: Option<ReadItem>,
+}
+
+impl Chunk {
+    fn new(index: u64) -> Chunk {
+        Chunk {
+            index,
+            text: Vec::with_capacity(CHUNK_BYTES + 4096),
+            lines: Vec::new(),
+            trailer: None,
+        }
+    }
+}
+
+/// Reads JSON lines from `reader` with `threads` parsing threads (at least one).
+pub(crate) fn read<R: Read + Send + 'static>(
+    reader: R,
+    file: Arc<str>,
+    threads: usize,
+) -> io::Result<Box<dyn Iterator<Item = ReadItem> + Send>> {
+    let threads = threads.max(1);
+    let (to_parsers, chunks) = bounded::<Chunk>(threads * 2);
+    let (to_consumer, parsed) = bounded::<(u64, Vec<ReadItem>)>(threads * 2);
+    let name = |what: &str| format!("replay {what} {file}");
+    std::thread::Builder::new()
+        .name(name("cut"))
+        .spawn(move || cut(reader, &to_parsers))?;
+    for _ in 0..threads {
+        let (chunks, to_consumer, file) = (chunks.clone(), to_consumer.clone(), file.clone());
+        std::thread::Builder::new()
+            .name(name("parse"))
+            .spawn(move || parse(&chunks, &to_consumer, &file))?;
+    }
+    Ok(Box::new(InOrder {
+        parsed,
+        waiting: BTreeMap::new(),
+        next: 0,
+        current: Vec::new().into_iter(),
+    }))
+}
+
+fn cut<R: Read>(reader: R, to_parsers: &Sender<Chunk>) {
+    let mut cutter = LineCutter::new(reader);
+    let mut chunk = Chunk::new(0);
+    while let Some(next) = cutter.next_raw() {
+        match next {
+            Ok((number, line)) => {
+                chunk.text.extend_from_slice(line);
+                chunk.lines.push((number, chunk.text.len()));
+                if chunk.text.len() < CHUNK_BYTES {
+                    continue;
+                }
+            }
+            Err(item) => chunk.trailer = Some(item),
+        }
+        let index = chunk.index + 1;
+        if to_parsers
+            .send(std::mem::replace(&mut chunk, Chunk::new(index)))
+            .is_err()
+        {
+            return;
+        }
+    }
+    if !chunk.lines.is_empty() {
+        let _ = to_parsers.send(chunk);
+    }
+}
+
+fn parse(chunks: &Receiver<Chunk>, to_consumer: &Sender<(u64, Vec<ReadItem>)>, file: &Arc<str>) {
+    let prefilter = Prefilter::new();
+    for chunk in chunks {
+        let index = chunk.index;
+        let first = Location::Line(chunk.lines.first().map_or(0, |&(number, _)| number));
+        // Every chunk must answer, or the consumer would wait for it forever.
+        let items = catch_unwind(AssertUnwindSafe(|| map_chunk(chunk, file, &prefilter)))
+            .unwrap_or_else(|panic| vec![reader_failed("json", first, &*panic)]);
+        if to_consumer.send((index, items)).is_err() {
+            return;
+        }
+    }
+}
+
+fn map_chunk(chunk: Chunk, file: &Arc<str>, prefilter: &Prefilter) -> Vec<ReadItem> {
+    let mut items = Vec::with_capacity(chunk.lines.len() + 1);
+    let mut start = 0;
+    for &(number, end) in &chunk.lines {
+        items.extend(line_item(
+            &chunk.text[start..end],
+            number,
+            file,
+            None,
+            prefilter,
+        ));
+        start = end;
+    }
+    items.extend(chunk.trailer);
+    items
+}
+
+/// Parsed chunks back in input order.
+struct InOrder {
+    parsed: Receiver<(u64, Vec<ReadItem>)>,
+    /// Chunks that arrived before their turn.
+    waiting: BTreeMap<u64, Vec<ReadItem>>,
+    next: u64,
+    current: std::vec::IntoIter<ReadItem>,
+}
+
+impl Iterator for InOrder {
+    type Item = ReadItem;
+
+    fn next(&mut self) -> Option<ReadItem> {
+        loop {
+            if let Some(item) = self.current.next() {
+                return Some(item);
+            }
+            match self.waiting.remove(&self.next) {
+                Some(items) => {
+                    self.current = items.into_iter();
+                    self.next += 1;
+                }
+                None => {
+                    let (index, items) = self.parsed.recv().ok()?;
+                    self.waiting.insert(index, items);
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn line(n: u64) -> String {
+        format!(r#"{{"timestamp":"2026-11-27T10:00:00Z","action":"create","pid":{n},"exe":"x"}}"#)
+    }
+
+    fn pids_and_kinds(items: impl Iterator<Item = ReadItem>) -> Vec<String> {
+        items
+            .map(|item| match item {
+                ReadItem::Event(e) => format!("{} {}", e.process.pid, e.origin.location),
+                ReadItem::Skipped => "skipped".into(),
+                ReadItem::Malformed { kind, location, .. } => format!("{kind} {location}"),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn many_chunks_on_many_threads_come_back_in_input_order() {
+        let n = 3 * CHUNK_BYTES as u64 / line(0).len() as u64 * 4;
+        let mut text: String = (1..=n).map(|n| line(n) + "\n").collect();
+        text.push_str("not json\n\n{\"other\":1}");
+        let expected: Vec<String> = (1..=n)
+            .map(|n| format!("{n} line {n}"))
+            .chain([format!("json line {}", n + 1), "skipped".into()])
+            .collect();
+        for threads in [1, 2, 5] {
+            let items = read(io::Cursor::new(text.clone()), "t".into(), threads).unwrap();
+            assert_eq!(pids_and_kinds(items), expected, "{threads} threads");
+        }
+    }
+
+    /// Fails after handing out `good` bytes.
+    struct Failing {
+        good: io::Cursor<Vec<u8>>,
+    }
+
+    impl Read for Failing {
+        fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+            match self.good.read(buf)? {
+                0 => Err(io::Error::other("disk on fire")),
+                n => Ok(n),
+            }
+        }
+    }
+
+    #[test]
+    fn a_read_error_comes_after_the_lines_before_it() {
+        let text: String = (1..=5000).map(|n| line(n) + "\n").collect();
+        let good = io::Cursor::new(text.into_bytes());
+        let got = pids_and_kinds(read(Failing { good }, "t".into(), 3).unwrap());
+        assert_eq!(got.len(), 5001);
+        assert_eq!(got[4999], "5000 line 5000");
+        assert_eq!(got[5000], "read-error line 5001");
+    }
+
+    #[test]
+    fn dropping_the_iterator_stops_every_thread() {
+        /// Endless input that reports when the cutter stops reading it.
+        struct Endless(Option<crossbeam_channel::Sender<()>>);
+        impl Read for Endless {
+            fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+                let text = line(1) + "\n";
+                let n = text.len().min(buf.len());
+                buf[..n].copy_from_slice(&text.as_bytes()[..n]);
+                Ok(n)
+            }
+        }
+        impl Drop for Endless {
+            fn drop(&mut self) {
+                self.0.take().unwrap().send(()).unwrap();
+            }
+        }
+        let (stopped_tx, stopped) = crossbeam_channel::bounded(1);
+        let mut items = read(Endless(Some(stopped_tx)), "t".into(), 2).unwrap();
+        assert!(items.next().is_some());
+        drop(items);
+        // The cutter drops its reader when it ends: recv does not hang.
+        stopped.recv().unwrap();
+    }
+}
