@@ -1,8 +1,11 @@
 #!/usr/bin/env python3
-"""Live latency on Linux (root): from a process event's timestamp (stamped when the
-kernel connector's message is received) to its alert line appearing in the output file.
-An upper bound on "event enters the channel -> alert written": it also counts reading
-/proc and this script's tailing.
+"""Live latency on Linux (root), two ways:
+- end to end: from a process event's timestamp (stamped when the kernel connector's
+  message is received) to its alert line appearing in the output file; this also counts
+  reading /proc, the source's channel and this script's tailing;
+- inside the sensor: the `alert_latency_us` figures of its stats lines, from the event's
+  arrival in the pipeline (process table, worker channel, rules, writer) to its alert
+  line written and flushed.
 
     sudo python3 bench/latency.py [--binary target/release/spawnwatch] [--count 300] [--gap-ms 20]
 """
@@ -55,11 +58,17 @@ def main():
         time.sleep(0.0002)
     sensor.send_signal(2)
     sensor.wait()
+    pending = collect(fd, pending, latencies)
+    inside = [json.loads(l) for l in open(out) if '"kind":"stats"' in l]
     if not latencies:
         sys.exit("no alert arrived")
     latencies.sort()
     p = lambda q: latencies[min(len(latencies) - 1, int(q * len(latencies)))]
-    print(f"alerts {len(latencies)}/{args.count}; latency ms: p50 {p(0.5):.3f}, p90 {p(0.9):.3f}, p99 {p(0.99):.3f}, max {latencies[-1]:.3f}")
+    print(f"alerts {len(latencies)}/{args.count}; end-to-end latency ms: p50 {p(0.5):.3f}, p90 {p(0.9):.3f}, p99 {p(0.99):.3f}, max {latencies[-1]:.3f}")
+    for stats in inside:
+        f = stats.get("alert_latency_us")
+        if f:
+            print(f"inside the sensor ({f['count']} alerts): p50 {f['p50']} us, p99 {f['p99']} us, max {f['max']} us")
 
 
 def collect(fd, pending, latencies):

@@ -7,6 +7,7 @@
 mod alert;
 mod check;
 mod event;
+mod latency;
 mod pipeline;
 mod record;
 mod reload;

@@ -12,6 +12,7 @@
 
 use crate::alert::alert_line;
 use crate::event::ProcessEvent;
+use crate::latency::AlertLatency;
 use crate::record::SourceEvent;
 use crate::sink::Sink;
 use crate::storm::{StormGuard, StormKey, StormLimits};
@@ -25,6 +26,7 @@ use std::io;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
+use std::time::Instant;
 
 /// The rule set the workers use; a reload swaps it atomically, so each event is
 /// evaluated against exactly one whole set.
@@ -76,6 +78,7 @@ pub struct Counters {
     pub evaluated: AtomicU64,
     pub alerts: AtomicU64,
     pub suppressed: AtomicU64,
+    pub latency: AlertLatency,
 }
 
 impl Report {
@@ -89,6 +92,8 @@ struct Alert {
     key: StormKey,
     time: DateTime<Utc>,
     line: String,
+    /// When its batch's first event arrived, for [`AlertLatency`].
+    queued: Instant,
 }
 
 /// At most this many events go to a worker in one hand-over.
@@ -98,7 +103,11 @@ const BATCH: usize = 64;
 struct Batch {
     seq: u64,
     events: Vec<ProcessEvent>,
+    /// When the first of `events` arrived: no event of the batch waited longer.
+    queued: Instant,
 }
+
+type LastLine = Box<dyn FnOnce(&Counters) -> Option<String> + Send>;
 
 enum ToWriter {
     /// The alerts of one batch, in event order. Empty only in ordered mode.
@@ -107,8 +116,9 @@ enum ToWriter {
     Sensor(String),
     /// Time passes: close storm windows older than the limit.
     Tick(DateTime<Utc>),
-    /// The closing line, written after everything else (the final stats line).
-    Last(String),
+    /// Makes the closing line (the final stats line) from the final counters, once
+    /// everything else is written.
+    Last(LastLine),
 }
 
 pub struct Pipeline {
@@ -118,6 +128,7 @@ pub struct Pipeline {
     evaluated: u64,
     /// Events not yet handed to the workers, and the number of the batch they will form.
     pending: Vec<ProcessEvent>,
+    pending_since: Instant,
     batch_seq: u64,
     to_workers: Sender<Batch>,
     to_writer: Sender<ToWriter>,
@@ -158,6 +169,7 @@ impl Pipeline {
                     sink,
                     storm,
                     totals,
+                    unflushed: Vec::new(),
                 }
                 .run(&from_workers, ordered)
             })
@@ -167,6 +179,7 @@ impl Pipeline {
             ancestor_limit: options.ancestor_limit,
             evaluated: 0,
             pending: Vec::with_capacity(BATCH),
+            pending_since: Instant::now(),
             batch_seq: 0,
             to_workers,
             to_writer,
@@ -180,6 +193,9 @@ impl Pipeline {
     /// workers; a full batch is handed over, waiting while they are all busy (replay
     /// never drops). A partial batch waits for [`Pipeline::flush`] or `finish`.
     pub fn push(&mut self, mut event: SourceEvent) {
+        if self.pending.is_empty() {
+            self.pending_since = Instant::now();
+        }
         let Some(placed) = self.table.apply(&mut event, self.ancestor_limit) else {
             return;
         };
@@ -207,6 +223,7 @@ impl Pipeline {
         let batch = Batch {
             seq: self.batch_seq,
             events: std::mem::replace(&mut self.pending, Vec::with_capacity(BATCH)),
+            queued: self.pending_since,
         };
         self.batch_seq += 1;
         // Sending fails only if every worker died, which `finish` reports.
@@ -241,7 +258,7 @@ impl Pipeline {
     /// table size) after every alert and storm summary.
     pub fn finish_with(
         mut self,
-        last_line: impl FnOnce(&Counters, usize) -> Option<String>,
+        last_line: impl FnOnce(&Counters, usize) -> Option<String> + Send + 'static,
     ) -> io::Result<Report> {
         self.flush();
         drop(self.to_workers);
@@ -250,9 +267,9 @@ impl Pipeline {
                 return Err(io::Error::other("a worker thread panicked"));
             }
         }
-        if let Some(line) = last_line(&self.counters, self.table.len()) {
-            let _ = self.to_writer.send(ToWriter::Last(line));
-        }
+        let table_entries = self.table.len();
+        let last = Box::new(move |totals: &Counters| last_line(totals, table_entries));
+        let _ = self.to_writer.send(ToWriter::Last(last));
         drop(self.to_writer);
         let mut report = self
             .writer
@@ -283,6 +300,7 @@ fn evaluate_loop(
                 Alert {
                     key: storm_key(event, &meta.id),
                     time: event.timestamp.unwrap_or_else(Utc::now),
+                    queued: batch.queued,
                     line: alert_line(
                         event,
                         meta,
@@ -318,6 +336,8 @@ struct Writer {
     sink: Box<dyn Sink>,
     storm: StormGuard,
     totals: Arc<Counters>,
+    /// When each alert written since the last flush was queued.
+    unflushed: Vec<Instant>,
 }
 
 impl Writer {
@@ -349,18 +369,32 @@ impl Writer {
             // Whoever tails the output (a SIEM forwarder) sees each alert once the
             // burst it came in has been written, not at exit.
             if rx.is_empty() {
-                self.sink.flush()?;
+                self.flush()?;
             }
         }
-        for line in self.storm.close_expired(None).into_iter().chain(last) {
+        for line in self.storm.close_expired(None) {
             self.sink.write_line(&line)?;
         }
-        self.sink.flush()?;
+        self.flush()?;
+        if let Some(line) = last.and_then(|make| make(&self.totals)) {
+            self.sink.write_line(&line)?;
+            self.sink.flush()?;
+        }
         Ok(Report {
             evaluated: 0,
             alerts: alerts_by_rule.into_iter().collect(),
             suppressed: self.storm.suppressed_total,
         })
+    }
+
+    /// Flushes the output; the alerts in it are out, so their latency is known.
+    fn flush(&mut self) -> io::Result<()> {
+        self.sink.flush()?;
+        let now = Instant::now();
+        for queued in self.unflushed.drain(..) {
+            self.totals.latency.record(now - queued);
+        }
+        Ok(())
     }
 
     fn write(&mut self, alerts: Vec<Alert>, by_rule: &mut HashMap<String, u64>) -> io::Result<()> {
@@ -371,6 +405,7 @@ impl Writer {
             }
             if pass {
                 self.sink.write_line(&alert.line)?;
+                self.unflushed.push(alert.queued);
                 *by_rule.entry(alert.key.rule).or_default() += 1;
                 self.totals.alerts.fetch_add(1, Ordering::Relaxed);
             } else {

@@ -87,7 +87,7 @@ pub fn run(
             .map_err(|e| format!("writing the --record file failed: {e}"))?;
     }
     pipeline
-        .finish_with(|totals, table_entries| {
+        .finish_with(move |totals, table_entries| {
             Some(stats_line(
                 totals,
                 table_entries,
@@ -158,6 +158,7 @@ fn stats_line(
         "evaluated": p.evaluated.load(Ordering::Relaxed),
         "alerts": p.alerts.load(Ordering::Relaxed),
         "suppressed": p.suppressed.load(Ordering::Relaxed),
+        "alert_latency_us": p.latency.take(),
         "table_entries": table_entries,
         "source": source,
     });
@@ -336,6 +337,11 @@ mod tests {
         assert_eq!(stats["received"], 50);
         assert_eq!(stats["dropped_at_channel"], 0);
         assert_eq!(stats["evaluated"], 50);
+        assert_eq!(
+            stats["alert_latency_us"],
+            Value::Null,
+            "no alert, no figures"
+        );
     }
 
     /// Tells a channel about every line written.
@@ -354,6 +360,7 @@ mod tests {
     fn a_lone_event_is_alerted_while_running_not_held_for_a_full_batch() {
         let stop = Arc::new(AtomicBool::new(false));
         let (written, lines) = crossbeam_channel::unbounded();
+        let after_stop = lines.clone();
         let (seen_tx, seen) = crossbeam_channel::bounded(1);
         let stop_from_source = stop.clone();
         let start: Start = Box::new(move |sink: LiveSink| {
@@ -389,5 +396,11 @@ mod tests {
         .unwrap();
         let line = seen.recv().unwrap().expect("no alert while running");
         assert!(line.contains(r#""id":"T""#), "{line}");
+        // The final stats line is made after the last alert is out, so it counts it.
+        let last: Value = serde_json::from_str(&after_stop.try_iter().last().unwrap()).unwrap();
+        assert_eq!(last["kind"], "stats");
+        assert_eq!(last["alerts"], 1);
+        assert_eq!(last["alert_latency_us"]["count"], 1);
+        assert!(last["alert_latency_us"]["p99"].is_u64());
     }
 }
