@@ -268,12 +268,12 @@ impl HostTable {
     }
 
     fn expire(&mut self, limits: &TableLimits) {
+        let cutoff = self
+            .now
+            .and_then(|now| now.checked_sub_signed(limits.ended_ttl));
         while let Some((pid, when, entry)) = self.ended_order.front() {
             let too_many = self.ended_order.len() > limits.ended_max;
-            let too_old = match (when, self.now) {
-                (Some(when), Some(now)) => now - *when > limits.ended_ttl,
-                _ => false,
-            };
+            let too_old = matches!((when, cutoff), (Some(when), Some(cutoff)) if *when < cutoff);
             if !too_many && !too_old {
                 break;
             }
