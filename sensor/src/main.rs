@@ -91,7 +91,8 @@ struct OutputArgs {
     /// Append alerts to FILE instead of writing them to stdout.
     #[arg(long, short = 'o', value_name = "FILE")]
     output: Option<PathBuf>,
-    /// Threads evaluating rules. Default: the available cores.
+    /// Threads evaluating rules; replay also parses JSON lines on as many threads.
+    /// Default: the available cores.
     #[arg(long, value_name = "N")]
     workers: Option<usize>,
     /// Alert storms: after N alerts of one rule under one parent process within the

@@ -53,7 +53,8 @@ impl Entry {
 
     /// The parent, grandparent, ... up to `limit` entries.
     pub fn ancestors(&self, limit: usize) -> Vec<Arc<Entry>> {
-        let mut out = Vec::new();
+        // Most chains (service host, web server, shell) fit without a regrowth.
+        let mut out = Vec::with_capacity(limit.min(8));
         let mut next = self.parent.clone();
         while let Some(entry) = next {
             if out.len() == limit {
