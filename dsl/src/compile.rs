@@ -7,6 +7,7 @@
 use crate::eval;
 use crate::field::{FieldRef, Value};
 use crate::ir::{CheckedRule, Cond, NumberOp, NumberTest, Pattern, RuleMeta, TextOp, TextTest};
+use crate::program::{Op, Programs};
 use aho_corasick::AhoCorasick;
 use regex::{Regex, RegexBuilder};
 use rustc_hash::{FxHashMap, FxHashSet};
@@ -24,7 +25,8 @@ pub(crate) type NodeId = u32;
 /// A compiled rule set: evaluate events against every enabled rule at once.
 ///
 /// Conditions are compiled into one arena of nodes in which identical sub-conditions
-/// (an inlined macro used by ten rules) are one node, evaluated at most once per event.
+/// (an inlined macro used by ten rules) are one node, and each rule into a flat program
+/// over the arena's tests; a test several rules run is evaluated at most once per event.
 /// Rules that require a literal value of some field (`exe in [...]`) are indexed by it,
 /// so an event is only tested against rules that can match its values.
 #[derive(Debug)]
@@ -33,6 +35,8 @@ pub struct RuleSet {
     pub(crate) nodes: Vec<Node>,
     /// Per node: the test as written (for explanations); empty for connectives.
     pub(crate) descriptions: Vec<String>,
+    /// The rules' programs and the ancestor blocks' bodies' (see [`crate::program`]).
+    pub(crate) ops: Vec<Op>,
     pub(crate) index: RuleIndex,
 }
 
@@ -41,6 +45,8 @@ pub(crate) struct CompiledRule {
     pub(crate) meta: RuleMeta,
     pub(crate) condition: NodeId,
     pub(crate) exceptions: Vec<(String, NodeId)>,
+    /// Entry of the program for `condition` and not any of `exceptions`.
+    pub(crate) program: u32,
 }
 
 /// A condition with every test compiled; children are arena indices.
@@ -53,7 +59,13 @@ pub(crate) enum Node {
     Text(FieldRef, TextMatcher),
     Number(FieldRef, NumberOp, Vec<u64>),
     SameValue(FieldRef, FieldRef),
-    Ancestor { min: u32, max: u32, body: NodeId },
+    /// `program` is `body`'s entry.
+    Ancestor {
+        min: u32,
+        max: u32,
+        body: NodeId,
+        program: u32,
+    },
 }
 
 /// Which rules an event can match, from the lowercased values of a few fields.
@@ -123,24 +135,40 @@ impl RuleSet {
     /// one that still fails to compile (it cannot) matches nothing.
     pub fn compile(rules: &[CheckedRule]) -> RuleSet {
         let mut arena = Arena::default();
-        let compiled: Vec<CompiledRule> = rules
+        let nodes: Vec<(NodeId, Vec<NodeId>)> = rules
             .iter()
-            .map(|rule| CompiledRule {
+            .map(|rule| {
+                let condition = arena.add(&rule.condition);
+                let exceptions = rule.exceptions.iter().map(|(_, c)| arena.add(c));
+                (condition, exceptions.collect())
+            })
+            .collect();
+        // Ancestor bodies' programs come first; the rules' own are the top level.
+        let top = arena.programs.ops.len();
+        let compiled = rules
+            .iter()
+            .zip(nodes)
+            .map(|(rule, (condition, exceptions))| CompiledRule {
                 meta: rule.meta.clone(),
-                condition: arena.add(&rule.condition),
+                condition,
+                program: arena
+                    .programs
+                    .add_rule(&arena.nodes, condition, &exceptions),
                 exceptions: rule
                     .exceptions
                     .iter()
-                    .map(|(name, cond)| (name.clone(), arena.add(cond)))
+                    .map(|(name, _)| name.clone())
+                    .zip(exceptions)
                     .collect(),
             })
             .collect();
-        let index = RuleIndex::build(rules);
+        arena.programs.mark_shared(top);
         RuleSet {
             rules: compiled,
             nodes: arena.nodes,
             descriptions: arena.descriptions,
-            index,
+            ops: arena.programs.ops,
+            index: RuleIndex::build(rules),
         }
     }
 
@@ -172,7 +200,7 @@ impl RuleSet {
         let mut candidates = std::mem::take(&mut scratch.candidates);
         self.index.candidates(event, scratch, &mut candidates);
         for &i in &candidates {
-            if eval::rule_matches(self, &self.rules[i as usize], event, scratch) {
+            if eval::run(self, self.rules[i as usize].program, event, 0, scratch) {
                 out.push(RuleId(i));
             }
         }
@@ -201,6 +229,7 @@ impl RuleSet {
 struct Arena {
     nodes: Vec<Node>,
     descriptions: Vec<String>,
+    programs: Programs,
     seen: HashMap<String, NodeId>,
 }
 
@@ -222,11 +251,15 @@ impl Arena {
                 Node::Number(*field, *op, values.clone())
             }
             Cond::SameValue(a, b) => Node::SameValue(*a, *b),
-            Cond::Ancestor { min, max, body } => Node::Ancestor {
-                min: *min,
-                max: *max,
-                body: self.add(body),
-            },
+            Cond::Ancestor { min, max, body } => {
+                let body = self.add(body);
+                Node::Ancestor {
+                    min: *min,
+                    max: *max,
+                    body,
+                    program: self.programs.add(&self.nodes, body),
+                }
+            }
         };
         let id = self.nodes.len() as NodeId;
         self.nodes.push(node);

@@ -1,8 +1,9 @@
 //! Evaluates compiled conditions against one event.
 
 use crate::ast::MAX_ANCESTOR_DEPTH;
-use crate::compile::{number_matches, CompiledRule, Node, NodeId, RuleSet};
+use crate::compile::{number_matches, Node, NodeId, RuleSet};
 use crate::field::{Event, Field, FieldRef, Value};
+use crate::program::HOLDS;
 
 /// Per-worker buffers reused across events, so evaluation does not allocate: each text
 /// field's lowercased value (computed at most once per event and field, however many
@@ -95,17 +96,26 @@ fn lowercase_into(raw: &str, out: &mut String) {
     }
 }
 
-pub(crate) fn rule_matches<E: Event>(
+/// Runs the program at `entry` with the process `base` steps up the ancestry as the
+/// current one: whether it holds.
+pub(crate) fn run<E: Event>(
     set: &RuleSet,
-    rule: &CompiledRule,
+    entry: u32,
     event: &E,
+    base: u32,
     scratch: &mut Scratch,
 ) -> bool {
-    holds(set, rule.condition, event, 0, scratch)
-        && !rule
-            .exceptions
-            .iter()
-            .any(|(_, node)| holds(set, *node, event, 0, scratch))
+    let mut at = entry;
+    // The verdicts are past the last op.
+    while let Some(op) = set.ops.get(at as usize) {
+        let held = if op.shared {
+            remembered(set, op.node, event, scratch)
+        } else {
+            test(set, op.node, event, base, scratch)
+        };
+        at = if held { op.if_true } else { op.if_false };
+    }
+    at == HOLDS
 }
 
 /// Whether node `id` holds with the process `base` steps up the ancestry as the current
@@ -118,11 +128,25 @@ pub(crate) fn holds<E: Event>(
     scratch: &mut Scratch,
 ) -> bool {
     if base == 0 {
-        if let Some(known) = scratch.memo(id) {
-            return known;
-        }
+        remembered(set, id, event, scratch)
+    } else {
+        test(set, id, event, base, scratch)
     }
-    let result = match &set.nodes[id as usize] {
+}
+
+/// Node `id`'s result at the new process, computed once per event.
+fn remembered<E: Event>(set: &RuleSet, id: NodeId, event: &E, scratch: &mut Scratch) -> bool {
+    if let Some(known) = scratch.memo(id) {
+        return known;
+    }
+    let result = test(set, id, event, 0, scratch);
+    scratch.remember(id, result);
+    result
+}
+
+/// Evaluates node `id` (see [`holds`]) without consulting the memo for `id` itself.
+fn test<E: Event>(set: &RuleSet, id: NodeId, event: &E, base: u32, scratch: &mut Scratch) -> bool {
+    match &set.nodes[id as usize] {
         Node::And(items) => items.iter().all(|&n| holds(set, n, event, base, scratch)),
         Node::Or(items) => items.iter().any(|&n| holds(set, n, event, base, scratch)),
         Node::Not(inner) => !holds(set, *inner, event, base, scratch),
@@ -139,15 +163,13 @@ pub(crate) fn holds<E: Event>(
             _ => false,
         },
         Node::SameValue(a, b) => same_value(value(event, base, a), value(event, base, b)),
-        Node::Ancestor { min, max, body } => {
+        Node::Ancestor {
+            min, max, program, ..
+        } => {
             let known = event.ancestor_count().saturating_sub(base);
-            (*min..=(*max).min(known)).any(|d| holds(set, *body, event, base + d, scratch))
+            (*min..=(*max).min(known)).any(|d| run(set, *program, event, base + d, scratch))
         }
-    };
-    if base == 0 {
-        scratch.remember(id, result);
     }
-    result
 }
 
 /// Both present and equal; text without regard to case.
