@@ -92,16 +92,35 @@ pub(crate) struct TextMatcher {
 pub(crate) enum Patterns {
     /// Whole-value literals (few: a scan; many: a hash set), wildcard patterns with one
     /// `*` (a prefix and a suffix test), and any other wildcard patterns (one anchored
-    /// regex alternation: linear time whatever the value).
+    /// regex alternation: linear time whatever the value), run only when the value
+    /// has the literal start and end of one of them (a regex search costs more than
+    /// all the other tests of a typical rule).
     Equals {
         literals: Literals,
-        affixes: Vec<(Box<str>, Box<str>)>,
-        wildcards: Option<Regex>,
+        affixes: Vec<Frame>,
+        wildcards: Option<(Vec<Frame>, Regex)>,
     },
     StartsWith(Vec<Box<str>>),
     EndsWith(Vec<Box<str>>),
     Contains(AhoCorasick),
     Regex(Regex),
+}
+
+/// A wildcard pattern's literal text before its first wildcard and after its last.
+#[derive(Debug)]
+pub(crate) struct Frame {
+    prefix: Box<str>,
+    suffix: Box<str>,
+}
+
+impl Frame {
+    /// Whether `value` starts with the prefix and ends with the suffix, apart: what
+    /// any value the pattern matches does (and all it takes for a lone `*`).
+    fn fits(&self, value: &str) -> bool {
+        value.len() >= self.prefix.len() + self.suffix.len()
+            && value.starts_with(&*self.prefix)
+            && value.ends_with(&*self.suffix)
+    }
 }
 
 #[derive(Debug)]
@@ -416,22 +435,25 @@ fn compile_patterns(op: TextOp, patterns: &[&Pattern], fold: bool) -> Option<Pat
                 .iter()
                 .map(|p| fold_text(unescape(&p.text)).into_boxed_str())
                 .collect();
-            let (affixes, wild): (Vec<_>, Vec<_>) = wild
-                .into_iter()
-                .map(|p| (affix(&fold_text(p.text.clone())), p))
-                .partition(|(a, _)| a.is_some());
-            let affixes = affixes.into_iter().filter_map(|(a, _)| a).collect();
-            let wild: Vec<&&Pattern> = wild.into_iter().map(|(_, p)| p).collect();
+            let (lone_stars, wild): (Vec<&&Pattern>, Vec<&&Pattern>) =
+                wild.into_iter().partition(|p| is_lone_star(&p.text));
+            let frames = |patterns: &[&&Pattern]| -> Vec<Frame> {
+                patterns
+                    .iter()
+                    .map(|p| frame(&fold_text(p.text.clone())))
+                    .collect()
+            };
             let wildcards = (!wild.is_empty()).then(|| {
                 let alternation: Vec<String> = wild
                     .iter()
                     .map(|p| wildcard_regex(&fold_text(p.text.clone())))
                     .collect();
-                build_regex(&format!("^(?:{})$", alternation.join("|")), false)
+                let regex = build_regex(&format!("^(?:{})$", alternation.join("|")), false);
+                (frames(&wild), regex)
             });
             Patterns::Equals {
                 literals: Literals::new(plain),
-                affixes,
+                affixes: frames(&lone_stars),
                 wildcards,
             }
         }
@@ -490,8 +512,14 @@ enum Piece {
     AnyOne,
 }
 
+impl Piece {
+    fn is_char(&self) -> bool {
+        matches!(self, Piece::Char(_))
+    }
+}
+
 pub(crate) fn has_wildcard(text: &str) -> bool {
-    pieces(text).any(|p| !matches!(p, Piece::Char(_)))
+    pieces(text).any(|p| !p.is_char())
 }
 
 /// The pattern's literal text, wildcards taken as plain characters.
@@ -505,22 +533,31 @@ pub(crate) fn unescape(text: &str) -> String {
         .collect()
 }
 
-/// A pattern whose only wildcard is one `*`, as the literal text before and after it.
-fn affix(text: &str) -> Option<(Box<str>, Box<str>)> {
+/// Whether the pattern's only wildcard is one `*`.
+fn is_lone_star(text: &str) -> bool {
+    let mut wildcards = pieces(text).filter(|p| !p.is_char());
+    wildcards.next() == Some(Piece::AnyRun) && wildcards.next().is_none()
+}
+
+/// The pattern's [`Frame`] (without a wildcard, all of it is the prefix).
+fn frame(text: &str) -> Frame {
     let pieces: Vec<Piece> = pieces(text).collect();
-    let star = pieces.iter().position(|p| *p == Piece::AnyRun)?;
-    let literal = |ps: &[Piece]| -> Option<String> {
+    let first = pieces.iter().position(|p| !p.is_char());
+    let last = pieces.iter().rposition(|p| !p.is_char()).map(|i| i + 1);
+    let (first, last) = (first.unwrap_or(pieces.len()), last.unwrap_or(pieces.len()));
+    let literal = |ps: &[Piece]| -> Box<str> {
         ps.iter()
-            .map(|p| match p {
+            .filter_map(|p| match p {
                 Piece::Char(c) => Some(*c),
                 _ => None,
             })
-            .collect()
+            .collect::<String>()
+            .into()
     };
-    Some((
-        literal(&pieces[..star])?.into(),
-        literal(&pieces[star + 1..])?.into(),
-    ))
+    Frame {
+        prefix: literal(&pieces[..first]),
+        suffix: literal(&pieces[last..]),
+    }
 }
 
 fn wildcard_regex(text: &str) -> String {
@@ -545,12 +582,10 @@ impl Patterns {
                 wildcards,
             } => {
                 literals.contains(value)
-                    || affixes.iter().any(|(prefix, suffix)| {
-                        value.len() >= prefix.len() + suffix.len()
-                            && value.starts_with(&**prefix)
-                            && value.ends_with(&**suffix)
+                    || affixes.iter().any(|f| f.fits(value))
+                    || wildcards.as_ref().is_some_and(|(frames, re)| {
+                        frames.iter().any(|f| f.fits(value)) && re.is_match(value)
                     })
-                    || wildcards.as_ref().is_some_and(|re| re.is_match(value))
             }
             Patterns::StartsWith(prefixes) => prefixes.iter().any(|p| value.starts_with(&**p)),
             Patterns::EndsWith(suffixes) => suffixes.iter().any(|s| value.ends_with(&**s)),
@@ -604,6 +639,11 @@ mod tests {
         assert!(q.matches("net1.exe"));
         assert!(!q.matches("net.exe"));
         assert!(!q.matches("net12.exe"));
+        // Patterns the regex decides, each with its own literal start and end.
+        let r = equals(&["a?c", "x*y?z", "?", "p\\?*"], true);
+        assert!(r.matches("abc") && r.matches("xqyqz") && r.matches("xyyz") && r.matches("é"));
+        assert!(r.matches("p?") && r.matches("p?q"));
+        assert!(!r.matches("abd") && !r.matches("xyz") && !r.matches("") && !r.matches("pq"));
     }
 
     #[test]
