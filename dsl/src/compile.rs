@@ -68,7 +68,9 @@ pub(crate) enum Node {
     },
 }
 
-/// Which rules an event can match, from the lowercased values of a few fields.
+/// Which rules an event can match, from the lowercased values of a few fields. Each
+/// enabled rule is in `always` or under exactly one field, so the lists an event
+/// selects never share a rule.
 #[derive(Debug, Default)]
 pub(crate) struct RuleIndex {
     /// The fields rules are indexed by.
@@ -216,14 +218,22 @@ impl RuleSet {
         out: &mut Vec<RuleId>,
     ) {
         scratch.next_event(self.nodes.len());
-        let mut candidates = std::mem::take(&mut scratch.candidates);
-        self.index.candidates(event, scratch, &mut candidates);
-        for &i in &candidates {
-            if eval::run(self, self.rules[i as usize].program, event, 0, scratch) {
-                out.push(RuleId(i));
+        let start = out.len();
+        let mut try_rules = |rules: &[u32], scratch: &mut Scratch| {
+            for &i in rules {
+                if eval::run(self, self.rules[i as usize].program, event, 0, scratch) {
+                    out.push(RuleId(i));
+                }
+            }
+        };
+        try_rules(&self.index.always, scratch);
+        for slot in 0..self.index.fields.len() {
+            if let Some(rules) = self.index.lookup(slot, event, scratch) {
+                try_rules(rules, scratch);
             }
         }
-        scratch.candidates = candidates;
+        // Candidates come list by list; the few matches are put in rule order.
+        out[start..].sort_unstable();
     }
 
     /// The name of the first exception of rule `id` that holds for `event`, if any:
@@ -352,22 +362,15 @@ impl RuleIndex {
         index
     }
 
-    /// The rules `event` can match, in rule order, into `out`.
-    fn candidates<E: crate::Event>(&self, event: &E, scratch: &mut Scratch, out: &mut Vec<u32>) {
-        out.clear();
-        out.extend_from_slice(&self.always);
-        for (slot, field) in self.fields.iter().enumerate() {
-            let Some(value) = eval::lowered_value(event, 0, field, scratch) else {
-                continue;
-            };
-            if let Some(rules) = self.by_value[slot].get(value) {
-                out.extend_from_slice(rules);
-            }
-        }
-        if !self.fields.is_empty() {
-            out.sort_unstable();
-            out.dedup();
-        }
+    /// The rules indexed under `event`'s value of the field `fields[slot]`.
+    fn lookup<E: crate::Event>(
+        &self,
+        slot: usize,
+        event: &E,
+        scratch: &mut Scratch,
+    ) -> Option<&[u32]> {
+        let value = eval::lowered_value(event, 0, &self.fields[slot], scratch)?;
+        self.by_value[slot].get(value).map(Vec::as_slice)
     }
 }
 

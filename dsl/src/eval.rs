@@ -16,7 +16,6 @@ pub struct Scratch {
     overflow: String,
     /// Per node: `event << 1 | result` once known for the current event.
     memo: Vec<u32>,
-    pub(crate) candidates: Vec<u32>,
 }
 
 #[derive(Debug, Default)]
@@ -37,7 +36,6 @@ impl Default for Scratch {
                 .collect(),
             overflow: String::new(),
             memo: Vec::new(),
-            candidates: Vec::new(),
         }
     }
 }
