@@ -27,8 +27,9 @@ pub(crate) type NodeId = u32;
 /// Conditions are compiled into one arena of nodes in which identical sub-conditions
 /// (an inlined macro used by ten rules) are one node, and each rule into a flat program
 /// over the arena's tests; a test several rules run is evaluated at most once per event.
-/// Rules that require a literal value of some field (`exe in [...]`) are indexed by it,
-/// so an event is only tested against rules that can match its values.
+/// Rules that require some field to equal one of a few values (`exe in [...]`, in every
+/// alternative of an `or`, wildcards allowed) are indexed by it, so an event is only
+/// tested against rules that can match its values.
 #[derive(Debug)]
 pub struct RuleSet {
     pub(crate) rules: Vec<CompiledRule>,
@@ -68,15 +69,18 @@ pub(crate) enum Node {
     },
 }
 
-/// Which rules an event can match, from the lowercased values of a few fields. Each
-/// enabled rule is in `always` or under exactly one field, so the lists an event
-/// selects never share a rule.
+/// Which rules an event can match, from the values of a few fields. Each enabled rule
+/// is in exactly one of `always`, `by_value` (under one field) and `by_pattern`, so the
+/// rules an event selects come once each.
 #[derive(Debug, Default)]
 pub(crate) struct RuleIndex {
     /// The fields rules are indexed by.
     pub(crate) fields: Vec<FieldRef>,
     /// Per field of `fields`: lowercased value -> enabled rules requiring that value.
     pub(crate) by_value: Vec<FxHashMap<Box<str>, Vec<u32>>>,
+    /// Enabled rules requiring a field to match wildcard patterns (or literals, with
+    /// them): candidates when it does.
+    pub(crate) by_pattern: Vec<(FieldRef, TextMatcher, u32)>,
     /// Enabled rules with no indexable requirement: always candidates.
     pub(crate) always: Vec<u32>,
 }
@@ -232,6 +236,11 @@ impl RuleSet {
                 try_rules(rules, scratch);
             }
         }
+        for (field, matcher, i) in &self.index.by_pattern {
+            if eval::text_matches(event, 0, field, matcher, scratch) {
+                try_rules(&[*i], scratch);
+            }
+        }
         // Candidates come list by list; the few matches are put in rule order.
         out[start..].sort_unstable();
     }
@@ -338,28 +347,41 @@ impl RuleIndex {
             if !rule.meta.enabled {
                 continue;
             }
-            let Some((field, values)) = required_literals(&merge_top(&rule.condition)) else {
-                index.always.push(i as u32);
-                continue;
-            };
-            let slot = match index.fields.iter().position(|f| *f == field) {
-                Some(slot) => slot,
-                None => {
-                    index.fields.push(field);
-                    index.by_value.push(FxHashMap::default());
-                    index.fields.len() - 1
+            match requirement(&rule.condition) {
+                None => index.always.push(i as u32),
+                Some(r) if r.patterns.iter().any(|p| has_wildcard(&p.text)) => {
+                    let test = TextTest {
+                        field: r.field,
+                        op: TextOp::Equals,
+                        patterns: r.patterns,
+                    };
+                    index
+                        .by_pattern
+                        .push((r.field, compile_text(&test), i as u32));
                 }
-            };
-            for value in values {
-                let rules = index.by_value[slot]
-                    .entry(value.into_boxed_str())
-                    .or_default();
-                if rules.last() != Some(&(i as u32)) {
-                    rules.push(i as u32);
-                }
+                Some(r) => index.add_literals(r, i as u32),
             }
         }
         index
+    }
+
+    /// Indexes rule `i` under the (lowercased) literals it requires.
+    fn add_literals(&mut self, r: Requirement, i: u32) {
+        let slot = match self.fields.iter().position(|f| *f == r.field) {
+            Some(slot) => slot,
+            None => {
+                self.fields.push(r.field);
+                self.by_value.push(FxHashMap::default());
+                self.fields.len() - 1
+            }
+        };
+        for p in r.patterns {
+            let value = unescape(&p.text).to_lowercase().into_boxed_str();
+            let rules = self.by_value[slot].entry(value).or_default();
+            if rules.last() != Some(&i) {
+                rules.push(i);
+            }
+        }
     }
 
     /// The rules indexed under `event`'s value of the field `fields[slot]`.
@@ -374,39 +396,39 @@ impl RuleIndex {
     }
 }
 
-/// A rule condition with its top-level alternatives merged, as the arena sees it.
-fn merge_top(cond: &Cond) -> Cond {
-    match cond {
-        Cond::And(items) => Cond::And(items.iter().map(merge_alternatives).collect()),
-        other => merge_alternatives(other),
-    }
+/// A field `cond` can only hold for when its value equals one of `patterns` (as `==`
+/// compares, wildcards and all).
+struct Requirement {
+    field: FieldRef,
+    patterns: Vec<Pattern>,
 }
 
-/// A field and the literal values one of which it must have for `cond` to hold, when
-/// `cond` requires that (a conjunct `f == literal` or `f in [literals]`, case folded,
-/// no wildcards). The new process's own fields are preferred: they vary most.
-fn required_literals(cond: &Cond) -> Option<(FieldRef, Vec<String>)> {
-    let literal_test = |c: &Cond| match c {
+/// What `cond` requires of one field of the new process or its parent, if anything:
+/// an `==`/`in` test, in every alternative of an `or`, in some conjunct of an `and`.
+/// The new process's own fields are preferred (they vary most), and literals to
+/// wildcards (a hash lookup selects among many rules at once).
+fn requirement(cond: &Cond) -> Option<Requirement> {
+    match cond {
         Cond::Text(TextTest {
             field,
             op: TextOp::Equals,
             patterns,
-        }) if field.depth <= 1 && patterns.iter().all(|p| !has_wildcard(&p.text)) => Some((
-            *field,
-            patterns
-                .iter()
-                .map(|p| unescape(&p.text).to_lowercase())
-                .collect(),
-        )),
+        }) if field.depth <= 1 => Some(Requirement {
+            field: *field,
+            patterns: patterns.clone(),
+        }),
+        Cond::And(items) => items.iter().filter_map(requirement).min_by_key(|r| {
+            let wild = r.patterns.iter().any(|p| has_wildcard(&p.text));
+            (r.field.depth, wild)
+        }),
+        Cond::Or(items) => items.iter().map(requirement).reduce(|a, b| {
+            let (mut a, b) = (a?, b?);
+            (a.field == b.field).then(|| {
+                a.patterns.extend(b.patterns);
+                a
+            })
+        })?,
         _ => None,
-    };
-    match cond {
-        Cond::And(items) => {
-            let mut found: Vec<_> = items.iter().filter_map(literal_test).collect();
-            found.sort_by_key(|(field, _)| field.depth);
-            found.into_iter().next()
-        }
-        other => literal_test(other),
     }
 }
 

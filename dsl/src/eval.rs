@@ -1,7 +1,7 @@
 //! Evaluates compiled conditions against one event.
 
 use crate::ast::MAX_ANCESTOR_DEPTH;
-use crate::compile::{number_matches, Node, NodeId, RuleSet};
+use crate::compile::{number_matches, Node, NodeId, RuleSet, TextMatcher};
 use crate::field::{Event, Field, FieldRef, Value};
 use crate::program::HOLDS;
 
@@ -150,16 +150,7 @@ fn test<E: Event>(set: &RuleSet, id: NodeId, event: &E, base: u32, scratch: &mut
         Node::Not(inner) => !holds(set, *inner, event, base, scratch),
         Node::Exists(f) => value(event, base, f).is_some(),
         Node::Number(f, op, values) => number_matches(*op, values, value(event, base, f)),
-        Node::Text(f, matcher) => match value(event, base, f) {
-            Some(Value::Text(raw)) => {
-                matcher.cased.as_ref().is_some_and(|p| p.matches(raw))
-                    || matcher
-                        .folded
-                        .as_ref()
-                        .is_some_and(|p| p.matches(scratch.lowered(base + f.depth, f.field, raw)))
-            }
-            _ => false,
-        },
+        Node::Text(f, matcher) => text_matches(event, base, f, matcher, scratch),
         Node::SameValue(a, b) => same_value(value(event, base, a), value(event, base, b)),
         Node::Ancestor {
             min, max, program, ..
@@ -168,6 +159,25 @@ fn test<E: Event>(set: &RuleSet, id: NodeId, event: &E, base: u32, scratch: &mut
             (*min..=(*max).min(known)).any(|d| run(set, *program, event, base + d, scratch))
         }
     }
+}
+
+/// Whether text field `f`, with the process `base` steps up as the current one, has a
+/// value and it matches.
+pub(crate) fn text_matches<E: Event>(
+    event: &E,
+    base: u32,
+    f: &FieldRef,
+    matcher: &TextMatcher,
+    scratch: &mut Scratch,
+) -> bool {
+    let Some(Value::Text(raw)) = value(event, base, f) else {
+        return false;
+    };
+    matcher.cased.as_ref().is_some_and(|p| p.matches(raw))
+        || matcher
+            .folded
+            .as_ref()
+            .is_some_and(|p| p.matches(scratch.lowered(base + f.depth, f.field, raw)))
 }
 
 /// Both present and equal; text without regard to case.
