@@ -405,8 +405,9 @@ struct Requirement {
 
 /// What `cond` requires of one field of the new process or its parent, if anything:
 /// an `==`/`in` test, in every alternative of an `or`, in some conjunct of an `and`.
-/// The new process's own fields are preferred (they vary most), and literals to
-/// wildcards (a hash lookup selects among many rules at once).
+/// Literals are preferred to wildcards (one hash lookup selects among many rules at
+/// once; wildcards cost a match per rule), then the new process's own fields (they
+/// vary most).
 fn requirement(cond: &Cond) -> Option<Requirement> {
     match cond {
         Cond::Text(TextTest {
@@ -419,7 +420,7 @@ fn requirement(cond: &Cond) -> Option<Requirement> {
         }),
         Cond::And(items) => items.iter().filter_map(requirement).min_by_key(|r| {
             let wild = r.patterns.iter().any(|p| has_wildcard(&p.text));
-            (r.field.depth, wild)
+            (wild, r.field.depth)
         }),
         Cond::Or(items) => items.iter().map(requirement).reduce(|a, b| {
             let (mut a, b) = (a?, b?);
