@@ -46,7 +46,8 @@ pub(crate) struct CompiledRule {
     pub(crate) meta: RuleMeta,
     pub(crate) condition: NodeId,
     pub(crate) exceptions: Vec<(String, NodeId)>,
-    /// Entry of the program for `condition` and not any of `exceptions`.
+    /// Entry of the program for `condition` and not any of `exceptions`, without the
+    /// test the index proves before selecting the rule: run only for rules it selects.
     pub(crate) program: u32,
 }
 
@@ -176,9 +177,12 @@ impl RuleSet {
             .map(|(rule, (condition, exceptions))| CompiledRule {
                 meta: rule.meta.clone(),
                 condition,
-                program: arena
-                    .programs
-                    .add_rule(&arena.nodes, condition, &exceptions),
+                program: arena.programs.add_rule(
+                    &arena.nodes,
+                    condition,
+                    &exceptions,
+                    proven_by_index(&rule.condition).and_then(|t| arena.existing(t)),
+                ),
                 exceptions: rule
                     .exceptions
                     .iter()
@@ -274,8 +278,7 @@ struct Arena {
 impl Arena {
     fn add(&mut self, cond: &Cond) -> NodeId {
         let cond = merge_alternatives(cond);
-        // The checked form's Debug text is a canonical key: equal text, equal meaning.
-        let key = format!("{cond:?}");
+        let key = key(&cond);
         if let Some(&id) = self.seen.get(&key) {
             return id;
         }
@@ -305,6 +308,16 @@ impl Arena {
         self.seen.insert(key, id);
         id
     }
+
+    /// The node of a condition already added.
+    fn existing(&self, cond: &Cond) -> Option<NodeId> {
+        self.seen.get(&key(&merge_alternatives(cond))).copied()
+    }
+}
+
+/// The checked form's Debug text is a canonical key: equal text, equal meaning.
+fn key(cond: &Cond) -> String {
+    format!("{cond:?}")
 }
 
 /// `f == a or f == b or g == c` becomes `f in [a, b] or g == c`: one test per field,
@@ -398,9 +411,11 @@ impl RuleIndex {
 
 /// A field `cond` can only hold for when its value equals one of `patterns` (as `==`
 /// compares, wildcards and all).
-struct Requirement {
+struct Requirement<'c> {
     field: FieldRef,
     patterns: Vec<Pattern>,
+    /// The one test the requirement is, when it is one (not a union of alternatives).
+    test: Option<&'c Cond>,
 }
 
 /// What `cond` requires of one field of the new process or its parent, if anything:
@@ -408,7 +423,7 @@ struct Requirement {
 /// Literals are preferred to wildcards (one hash lookup selects among many rules at
 /// once; wildcards cost a match per rule), then the new process's own fields (they
 /// vary most).
-fn requirement(cond: &Cond) -> Option<Requirement> {
+fn requirement(cond: &Cond) -> Option<Requirement<'_>> {
     match cond {
         Cond::Text(TextTest {
             field,
@@ -417,6 +432,7 @@ fn requirement(cond: &Cond) -> Option<Requirement> {
         }) if field.depth <= 1 => Some(Requirement {
             field: *field,
             patterns: patterns.clone(),
+            test: Some(cond),
         }),
         Cond::And(items) => items.iter().filter_map(requirement).min_by_key(|r| {
             let wild = r.patterns.iter().any(|p| has_wildcard(&p.text));
@@ -426,11 +442,23 @@ fn requirement(cond: &Cond) -> Option<Requirement> {
             let (mut a, b) = (a?, b?);
             (a.field == b.field).then(|| {
                 a.patterns.extend(b.patterns);
+                a.test = None;
                 a
             })
         })?,
         _ => None,
     }
+}
+
+/// The test a rule with condition `cond` is indexed by, when the index selecting the
+/// rule proves it holds: case-insensitive literals only, compared as the index does.
+fn proven_by_index(cond: &Cond) -> Option<&Cond> {
+    let r = requirement(cond)?;
+    let exact = r
+        .patterns
+        .iter()
+        .all(|p| !p.case_sensitive && !has_wildcard(&p.text));
+    r.test.filter(|_| exact)
 }
 
 fn compile_text(test: &TextTest) -> TextMatcher {

@@ -29,23 +29,25 @@ pub(crate) struct Programs {
 impl Programs {
     /// Appends the program that holds when `node` holds; returns its entry.
     pub(crate) fn add(&mut self, nodes: &[Node], node: NodeId) -> u32 {
-        self.append(|rev| emit(nodes, node, HOLDS, FAILS, rev))
+        self.append(Emitter::new(nodes, None), |e| e.node(node, HOLDS, FAILS))
     }
 
     /// Appends the program that holds when `condition` holds and none of `exceptions`
-    /// does; returns its entry.
+    /// does, for events that reach it only when test `given` holds (see
+    /// [`crate::compile::RuleIndex`]): `given` is not run again. Returns its entry.
     pub(crate) fn add_rule(
         &mut self,
         nodes: &[Node],
         condition: NodeId,
         exceptions: &[NodeId],
+        given: Option<NodeId>,
     ) -> u32 {
-        self.append(|rev| {
+        self.append(Emitter::new(nodes, given), |e| {
             let after = exceptions
                 .iter()
                 .rev()
-                .fold(HOLDS, |next, &e| emit(nodes, e, FAILS, next, rev));
-            emit(nodes, condition, after, FAILS, rev)
+                .fold(HOLDS, |next, &x| e.node(x, FAILS, next));
+            e.node(condition, after, FAILS)
         })
     }
 
@@ -60,13 +62,12 @@ impl Programs {
         }
     }
 
-    /// Runs `build`, which emits ops last first with targets local to its buffer and
+    /// Runs `build`, which emits ops last first with targets local to the emitter and
     /// returns the entry, then appends them first first with targets made absolute.
     /// (Emitting backwards lets every op know its successors when it is created.)
-    fn append(&mut self, build: impl FnOnce(&mut Vec<Op>) -> u32) -> u32 {
-        let mut rev = Vec::new();
-        let entry = build(&mut rev);
-        let end = (self.ops.len() + rev.len()) as u32;
+    fn append(&mut self, mut e: Emitter, build: impl FnOnce(&mut Emitter) -> u32) -> u32 {
+        let entry = build(&mut e);
+        let end = (self.ops.len() + e.rev.len()) as u32;
         let place = |target: u32| {
             if target >= FAILS {
                 target
@@ -74,7 +75,7 @@ impl Programs {
                 end - 1 - target
             }
         };
-        self.ops.extend(rev.iter().rev().map(|op| Op {
+        self.ops.extend(e.rev.iter().rev().map(|op| Op {
             if_true: place(op.if_true),
             if_false: place(op.if_false),
             ..*op
@@ -83,25 +84,47 @@ impl Programs {
     }
 }
 
-/// Emits the ops of `node` going to `on_true` or `on_false`; returns the first op to run
-/// (or a target directly, for an empty `and`/`or`).
-fn emit(nodes: &[Node], node: NodeId, on_true: u32, on_false: u32, rev: &mut Vec<Op>) -> u32 {
-    match &nodes[node as usize] {
-        Node::And(items) => items.iter().rev().fold(on_true, |next, &item| {
-            emit(nodes, item, next, on_false, rev)
-        }),
-        Node::Or(items) => items.iter().rev().fold(on_false, |next, &item| {
-            emit(nodes, item, on_true, next, rev)
-        }),
-        Node::Not(inner) => emit(nodes, *inner, on_false, on_true, rev),
-        _ => {
-            rev.push(Op {
-                node,
-                if_true: on_true,
-                if_false: on_false,
-                shared: false,
-            });
-            (rev.len() - 1) as u32
+/// Emits one program's ops, last first.
+struct Emitter<'a> {
+    nodes: &'a [Node],
+    /// A test known to hold wherever the program runs.
+    given: Option<NodeId>,
+    rev: Vec<Op>,
+}
+
+impl<'a> Emitter<'a> {
+    fn new(nodes: &'a [Node], given: Option<NodeId>) -> Emitter<'a> {
+        Emitter {
+            nodes,
+            given,
+            rev: Vec::new(),
+        }
+    }
+
+    /// Emits the ops of `node` going to `on_true` or `on_false`; returns the first op to
+    /// run (or a target directly, for an empty `and`/`or` or the given test).
+    fn node(&mut self, node: NodeId, on_true: u32, on_false: u32) -> u32 {
+        let nodes = self.nodes;
+        match &nodes[node as usize] {
+            _ if self.given == Some(node) => on_true,
+            Node::And(items) => items
+                .iter()
+                .rev()
+                .fold(on_true, |next, &item| self.node(item, next, on_false)),
+            Node::Or(items) => items
+                .iter()
+                .rev()
+                .fold(on_false, |next, &item| self.node(item, on_true, next)),
+            Node::Not(inner) => self.node(*inner, on_false, on_true),
+            _ => {
+                self.rev.push(Op {
+                    node,
+                    if_true: on_true,
+                    if_false: on_false,
+                    shared: false,
+                });
+                (self.rev.len() - 1) as u32
+            }
         }
     }
 }
