@@ -106,6 +106,7 @@ pub(crate) fn run<E: Event>(
     let mut at = entry;
     // The verdicts are past the last op.
     while let Some(op) = set.ops.get(at as usize) {
+        // Only rules' own programs, run at base 0, have shared ops (see Programs).
         let held = if op.shared {
             remembered(set, op.node, event, scratch)
         } else {
