@@ -7,6 +7,7 @@
 use crate::eval;
 use crate::field::{FieldRef, Value};
 use crate::ir::{CheckedRule, Cond, NumberOp, NumberTest, Pattern, RuleMeta, TextOp, TextTest};
+use crate::program::{Op, Programs};
 use aho_corasick::AhoCorasick;
 use regex::{Regex, RegexBuilder};
 use rustc_hash::{FxHashMap, FxHashSet};
@@ -24,15 +25,19 @@ pub(crate) type NodeId = u32;
 /// A compiled rule set: evaluate events against every enabled rule at once.
 ///
 /// Conditions are compiled into one arena of nodes in which identical sub-conditions
-/// (an inlined macro used by ten rules) are one node, evaluated at most once per event.
-/// Rules that require a literal value of some field (`exe in [...]`) are indexed by it,
-/// so an event is only tested against rules that can match its values.
+/// (an inlined macro used by ten rules) are one node, and each rule into a flat program
+/// over the arena's tests; a test several rules run is evaluated at most once per event.
+/// Rules that require some field to equal one of a few values (`exe in [...]`, in every
+/// alternative of an `or`, wildcards allowed) are indexed by it, so an event is only
+/// tested against rules that can match its values.
 #[derive(Debug)]
 pub struct RuleSet {
     pub(crate) rules: Vec<CompiledRule>,
     pub(crate) nodes: Vec<Node>,
     /// Per node: the test as written (for explanations); empty for connectives.
     pub(crate) descriptions: Vec<String>,
+    /// The rules' programs and the ancestor blocks' bodies' (see [`crate::program`]).
+    pub(crate) ops: Vec<Op>,
     pub(crate) index: RuleIndex,
 }
 
@@ -41,6 +46,9 @@ pub(crate) struct CompiledRule {
     pub(crate) meta: RuleMeta,
     pub(crate) condition: NodeId,
     pub(crate) exceptions: Vec<(String, NodeId)>,
+    /// Entry of the program for `condition` and not any of `exceptions`, without the
+    /// test the index proves before selecting the rule: run only for rules it selects.
+    pub(crate) program: u32,
 }
 
 /// A condition with every test compiled; children are arena indices.
@@ -53,16 +61,27 @@ pub(crate) enum Node {
     Text(FieldRef, TextMatcher),
     Number(FieldRef, NumberOp, Vec<u64>),
     SameValue(FieldRef, FieldRef),
-    Ancestor { min: u32, max: u32, body: NodeId },
+    /// `program` is `body`'s entry.
+    Ancestor {
+        min: u32,
+        max: u32,
+        body: NodeId,
+        program: u32,
+    },
 }
 
-/// Which rules an event can match, from the lowercased values of a few fields.
+/// Which rules an event can match, from the values of a few fields. Each enabled rule
+/// is in exactly one of `always`, `by_value` (under one field) and `by_pattern`, so the
+/// rules an event selects come once each.
 #[derive(Debug, Default)]
 pub(crate) struct RuleIndex {
     /// The fields rules are indexed by.
     pub(crate) fields: Vec<FieldRef>,
     /// Per field of `fields`: lowercased value -> enabled rules requiring that value.
     pub(crate) by_value: Vec<FxHashMap<Box<str>, Vec<u32>>>,
+    /// Enabled rules requiring a field to match wildcard patterns (or literals, with
+    /// them): candidates when it does.
+    pub(crate) by_pattern: Vec<(FieldRef, TextMatcher, u32)>,
     /// Enabled rules with no indexable requirement: always candidates.
     pub(crate) always: Vec<u32>,
 }
@@ -80,16 +99,35 @@ pub(crate) struct TextMatcher {
 pub(crate) enum Patterns {
     /// Whole-value literals (few: a scan; many: a hash set), wildcard patterns with one
     /// `*` (a prefix and a suffix test), and any other wildcard patterns (one anchored
-    /// regex alternation: linear time whatever the value).
+    /// regex alternation: linear time whatever the value), run only when the value
+    /// has the literal start and end of one of them (a regex search costs more than
+    /// all the other tests of a typical rule).
     Equals {
         literals: Literals,
-        affixes: Vec<(Box<str>, Box<str>)>,
-        wildcards: Option<Regex>,
+        affixes: Vec<Frame>,
+        wildcards: Option<(Vec<Frame>, Regex)>,
     },
     StartsWith(Vec<Box<str>>),
     EndsWith(Vec<Box<str>>),
     Contains(AhoCorasick),
     Regex(Regex),
+}
+
+/// A wildcard pattern's literal text before its first wildcard and after its last.
+#[derive(Debug)]
+pub(crate) struct Frame {
+    prefix: Box<str>,
+    suffix: Box<str>,
+}
+
+impl Frame {
+    /// Whether `value` starts with the prefix and ends with the suffix, apart: what
+    /// any value the pattern matches does (and all it takes for a lone `*`).
+    fn fits(&self, value: &str) -> bool {
+        value.len() >= self.prefix.len() + self.suffix.len()
+            && value.starts_with(&*self.prefix)
+            && value.ends_with(&*self.suffix)
+    }
 }
 
 #[derive(Debug)]
@@ -123,24 +161,43 @@ impl RuleSet {
     /// one that still fails to compile (it cannot) matches nothing.
     pub fn compile(rules: &[CheckedRule]) -> RuleSet {
         let mut arena = Arena::default();
-        let compiled: Vec<CompiledRule> = rules
+        let nodes: Vec<(NodeId, Vec<NodeId>)> = rules
             .iter()
-            .map(|rule| CompiledRule {
+            .map(|rule| {
+                let condition = arena.add(&rule.condition);
+                let exceptions = rule.exceptions.iter().map(|(_, c)| arena.add(c));
+                (condition, exceptions.collect())
+            })
+            .collect();
+        // Ancestor bodies' programs come first; the rules' own are the top level.
+        let top = arena.programs.ops.len();
+        let compiled = rules
+            .iter()
+            .zip(nodes)
+            .map(|(rule, (condition, exceptions))| CompiledRule {
                 meta: rule.meta.clone(),
-                condition: arena.add(&rule.condition),
+                condition,
+                program: arena.programs.add_rule(
+                    &arena.nodes,
+                    condition,
+                    &exceptions,
+                    proven_by_index(&rule.condition).and_then(|t| arena.existing(t)),
+                ),
                 exceptions: rule
                     .exceptions
                     .iter()
-                    .map(|(name, cond)| (name.clone(), arena.add(cond)))
+                    .map(|(name, _)| name.clone())
+                    .zip(exceptions)
                     .collect(),
             })
             .collect();
-        let index = RuleIndex::build(rules);
+        arena.programs.mark_shared(top);
         RuleSet {
             rules: compiled,
             nodes: arena.nodes,
             descriptions: arena.descriptions,
-            index,
+            ops: arena.programs.ops,
+            index: RuleIndex::build(rules),
         }
     }
 
@@ -169,14 +226,27 @@ impl RuleSet {
         out: &mut Vec<RuleId>,
     ) {
         scratch.next_event(self.nodes.len());
-        let mut candidates = std::mem::take(&mut scratch.candidates);
-        self.index.candidates(event, scratch, &mut candidates);
-        for &i in &candidates {
-            if eval::rule_matches(self, &self.rules[i as usize], event, scratch) {
-                out.push(RuleId(i));
+        let start = out.len();
+        let mut try_rules = |rules: &[u32], scratch: &mut Scratch| {
+            for &i in rules {
+                if eval::run(self, self.rules[i as usize].program, event, 0, scratch) {
+                    out.push(RuleId(i));
+                }
+            }
+        };
+        try_rules(&self.index.always, scratch);
+        for slot in 0..self.index.fields.len() {
+            if let Some(rules) = self.index.lookup(slot, event, scratch) {
+                try_rules(rules, scratch);
             }
         }
-        scratch.candidates = candidates;
+        for (field, matcher, i) in &self.index.by_pattern {
+            if eval::text_matches(event, 0, field, matcher, scratch) {
+                try_rules(&[*i], scratch);
+            }
+        }
+        // Candidates come list by list; the few matches are put in rule order.
+        out[start..].sort_unstable();
     }
 
     /// The name of the first exception of rule `id` that holds for `event`, if any:
@@ -201,14 +271,14 @@ impl RuleSet {
 struct Arena {
     nodes: Vec<Node>,
     descriptions: Vec<String>,
+    programs: Programs,
     seen: HashMap<String, NodeId>,
 }
 
 impl Arena {
     fn add(&mut self, cond: &Cond) -> NodeId {
         let cond = merge_alternatives(cond);
-        // The checked form's Debug text is a canonical key: equal text, equal meaning.
-        let key = format!("{cond:?}");
+        let key = key(&cond);
         if let Some(&id) = self.seen.get(&key) {
             return id;
         }
@@ -222,11 +292,15 @@ impl Arena {
                 Node::Number(*field, *op, values.clone())
             }
             Cond::SameValue(a, b) => Node::SameValue(*a, *b),
-            Cond::Ancestor { min, max, body } => Node::Ancestor {
-                min: *min,
-                max: *max,
-                body: self.add(body),
-            },
+            Cond::Ancestor { min, max, body } => {
+                let body = self.add(body);
+                Node::Ancestor {
+                    min: *min,
+                    max: *max,
+                    body,
+                    program: self.programs.add(&self.nodes, body),
+                }
+            }
         };
         let id = self.nodes.len() as NodeId;
         self.nodes.push(node);
@@ -234,6 +308,16 @@ impl Arena {
         self.seen.insert(key, id);
         id
     }
+
+    /// The node of a condition already added.
+    fn existing(&self, cond: &Cond) -> Option<NodeId> {
+        self.seen.get(&key(&merge_alternatives(cond))).copied()
+    }
+}
+
+/// The checked form's Debug text is a canonical key: equal text, equal meaning.
+fn key(cond: &Cond) -> String {
+    format!("{cond:?}")
 }
 
 /// `f == a or f == b or g == c` becomes `f in [a, b] or g == c`: one test per field,
@@ -276,83 +360,105 @@ impl RuleIndex {
             if !rule.meta.enabled {
                 continue;
             }
-            let Some((field, values)) = required_literals(&merge_top(&rule.condition)) else {
-                index.always.push(i as u32);
-                continue;
-            };
-            let slot = match index.fields.iter().position(|f| *f == field) {
-                Some(slot) => slot,
-                None => {
-                    index.fields.push(field);
-                    index.by_value.push(FxHashMap::default());
-                    index.fields.len() - 1
+            match requirement(&rule.condition) {
+                None => index.always.push(i as u32),
+                Some(r) if r.patterns.iter().any(|p| has_wildcard(&p.text)) => {
+                    let test = TextTest {
+                        field: r.field,
+                        op: TextOp::Equals,
+                        patterns: r.patterns,
+                    };
+                    index
+                        .by_pattern
+                        .push((r.field, compile_text(&test), i as u32));
                 }
-            };
-            for value in values {
-                let rules = index.by_value[slot]
-                    .entry(value.into_boxed_str())
-                    .or_default();
-                if rules.last() != Some(&(i as u32)) {
-                    rules.push(i as u32);
-                }
+                Some(r) => index.add_literals(r, i as u32),
             }
         }
         index
     }
 
-    /// The rules `event` can match, in rule order, into `out`.
-    fn candidates<E: crate::Event>(&self, event: &E, scratch: &mut Scratch, out: &mut Vec<u32>) {
-        out.clear();
-        out.extend_from_slice(&self.always);
-        for (slot, field) in self.fields.iter().enumerate() {
-            let Some(value) = eval::lowered_value(event, 0, field, scratch) else {
-                continue;
-            };
-            if let Some(rules) = self.by_value[slot].get(value) {
-                out.extend_from_slice(rules);
+    /// Indexes rule `i` under the (lowercased) literals it requires.
+    fn add_literals(&mut self, r: Requirement, i: u32) {
+        let slot = match self.fields.iter().position(|f| *f == r.field) {
+            Some(slot) => slot,
+            None => {
+                self.fields.push(r.field);
+                self.by_value.push(FxHashMap::default());
+                self.fields.len() - 1
+            }
+        };
+        for p in r.patterns {
+            let value = unescape(&p.text).to_lowercase().into_boxed_str();
+            let rules = self.by_value[slot].entry(value).or_default();
+            if rules.last() != Some(&i) {
+                rules.push(i);
             }
         }
-        if !self.fields.is_empty() {
-            out.sort_unstable();
-            out.dedup();
-        }
+    }
+
+    /// The rules indexed under `event`'s value of the field `fields[slot]`.
+    fn lookup<E: crate::Event>(
+        &self,
+        slot: usize,
+        event: &E,
+        scratch: &mut Scratch,
+    ) -> Option<&[u32]> {
+        let value = eval::lowered_value(event, 0, &self.fields[slot], scratch)?;
+        self.by_value[slot].get(value).map(Vec::as_slice)
     }
 }
 
-/// A rule condition with its top-level alternatives merged, as the arena sees it.
-fn merge_top(cond: &Cond) -> Cond {
+/// A field `cond` can only hold for when its value equals one of `patterns` (as `==`
+/// compares, wildcards and all).
+struct Requirement<'c> {
+    field: FieldRef,
+    patterns: Vec<Pattern>,
+    /// The one test the requirement is, when it is one (not a union of alternatives).
+    test: Option<&'c Cond>,
+}
+
+/// What `cond` requires of one field of the new process or its parent, if anything:
+/// an `==`/`in` test, in every alternative of an `or`, in some conjunct of an `and`.
+/// Literals are preferred to wildcards (one hash lookup selects among many rules at
+/// once; wildcards cost a match per rule), then the new process's own fields (they
+/// vary most).
+fn requirement(cond: &Cond) -> Option<Requirement<'_>> {
     match cond {
-        Cond::And(items) => Cond::And(items.iter().map(merge_alternatives).collect()),
-        other => merge_alternatives(other),
-    }
-}
-
-/// A field and the literal values one of which it must have for `cond` to hold, when
-/// `cond` requires that (a conjunct `f == literal` or `f in [literals]`, case folded,
-/// no wildcards). The new process's own fields are preferred: they vary most.
-fn required_literals(cond: &Cond) -> Option<(FieldRef, Vec<String>)> {
-    let literal_test = |c: &Cond| match c {
         Cond::Text(TextTest {
             field,
             op: TextOp::Equals,
             patterns,
-        }) if field.depth <= 1 && patterns.iter().all(|p| !has_wildcard(&p.text)) => Some((
-            *field,
-            patterns
-                .iter()
-                .map(|p| unescape(&p.text).to_lowercase())
-                .collect(),
-        )),
+        }) if field.depth <= 1 => Some(Requirement {
+            field: *field,
+            patterns: patterns.clone(),
+            test: Some(cond),
+        }),
+        Cond::And(items) => items.iter().filter_map(requirement).min_by_key(|r| {
+            let wild = r.patterns.iter().any(|p| has_wildcard(&p.text));
+            (wild, r.field.depth)
+        }),
+        Cond::Or(items) => items.iter().map(requirement).reduce(|a, b| {
+            let (mut a, b) = (a?, b?);
+            (a.field == b.field).then(|| {
+                a.patterns.extend(b.patterns);
+                a.test = None;
+                a
+            })
+        })?,
         _ => None,
-    };
-    match cond {
-        Cond::And(items) => {
-            let mut found: Vec<_> = items.iter().filter_map(literal_test).collect();
-            found.sort_by_key(|(field, _)| field.depth);
-            found.into_iter().next()
-        }
-        other => literal_test(other),
     }
+}
+
+/// The test a rule with condition `cond` is indexed by, when the index selecting the
+/// rule proves it holds: case-insensitive literals only, compared as the index does.
+fn proven_by_index(cond: &Cond) -> Option<&Cond> {
+    let r = requirement(cond)?;
+    let exact = r
+        .patterns
+        .iter()
+        .all(|p| !p.case_sensitive && !has_wildcard(&p.text));
+    r.test.filter(|_| exact)
 }
 
 fn compile_text(test: &TextTest) -> TextMatcher {
@@ -383,22 +489,25 @@ fn compile_patterns(op: TextOp, patterns: &[&Pattern], fold: bool) -> Option<Pat
                 .iter()
                 .map(|p| fold_text(unescape(&p.text)).into_boxed_str())
                 .collect();
-            let (affixes, wild): (Vec<_>, Vec<_>) = wild
-                .into_iter()
-                .map(|p| (affix(&fold_text(p.text.clone())), p))
-                .partition(|(a, _)| a.is_some());
-            let affixes = affixes.into_iter().filter_map(|(a, _)| a).collect();
-            let wild: Vec<&&Pattern> = wild.into_iter().map(|(_, p)| p).collect();
+            let (lone_stars, wild): (Vec<&&Pattern>, Vec<&&Pattern>) =
+                wild.into_iter().partition(|p| is_lone_star(&p.text));
+            let frames = |patterns: &[&&Pattern]| -> Vec<Frame> {
+                patterns
+                    .iter()
+                    .map(|p| frame(&fold_text(p.text.clone())))
+                    .collect()
+            };
             let wildcards = (!wild.is_empty()).then(|| {
                 let alternation: Vec<String> = wild
                     .iter()
                     .map(|p| wildcard_regex(&fold_text(p.text.clone())))
                     .collect();
-                build_regex(&format!("^(?:{})$", alternation.join("|")), false)
+                let regex = build_regex(&format!("^(?:{})$", alternation.join("|")), false);
+                (frames(&wild), regex)
             });
             Patterns::Equals {
                 literals: Literals::new(plain),
-                affixes,
+                affixes: frames(&lone_stars),
                 wildcards,
             }
         }
@@ -457,8 +566,14 @@ enum Piece {
     AnyOne,
 }
 
+impl Piece {
+    fn is_char(&self) -> bool {
+        matches!(self, Piece::Char(_))
+    }
+}
+
 pub(crate) fn has_wildcard(text: &str) -> bool {
-    pieces(text).any(|p| !matches!(p, Piece::Char(_)))
+    pieces(text).any(|p| !p.is_char())
 }
 
 /// The pattern's literal text, wildcards taken as plain characters.
@@ -472,22 +587,31 @@ pub(crate) fn unescape(text: &str) -> String {
         .collect()
 }
 
-/// A pattern whose only wildcard is one `*`, as the literal text before and after it.
-fn affix(text: &str) -> Option<(Box<str>, Box<str>)> {
+/// Whether the pattern's only wildcard is one `*`.
+fn is_lone_star(text: &str) -> bool {
+    let mut wildcards = pieces(text).filter(|p| !p.is_char());
+    wildcards.next() == Some(Piece::AnyRun) && wildcards.next().is_none()
+}
+
+/// The pattern's [`Frame`] (without a wildcard, all of it is the prefix).
+fn frame(text: &str) -> Frame {
     let pieces: Vec<Piece> = pieces(text).collect();
-    let star = pieces.iter().position(|p| *p == Piece::AnyRun)?;
-    let literal = |ps: &[Piece]| -> Option<String> {
+    let first = pieces.iter().position(|p| !p.is_char());
+    let last = pieces.iter().rposition(|p| !p.is_char()).map(|i| i + 1);
+    let (first, last) = (first.unwrap_or(pieces.len()), last.unwrap_or(pieces.len()));
+    let literal = |ps: &[Piece]| -> Box<str> {
         ps.iter()
-            .map(|p| match p {
+            .filter_map(|p| match p {
                 Piece::Char(c) => Some(*c),
                 _ => None,
             })
-            .collect()
+            .collect::<String>()
+            .into()
     };
-    Some((
-        literal(&pieces[..star])?.into(),
-        literal(&pieces[star + 1..])?.into(),
-    ))
+    Frame {
+        prefix: literal(&pieces[..first]),
+        suffix: literal(&pieces[last..]),
+    }
 }
 
 fn wildcard_regex(text: &str) -> String {
@@ -512,12 +636,10 @@ impl Patterns {
                 wildcards,
             } => {
                 literals.contains(value)
-                    || affixes.iter().any(|(prefix, suffix)| {
-                        value.len() >= prefix.len() + suffix.len()
-                            && value.starts_with(&**prefix)
-                            && value.ends_with(&**suffix)
+                    || affixes.iter().any(|f| f.fits(value))
+                    || wildcards.as_ref().is_some_and(|(frames, re)| {
+                        frames.iter().any(|f| f.fits(value)) && re.is_match(value)
                     })
-                    || wildcards.as_ref().is_some_and(|re| re.is_match(value))
             }
             Patterns::StartsWith(prefixes) => prefixes.iter().any(|p| value.starts_with(&**p)),
             Patterns::EndsWith(suffixes) => suffixes.iter().any(|s| value.ends_with(&**s)),
@@ -571,6 +693,11 @@ mod tests {
         assert!(q.matches("net1.exe"));
         assert!(!q.matches("net.exe"));
         assert!(!q.matches("net12.exe"));
+        // Patterns the regex decides, each with its own literal start and end.
+        let r = equals(&["a?c", "x*y?z", "?", "p\\?*"], true);
+        assert!(r.matches("abc") && r.matches("xqyqz") && r.matches("xyyz") && r.matches("é"));
+        assert!(r.matches("p?") && r.matches("p?q"));
+        assert!(!r.matches("abd") && !r.matches("xyz") && !r.matches("") && !r.matches("pq"));
     }
 
     #[test]

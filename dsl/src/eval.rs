@@ -1,8 +1,9 @@
 //! Evaluates compiled conditions against one event.
 
 use crate::ast::MAX_ANCESTOR_DEPTH;
-use crate::compile::{number_matches, CompiledRule, Node, NodeId, RuleSet};
+use crate::compile::{number_matches, Node, NodeId, RuleSet, TextMatcher};
 use crate::field::{Event, Field, FieldRef, Value};
+use crate::program::HOLDS;
 
 /// Per-worker buffers reused across events, so evaluation does not allocate: each text
 /// field's lowercased value (computed at most once per event and field, however many
@@ -15,7 +16,6 @@ pub struct Scratch {
     overflow: String,
     /// Per node: `event << 1 | result` once known for the current event.
     memo: Vec<u32>,
-    pub(crate) candidates: Vec<u32>,
 }
 
 #[derive(Debug, Default)]
@@ -36,7 +36,6 @@ impl Default for Scratch {
                 .collect(),
             overflow: String::new(),
             memo: Vec::new(),
-            candidates: Vec::new(),
         }
     }
 }
@@ -95,17 +94,27 @@ fn lowercase_into(raw: &str, out: &mut String) {
     }
 }
 
-pub(crate) fn rule_matches<E: Event>(
+/// Runs the program at `entry` with the process `base` steps up the ancestry as the
+/// current one: whether it holds.
+pub(crate) fn run<E: Event>(
     set: &RuleSet,
-    rule: &CompiledRule,
+    entry: u32,
     event: &E,
+    base: u32,
     scratch: &mut Scratch,
 ) -> bool {
-    holds(set, rule.condition, event, 0, scratch)
-        && !rule
-            .exceptions
-            .iter()
-            .any(|(_, node)| holds(set, *node, event, 0, scratch))
+    let mut at = entry;
+    // The verdicts are past the last op.
+    while let Some(op) = set.ops.get(at as usize) {
+        // Only rules' own programs, run at base 0, have shared ops (see Programs).
+        let held = if op.shared {
+            remembered(set, op.node, event, scratch)
+        } else {
+            test(set, op.node, event, base, scratch)
+        };
+        at = if held { op.if_true } else { op.if_false };
+    }
+    at == HOLDS
 }
 
 /// Whether node `id` holds with the process `base` steps up the ancestry as the current
@@ -118,36 +127,58 @@ pub(crate) fn holds<E: Event>(
     scratch: &mut Scratch,
 ) -> bool {
     if base == 0 {
-        if let Some(known) = scratch.memo(id) {
-            return known;
-        }
+        remembered(set, id, event, scratch)
+    } else {
+        test(set, id, event, base, scratch)
     }
-    let result = match &set.nodes[id as usize] {
+}
+
+/// Node `id`'s result at the new process, computed once per event.
+fn remembered<E: Event>(set: &RuleSet, id: NodeId, event: &E, scratch: &mut Scratch) -> bool {
+    if let Some(known) = scratch.memo(id) {
+        return known;
+    }
+    let result = test(set, id, event, 0, scratch);
+    scratch.remember(id, result);
+    result
+}
+
+/// Evaluates node `id` (see [`holds`]) without consulting the memo for `id` itself.
+fn test<E: Event>(set: &RuleSet, id: NodeId, event: &E, base: u32, scratch: &mut Scratch) -> bool {
+    match &set.nodes[id as usize] {
         Node::And(items) => items.iter().all(|&n| holds(set, n, event, base, scratch)),
         Node::Or(items) => items.iter().any(|&n| holds(set, n, event, base, scratch)),
         Node::Not(inner) => !holds(set, *inner, event, base, scratch),
         Node::Exists(f) => value(event, base, f).is_some(),
         Node::Number(f, op, values) => number_matches(*op, values, value(event, base, f)),
-        Node::Text(f, matcher) => match value(event, base, f) {
-            Some(Value::Text(raw)) => {
-                matcher.cased.as_ref().is_some_and(|p| p.matches(raw))
-                    || matcher
-                        .folded
-                        .as_ref()
-                        .is_some_and(|p| p.matches(scratch.lowered(base + f.depth, f.field, raw)))
-            }
-            _ => false,
-        },
+        Node::Text(f, matcher) => text_matches(event, base, f, matcher, scratch),
         Node::SameValue(a, b) => same_value(value(event, base, a), value(event, base, b)),
-        Node::Ancestor { min, max, body } => {
+        Node::Ancestor {
+            min, max, program, ..
+        } => {
             let known = event.ancestor_count().saturating_sub(base);
-            (*min..=(*max).min(known)).any(|d| holds(set, *body, event, base + d, scratch))
+            (*min..=(*max).min(known)).any(|d| run(set, *program, event, base + d, scratch))
         }
-    };
-    if base == 0 {
-        scratch.remember(id, result);
     }
-    result
+}
+
+/// Whether text field `f`, with the process `base` steps up as the current one, has a
+/// value and it matches.
+pub(crate) fn text_matches<E: Event>(
+    event: &E,
+    base: u32,
+    f: &FieldRef,
+    matcher: &TextMatcher,
+    scratch: &mut Scratch,
+) -> bool {
+    let Some(Value::Text(raw)) = value(event, base, f) else {
+        return false;
+    };
+    matcher.cased.as_ref().is_some_and(|p| p.matches(raw))
+        || matcher
+            .folded
+            .as_ref()
+            .is_some_and(|p| p.matches(scratch.lowered(base + f.depth, f.field, raw)))
 }
 
 /// Both present and equal; text without regard to case.

@@ -87,7 +87,7 @@ fn walk<E: Event>(
             out.push(connective("not"));
             walk(set, *inner, event, base, indent + 1, scratch, out);
         }
-        Node::Ancestor { min, max, body } => {
+        Node::Ancestor { min, max, body, .. } => {
             out.push(connective(&format!("some ancestor [{min}..{max}] with")));
             let known = event.ancestor_count().saturating_sub(base);
             for d in *min..=(*max).min(known) {

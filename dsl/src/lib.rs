@@ -28,6 +28,7 @@ pub mod explain;
 pub mod field;
 pub mod ir;
 pub mod parse;
+mod program;
 mod sense;
 
 pub use compile::{RuleId, RuleSet, Scratch};

@@ -59,6 +59,16 @@ fn holds(condition: &str, event: &Tree) -> bool {
     !matching(&set, event).is_empty()
 }
 
+/// Whether rule `id` fires by [`dsl::explain::explain`]: its condition held and none
+/// of its exceptions did.
+fn fires_by_explanation(set: &RuleSet, id: dsl::RuleId, event: &Tree) -> bool {
+    let steps = dsl::explain::explain(set, id, event, &mut Scratch::new());
+    steps[0].held
+        && !steps
+            .iter()
+            .any(|s| s.indent == 0 && s.text.starts_with("except ") && s.held)
+}
+
 fn proc(fields: &[(&str, &str)]) -> Tree {
     Tree::new(&[fields])
 }
@@ -279,7 +289,9 @@ fn every_matching_rule_is_returned_in_rule_order_and_disabled_ones_never() {
 #[test]
 fn the_rule_index_never_hides_a_match() {
     // Rules indexed by exe, by parent_exe, by original_file_name, and unindexable ones,
-    // with case-sensitive and non-ASCII values, checked against each rule alone.
+    // with case-sensitive and non-ASCII values, checked against each rule alone and
+    // against the explanation's walk of its condition (which owes nothing to the index,
+    // while evaluation skips the test the index already proved).
     let text = r#"
         rule I1 { title: "t" severity: low attack: T1059 condition: exe in ["cmd.exe", "PowerShell.exe"] and parent_exe == "w3wp.exe" }
         rule I2 { title: "t" severity: low attack: T1059 condition: exe == c"Cmd.exe" }
@@ -287,6 +299,9 @@ fn the_rule_index_never_hides_a_match() {
         rule I4 { title: "t" severity: low attack: T1059 condition: parent_exe == "w3wp.exe" and exe == "tomcat*.exe" }
         rule I5 { title: "t" severity: low attack: T1059 condition: original_file_name == "cmd.exe" and exe != "cmd.exe" }
         rule I6 { title: "t" severity: low attack: T1059 condition: exe == "x.exe" or parent_exe == "w3wp.exe" }
+        rule I7 { title: "t" severity: low attack: T1059 condition: exe in ["a.exe", "cmd.exe"] and user == "u" except "e": exe in ["a.exe", "cmd.exe"] and parent_exe == "explorer.exe" }
+        rule I8 { title: "t" severity: low attack: T1059 condition: exe == c"CMD.EXE" and parent_exe == "w3wp.exe" }
+        rule I9 { title: "t" severity: low attack: T1059 condition: parent_exe in ["w3wp.exe", "php?.exe"] and not parent_exe == "W3WP.EXE" }
     "#;
     let set = rules(text);
     let alone: Vec<RuleSet> = set
@@ -312,16 +327,19 @@ fn the_rule_index_never_hides_a_match() {
         for parent in ["w3wp.exe", "W3WP.EXE", "explorer.exe"] {
             for ofn in ["cmd.exe", "other"] {
                 let e = Tree::new(&[
-                    &[("exe", exe), ("original_file_name", ofn)],
+                    &[("exe", exe), ("original_file_name", ofn), ("user", "u")],
                     &[("exe", parent)],
                 ]);
                 let expected: Vec<String> =
                     alone.iter().flat_map(|one| matching(one, &e)).collect();
-                assert_eq!(
-                    matching(&set, &e),
-                    expected,
-                    "exe {exe}, parent {parent}, ofn {ofn}"
-                );
+                let got = matching(&set, &e);
+                assert_eq!(got, expected, "exe {exe}, parent {parent}, ofn {ofn}");
+                let walked: Vec<String> = set
+                    .ids()
+                    .filter(|&id| fires_by_explanation(&set, id, &e))
+                    .map(|id| set.meta(id).id.clone())
+                    .collect();
+                assert_eq!(got, walked, "exe {exe}, parent {parent}, ofn {ofn}");
             }
         }
     }

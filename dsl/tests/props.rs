@@ -1,10 +1,11 @@
 //! Properties: no input panics, every diagnostic points inside its file, generated valid
-//! conditions check clean to the ir they mean, and nesting is bounded.
+//! conditions check clean to the ir they mean, compiled rules match exactly the events
+//! those conditions describe, and nesting is bounded.
 
 use dsl::check::check_sources;
 use dsl::field::{Field, FieldKind, FieldRef};
 use dsl::ir::{Cond, NumberOp, NumberTest, Pattern, TextOp, TextTest};
-use dsl::Source;
+use dsl::{Event, RuleSet, Scratch, Source, Value};
 use proptest::prelude::*;
 use proptest::sample::select;
 
@@ -166,6 +167,177 @@ proptest! {
         prop_assert!(checked.diagnostics.is_empty(), "{}", rendered.join("\n"));
         prop_assert_eq!(checked.rules.len(), 1);
         prop_assert_eq!(&checked.rules[0].condition, &expected);
+    }
+
+    #[test]
+    fn compiled_rules_match_what_their_conditions_mean(
+        conds in prop::collection::vec(condition(), 3),
+        event in process_tree(),
+    ) {
+        let [a, b, c] = [0, 1, 2].map(|i| operand_text(&conds[i]));
+        // Rules that share tests, so results remembered for the event are reused.
+        let text = format!(
+            "rule R1 {{ title: \"t\" severity: low attack: T1059 condition: {a} except \"x\": {b} }}\n\
+             rule R2 {{ title: \"t\" severity: low attack: T1059 condition: {b} }}\n\
+             rule R3 {{ title: \"t\" severity: low attack: T1059 condition: {a} and not {c} }}\n\
+             rule R4 {{ title: \"t\" severity: low attack: T1059 condition: {c} or {a} }}\n"
+        );
+        let set: RuleSet = match dsl::load(&[Source::new("gen.rules", text)]) {
+            Ok(loaded) => loaded.rules,
+            Err(d) => panic!("{d:?}"),
+        };
+        let [x, y, z] = [0, 1, 2].map(|i| means(&conds[i].1, &event, 0));
+        let expected: Vec<&str> = [("R1", x && !y), ("R2", y), ("R3", x && !z), ("R4", z || x)]
+            .into_iter()
+            .filter_map(|(id, held)| held.then_some(id))
+            .collect();
+        let mut out = Vec::new();
+        set.evaluate(&event, &mut Scratch::new(), &mut out);
+        let got: Vec<&str> = out.iter().map(|&id| set.meta(id).id.as_str()).collect();
+        prop_assert_eq!(got, expected);
+    }
+}
+
+// --- what a condition means, evaluated directly --------------------------------------
+
+/// A process and its ancestors (depth 0 first), each a value per field (numbers
+/// written in decimal).
+#[derive(Debug)]
+struct ProcessTree(Vec<Vec<(Field, String)>>);
+
+impl Event for ProcessTree {
+    fn value(&self, depth: u32, field: Field) -> Option<Value<'_>> {
+        let level = self.0.get(depth as usize)?;
+        let (_, v) = level.iter().find(|(f, _)| *f == field)?;
+        Some(match field.kind() {
+            FieldKind::Number => Value::Number(v.parse().unwrap()),
+            FieldKind::Text => Value::Text(v),
+        })
+    }
+    fn ancestor_count(&self) -> u32 {
+        self.0.len() as u32 - 1
+    }
+}
+
+/// Values close to the generated patterns' alphabet, and some whose case folding is not
+/// ASCII's.
+fn field_value(field: Field) -> BoxedStrategy<String> {
+    match field.kind() {
+        FieldKind::Number => prop_oneof![select(&[0u64, 1, 4, 1000, u64::MAX][..]), any::<u64>()]
+            .prop_map(|n| n.to_string())
+            .boxed(),
+        FieldKind::Text => prop_oneof![
+            "[a-cA-C.*?_-]{0,4}",
+            select(
+                &[
+                    "",
+                    "A",
+                    "a*b",
+                    "CMD.EXE",
+                    "Straße",
+                    "ÉCOLE.EXE",
+                    "\u{212A}",
+                    "İ",
+                    "ΣΑΣ"
+                ][..]
+            )
+            .prop_map(String::from),
+        ]
+        .boxed(),
+    }
+}
+
+fn process_tree() -> impl Strategy<Value = ProcessTree> {
+    let level = Field::ALL
+        .map(|f| prop::option::weighted(0.8, field_value(f)).prop_map(move |v| v.map(|v| (f, v))))
+        .to_vec()
+        .prop_map(|values| values.into_iter().flatten().collect::<Vec<_>>());
+    prop::collection::vec(level, 1..5).prop_map(ProcessTree)
+}
+
+/// Whether `cond` holds with the process `base` steps up as the current one, straight
+/// from the language's definition.
+fn means(cond: &Cond, event: &ProcessTree, base: u32) -> bool {
+    let value = |f: &FieldRef| {
+        let depth = base + f.depth;
+        (depth <= event.ancestor_count())
+            .then(|| event.value(depth, f.field))
+            .flatten()
+    };
+    match cond {
+        Cond::And(items) => items.iter().all(|c| means(c, event, base)),
+        Cond::Or(items) => items.iter().any(|c| means(c, event, base)),
+        Cond::Not(inner) => !means(inner, event, base),
+        Cond::Exists(f) => value(f).is_some(),
+        Cond::Text(t) => match value(&t.field) {
+            Some(Value::Text(raw)) => t.patterns.iter().any(|p| text_means(t.op, p, raw)),
+            _ => false,
+        },
+        Cond::Number(n) => match value(&n.field) {
+            Some(Value::Number(x)) => n.values.iter().any(|&v| match n.op {
+                NumberOp::Eq => x == v,
+                NumberOp::Lt => x < v,
+                NumberOp::Le => x <= v,
+                NumberOp::Gt => x > v,
+                NumberOp::Ge => x >= v,
+            }),
+            _ => false,
+        },
+        Cond::SameValue(..) => unreachable!("not generated"),
+        Cond::Ancestor { min, max, body } => {
+            let known = event.ancestor_count().saturating_sub(base);
+            (*min..=(*max).min(known)).any(|d| means(body, event, base + d))
+        }
+    }
+}
+
+fn text_means(op: TextOp, p: &Pattern, raw: &str) -> bool {
+    if op == TextOp::Regex {
+        return regex::RegexBuilder::new(&p.text)
+            .case_insensitive(!p.case_sensitive)
+            .build()
+            .unwrap()
+            .is_match(raw);
+    }
+    let (text, value) = if p.case_sensitive {
+        (p.text.clone(), raw.to_string())
+    } else {
+        (p.text.to_lowercase(), raw.to_lowercase())
+    };
+    let pattern = glob_pieces(&text);
+    let value: Vec<char> = value.chars().collect();
+    let literal: Vec<char> = pattern
+        .iter()
+        .map(|p| p.unwrap_or_else(|wild| wild))
+        .collect();
+    match op {
+        TextOp::Equals => glob_matches(&pattern, &value),
+        TextOp::StartsWith => value.starts_with(&literal),
+        TextOp::EndsWith => value.ends_with(&literal),
+        _ => literal.is_empty() || value.windows(literal.len()).any(|w| w == literal),
+    }
+}
+
+/// A pattern's characters: `Ok(c)` a literal, `Err('*')` or `Err('?')` a wildcard.
+fn glob_pieces(text: &str) -> Vec<Result<char, char>> {
+    let mut out = Vec::new();
+    let mut chars = text.chars().peekable();
+    while let Some(c) = chars.next() {
+        out.push(match c {
+            '\\' if matches!(chars.peek(), Some('*' | '?' | '\\')) => Ok(chars.next().unwrap()),
+            '*' | '?' => Err(c),
+            c => Ok(c),
+        });
+    }
+    out
+}
+
+fn glob_matches(pattern: &[Result<char, char>], value: &[char]) -> bool {
+    match pattern.split_first() {
+        None => value.is_empty(),
+        Some((Err('*'), rest)) => (0..=value.len()).any(|i| glob_matches(rest, &value[i..])),
+        Some((Err(_), rest)) => !value.is_empty() && glob_matches(rest, &value[1..]),
+        Some((Ok(c), rest)) => value.first() == Some(c) && glob_matches(rest, &value[1..]),
     }
 }
 
