@@ -198,6 +198,11 @@ if [ "$LIVE" = 1 ]; then
         footprint "+1000 sleep processes"
         kill "${SLEEPS[@]}" 2>/dev/null || true
         wait "${SLEEPS[@]}" 2>/dev/null || true
+        say "5b. live alert latency (bench/latency.py)"
+        CMD5B="python3 bench/latency.py --binary $(q "$BIN") --count 300"
+        printf '\n5b. live alert latency, 300 marker processes 20 ms apart\n' >> "$TABLE"
+        cmdline "$CMD5B"
+        python3 "$BENCH/latency.py" --binary "$BIN" --count 300 2>&1 | sed 's/^/   /' >> "$TABLE"
     fi
 fi
 

@@ -9,6 +9,11 @@
 //! wake-up) per batch rather than per event is what lets replay use more than one core.
 //! A live source calls [`Pipeline::flush`] whenever it has nothing more waiting, so a
 //! lone event is never held back.
+//!
+//! The workers also run a source's [`Job`]s (replay parses JSON-lines chunks this way)
+//! when no batch is waiting, so `--workers N` is the number of threads doing per-event
+//! work, whatever the source. Evaluation goes first: it is what frees the process table
+//! thread, which the parsed chunks wait for.
 
 use crate::alert::alert_line;
 use crate::event::ProcessEvent;
@@ -19,7 +24,7 @@ use crate::storm::{StormGuard, StormKey, StormLimits};
 use crate::table::{ProcessTable, TableLimits};
 use arc_swap::ArcSwap;
 use chrono::{DateTime, Utc};
-use crossbeam_channel::{bounded, Receiver, Sender};
+use crossbeam_channel::{bounded, select_biased, Receiver, Sender};
 use dsl::{RuleSet, Scratch};
 use std::collections::{BTreeMap, HashMap};
 use std::io;
@@ -99,6 +104,10 @@ struct Alert {
 /// At most this many events go to a worker in one hand-over.
 const BATCH: usize = 64;
 
+/// Work a source hands to the worker pool. A job must not block: the pool's threads are
+/// the ones that drain the pipeline.
+pub type Job = Box<dyn FnOnce() + Send>;
+
 /// Events for one worker, numbered in input order.
 struct Batch {
     seq: u64,
@@ -131,6 +140,7 @@ pub struct Pipeline {
     pending_since: Instant,
     batch_seq: u64,
     to_workers: Sender<Batch>,
+    jobs: Sender<Job>,
     to_writer: Sender<ToWriter>,
     workers: Vec<JoinHandle<()>>,
     writer: JoinHandle<io::Result<Report>>,
@@ -141,18 +151,20 @@ impl Pipeline {
     pub fn start(rules: Rules, sink: Box<dyn Sink>, options: &Options) -> Pipeline {
         let (to_workers, from_table) = bounded::<Batch>(options.capacity.div_ceil(BATCH));
         let (to_writer, from_workers) = bounded::<ToWriter>(options.capacity);
+        let (jobs, queued_jobs) = bounded::<Job>(options.workers.max(1) * 2);
         let workers = (0..options.workers.max(1))
             .map(|i| {
-                let (rx, tx, rules, ordered, explain) = (
-                    from_table.clone(),
-                    to_writer.clone(),
-                    rules.clone(),
-                    options.ordered,
-                    options.explain,
-                );
+                let worker = Worker {
+                    batches: from_table.clone(),
+                    jobs: queued_jobs.clone(),
+                    to_writer: to_writer.clone(),
+                    rules: rules.clone(),
+                    ordered: options.ordered,
+                    explain: options.explain,
+                };
                 std::thread::Builder::new()
                     .name(format!("worker-{i}"))
-                    .spawn(move || evaluate_loop(&rx, &tx, &rules, ordered, explain))
+                    .spawn(move || worker.run())
                     .expect("spawn worker thread")
             })
             .collect();
@@ -182,6 +194,7 @@ impl Pipeline {
             pending_since: Instant::now(),
             batch_seq: 0,
             to_workers,
+            jobs,
             to_writer,
             workers,
             writer,
@@ -228,6 +241,11 @@ impl Pipeline {
         self.batch_seq += 1;
         // Sending fails only if every worker died, which `finish` reports.
         let _ = self.to_workers.send(batch);
+    }
+
+    /// Where a source queues [`Job`]s for the workers (waiting while the queue is full).
+    pub fn jobs(&self) -> Sender<Job> {
+        self.jobs.clone()
     }
 
     /// Writes a line of the sensor's own (a stats or sensor-alert line).
@@ -280,21 +298,51 @@ impl Pipeline {
     }
 }
 
-fn evaluate_loop(
-    rx: &Receiver<Batch>,
-    tx: &Sender<ToWriter>,
-    rules: &Rules,
+/// One thread of the pool: evaluates batches, and runs jobs while none is waiting.
+struct Worker {
+    batches: Receiver<Batch>,
+    jobs: Receiver<Job>,
+    to_writer: Sender<ToWriter>,
+    rules: Rules,
     ordered: bool,
     explain: bool,
-) {
-    let mut scratch = Scratch::new();
-    let mut matched = Vec::new();
-    for batch in rx {
-        let rules = rules.load();
+}
+
+impl Worker {
+    fn run(self) {
+        let mut scratch = Scratch::new();
+        let mut matched = Vec::new();
+        loop {
+            select_biased! {
+                recv(self.batches) -> batch => {
+                    // Closed: the pipeline is finishing.
+                    let Ok(batch) = batch else { return };
+                    if !self.evaluate(&batch, &mut scratch, &mut matched) {
+                        return;
+                    }
+                }
+                recv(self.jobs) -> job => {
+                    // The pipeline holds a sender until `batches` closes.
+                    if let Ok(job) = job {
+                        job();
+                    }
+                }
+            }
+        }
+    }
+
+    /// Evaluates a batch and sends its alerts on; false once the writer is gone.
+    fn evaluate(
+        &self,
+        batch: &Batch,
+        scratch: &mut Scratch,
+        matched: &mut Vec<dsl::RuleId>,
+    ) -> bool {
+        let rules = self.rules.load();
         let mut alerts = Vec::new();
         for event in &batch.events {
             matched.clear();
-            rules.evaluate(event, &mut scratch, &mut matched);
+            rules.evaluate(event, scratch, matched);
             alerts.extend(matched.iter().map(|&id| {
                 let meta = rules.meta(id);
                 Alert {
@@ -304,20 +352,20 @@ fn evaluate_loop(
                     line: alert_line(
                         event,
                         meta,
-                        explain
-                            .then(|| dsl::explain::explain(&rules, id, event, &mut scratch))
+                        self.explain
+                            .then(|| dsl::explain::explain(&rules, id, event, scratch))
                             .as_deref(),
                     ),
                 }
             }));
         }
-        if alerts.is_empty() && !ordered {
-            continue;
+        if alerts.is_empty() && !self.ordered {
+            return true;
         }
         let seq = batch.seq;
-        if tx.send(ToWriter::Evaluated { seq, alerts }).is_err() {
-            return;
-        }
+        self.to_writer
+            .send(ToWriter::Evaluated { seq, alerts })
+            .is_ok()
     }
 }
 
@@ -420,24 +468,10 @@ impl Writer {
 mod tests {
     use super::*;
     use crate::record::{Action, Location, Origin};
+    use crate::sink::Memory;
     use dsl::ast::{Severity, Span};
     use dsl::ir::{CheckedRule, Cond, Pattern, RuleMeta, TextOp, TextTest};
     use dsl::FieldRef;
-    use std::sync::Mutex;
-
-    /// Collects lines in memory.
-    #[derive(Clone, Default)]
-    struct Memory(Arc<Mutex<Vec<String>>>);
-
-    impl Sink for Memory {
-        fn write_line(&mut self, line: &str) -> io::Result<()> {
-            self.0.lock().unwrap().push(line.to_string());
-            Ok(())
-        }
-        fn flush(&mut self) -> io::Result<()> {
-            Ok(())
-        }
-    }
 
     fn rule(id: &str, field: &str, value: &str) -> CheckedRule {
         CheckedRule {

@@ -36,6 +36,7 @@ pub fn replay(
 ) -> Result<(ReadCounts, Report), String> {
     let inputs = replay::expand(inputs).map_err(|e| e.to_string())?;
     let mut pipeline = Pipeline::start(rules, sink, options);
+    let jobs = pipeline.jobs();
     let mut counts = ReadCounts::default();
     let mut progress = Progress::new();
     // Each input is opened while the one before is consumed: EVTX and zip readers
@@ -43,7 +44,7 @@ pub fn replay(
     // evaluation. The table still sees the files one after another, in order.
     let mut opened = inputs
         .iter()
-        .map(|input| (input, replay::read(input, options.workers)))
+        .map(|input| (input, replay::read(input, &jobs)))
         .peekable();
     while let Some((input, items)) = opened.next() {
         opened.peek();
@@ -182,5 +183,64 @@ impl Progress {
             eprint!("\r\x1b[2K");
             self.shown = false;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sink::Memory;
+    use arc_swap::ArcSwap;
+    use std::sync::Arc;
+
+    /// One worker parses every chunk and evaluates every batch, with channels of one
+    /// batch: each stage waits on the others, and none may wait forever.
+    #[test]
+    fn one_worker_both_parses_and_evaluates_a_large_input_in_order() {
+        let events = 40_000;
+        let mut file = tempfile::NamedTempFile::new().unwrap();
+        for pid in 1..=events {
+            writeln!(
+                file,
+                r#"{{"timestamp":"2026-11-27T10:00:00Z","action":"create","pid":{pid},"ppid":1,"exe":"cmd.exe"}}"#
+            )
+            .unwrap();
+        }
+        let loaded = dsl::load(&[dsl::Source::new(
+            "t.rules",
+            r#"rule T { title: "t" severity: high attack: [T1505.003] condition: exe == "cmd.exe" }"#,
+        )])
+        .unwrap();
+        let memory = Memory::default();
+        let options = Options {
+            workers: 1,
+            ordered: true,
+            capacity: 64,
+            storm: crate::storm::StormLimits {
+                limit: 0,
+                ..Default::default()
+            },
+            ..Options::default()
+        };
+        let rules: Rules = Arc::new(ArcSwap::from_pointee(loaded.rules));
+        let (counts, report) = replay(
+            &[file.path().to_path_buf()],
+            rules,
+            Box::new(memory.clone()),
+            &options,
+        )
+        .unwrap();
+        assert_eq!(counts.process_events, events);
+        assert_eq!(report.total_alerts(), events);
+        let lines = memory.0.lock().unwrap();
+        let pids: Vec<u64> = lines
+            .iter()
+            .map(|l| {
+                serde_json::from_str::<serde_json::Value>(l).unwrap()["process"]["pid"]
+                    .as_u64()
+                    .unwrap()
+            })
+            .collect();
+        assert_eq!(pids, (1..=events).collect::<Vec<u64>>());
     }
 }

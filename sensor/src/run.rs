@@ -258,21 +258,9 @@ pub fn platform_source() -> Result<Start, String> {
 mod tests {
     use super::*;
     use crate::record::Action;
+    use crate::sink::Memory;
     use arc_swap::ArcSwap;
     use dsl::RuleSet;
-    use std::sync::Mutex;
-
-    #[derive(Clone, Default)]
-    struct Memory(Arc<Mutex<Vec<String>>>);
-    impl Sink for Memory {
-        fn write_line(&mut self, line: &str) -> std::io::Result<()> {
-            self.0.lock().unwrap().push(line.to_string());
-            Ok(())
-        }
-        fn flush(&mut self) -> std::io::Result<()> {
-            Ok(())
-        }
-    }
 
     /// A source that sends a fixed batch from its own thread, then asks to stop.
     struct Batch(Option<std::thread::JoinHandle<()>>);

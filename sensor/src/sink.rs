@@ -44,3 +44,20 @@ pub fn open(path: Option<&Path>) -> io::Result<Box<dyn Sink>> {
         }
     })
 }
+
+/// Keeps every line in memory, for tests.
+#[cfg(test)]
+#[derive(Clone, Default)]
+pub(crate) struct Memory(pub(crate) std::sync::Arc<std::sync::Mutex<Vec<String>>>);
+
+#[cfg(test)]
+impl Sink for Memory {
+    fn write_line(&mut self, line: &str) -> io::Result<()> {
+        self.0.lock().unwrap().push(line.to_string());
+        Ok(())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}

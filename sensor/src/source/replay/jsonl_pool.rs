@@ -1,21 +1,28 @@
-//! JSON lines parsed on several threads, for plain files and streams, where parsing is
-//! most of a replay's work: one thread cuts the input into chunks of whole lines,
-//! `threads` threads map the chunks, and the iterator hands the items back in input
-//! order. Dropping the iterator stops every thread at its next hand-over.
+//! JSON lines parsed on the pipeline's worker pool, for plain files and streams, where
+//! parsing is most of a replay's work: one thread cuts the input into chunks of whole
+//! lines, each chunk is mapped by a [`Job`] on a worker, and the iterator hands the
+//! items back in input order. Jobs never block (their results go to an unbounded
+//! channel); a fixed number of tokens bounds the chunks in flight instead. Dropping the
+//! iterator stops the cutting thread once the tokens it holds are spent.
 
 use super::jsonl::{line_item, LineCutter};
 use super::prefilter::Prefilter;
 use super::producer::reader_failed;
+use crate::pipeline::Job;
 use crate::record::{Location, ReadItem};
-use crossbeam_channel::{bounded, Receiver, Sender};
+use crossbeam_channel::{bounded, unbounded, Receiver, Sender};
 use std::collections::BTreeMap;
 use std::io::{self, Read};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::Arc;
 
 /// Bytes of lines per chunk: a hand-over is rare next to the parsing, and a small
-/// file still gives every thread some work.
+/// file still gives every worker some work.
 const CHUNK_BYTES: usize = 128 << 10;
+/// Chunks cut but not yet taken by the iterator: enough to keep every worker busy.
+const IN_FLIGHT: usize = 16;
+
+type Parsed = (u64, Vec<ReadItem>);
 
 /// Whole lines, numbered in input order.
 struct Chunk {
@@ -39,75 +46,89 @@ impl Chunk {
     }
 }
 
-/// Reads JSON lines from `reader` with `threads` parsing threads (at least one).
+/// Reads JSON lines from `reader`, parsing them on whoever runs `jobs`.
 pub(crate) fn read<R: Read + Send + 'static>(
     reader: R,
     file: Arc<str>,
-    threads: usize,
+    jobs: Sender<Job>,
 ) -> io::Result<Box<dyn Iterator<Item = ReadItem> + Send>> {
-    let threads = threads.max(1);
-    let (to_parsers, chunks) = bounded::<Chunk>(threads * 2);
-    let (to_consumer, parsed) = bounded::<(u64, Vec<ReadItem>)>(threads * 2);
-    let name = |what: &str| format!("replay {what} {file}");
-    std::thread::Builder::new()
-        .name(name("cut"))
-        .spawn(move || cut(reader, &to_parsers))?;
-    for _ in 0..threads {
-        let (chunks, to_consumer, file) = (chunks.clone(), to_consumer.clone(), file.clone());
-        std::thread::Builder::new()
-            .name(name("parse"))
-            .spawn(move || parse(&chunks, &to_consumer, &file))?;
+    let (to_consumer, parsed) = unbounded::<Parsed>();
+    let (give_token, tokens) = bounded::<()>(IN_FLIGHT);
+    for _ in 0..IN_FLIGHT {
+        give_token.send(()).expect("the token channel has room");
     }
+    std::thread::Builder::new()
+        .name(format!("replay cut {file}"))
+        .spawn(move || {
+            let cutter = Cutter {
+                jobs,
+                tokens,
+                to_consumer,
+                file,
+            };
+            cutter.run(reader);
+        })?;
     Ok(Box::new(InOrder {
         parsed,
+        give_token,
         waiting: BTreeMap::new(),
         next: 0,
         current: Vec::new().into_iter(),
     }))
 }
 
-fn cut<R: Read>(reader: R, to_parsers: &Sender<Chunk>) {
-    let mut cutter = LineCutter::new(reader);
-    let mut chunk = Chunk::new(0);
-    while let Some(next) = cutter.next_raw() {
-        match next {
-            Ok((number, line)) => {
-                chunk.text.extend_from_slice(line);
-                chunk.lines.push((number, chunk.text.len()));
-                if chunk.text.len() < CHUNK_BYTES {
-                    continue;
+struct Cutter {
+    jobs: Sender<Job>,
+    tokens: Receiver<()>,
+    to_consumer: Sender<Parsed>,
+    file: Arc<str>,
+}
+
+impl Cutter {
+    fn run<R: Read>(&self, reader: R) {
+        let mut cutter = LineCutter::new(reader);
+        let mut chunk = Chunk::new(0);
+        while let Some(next) = cutter.next_raw() {
+            match next {
+                Ok((number, line)) => {
+                    chunk.text.extend_from_slice(line);
+                    chunk.lines.push((number, chunk.text.len()));
+                    if chunk.text.len() < CHUNK_BYTES {
+                        continue;
+                    }
                 }
+                Err(item) => chunk.trailer = Some(item),
             }
-            Err(item) => chunk.trailer = Some(item),
+            let index = chunk.index + 1;
+            if !self.submit(std::mem::replace(&mut chunk, Chunk::new(index))) {
+                return;
+            }
         }
-        let index = chunk.index + 1;
-        if to_parsers
-            .send(std::mem::replace(&mut chunk, Chunk::new(index)))
-            .is_err()
-        {
-            return;
+        if !chunk.lines.is_empty() {
+            self.submit(chunk);
         }
     }
-    if !chunk.lines.is_empty() {
-        let _ = to_parsers.send(chunk);
+
+    /// Queues a chunk's parsing once a token is free; false once nobody reads on.
+    fn submit(&self, chunk: Chunk) -> bool {
+        if self.tokens.recv().is_err() {
+            return false;
+        }
+        let (to_consumer, file) = (self.to_consumer.clone(), self.file.clone());
+        let job: Job = Box::new(move || {
+            let index = chunk.index;
+            let first = Location::Line(chunk.lines.first().map_or(0, |&(number, _)| number));
+            // Every chunk must answer, or the iterator would wait for it forever.
+            let items = catch_unwind(AssertUnwindSafe(|| map_chunk(chunk, &file)))
+                .unwrap_or_else(|panic| vec![reader_failed("json", first, &*panic)]);
+            let _ = to_consumer.send((index, items));
+        });
+        self.jobs.send(job).is_ok()
     }
 }
 
-fn parse(chunks: &Receiver<Chunk>, to_consumer: &Sender<(u64, Vec<ReadItem>)>, file: &Arc<str>) {
+fn map_chunk(chunk: Chunk, file: &Arc<str>) -> Vec<ReadItem> {
     let prefilter = Prefilter::new();
-    for chunk in chunks {
-        let index = chunk.index;
-        let first = Location::Line(chunk.lines.first().map_or(0, |&(number, _)| number));
-        // Every chunk must answer, or the consumer would wait for it forever.
-        let items = catch_unwind(AssertUnwindSafe(|| map_chunk(chunk, file, &prefilter)))
-            .unwrap_or_else(|panic| vec![reader_failed("json", first, &*panic)]);
-        if to_consumer.send((index, items)).is_err() {
-            return;
-        }
-    }
-}
-
-fn map_chunk(chunk: Chunk, file: &Arc<str>, prefilter: &Prefilter) -> Vec<ReadItem> {
     let mut items = Vec::with_capacity(chunk.lines.len() + 1);
     let mut start = 0;
     for &(number, end) in &chunk.lines {
@@ -116,7 +137,7 @@ fn map_chunk(chunk: Chunk, file: &Arc<str>, prefilter: &Prefilter) -> Vec<ReadIt
             number,
             file,
             None,
-            prefilter,
+            &prefilter,
         ));
         start = end;
     }
@@ -126,7 +147,9 @@ fn map_chunk(chunk: Chunk, file: &Arc<str>, prefilter: &Prefilter) -> Vec<ReadIt
 
 /// Parsed chunks back in input order.
 struct InOrder {
-    parsed: Receiver<(u64, Vec<ReadItem>)>,
+    parsed: Receiver<Parsed>,
+    /// A chunk taken frees a token for the cutter.
+    give_token: Sender<()>,
     /// Chunks that arrived before their turn.
     waiting: BTreeMap<u64, Vec<ReadItem>>,
     next: u64,
@@ -145,6 +168,7 @@ impl Iterator for InOrder {
                 Some(items) => {
                     self.current = items.into_iter();
                     self.next += 1;
+                    let _ = self.give_token.try_send(());
                 }
                 None => {
                     let (index, items) = self.parsed.recv().ok()?;
@@ -153,6 +177,17 @@ impl Iterator for InOrder {
             }
         }
     }
+}
+
+/// `n` threads that run jobs until every sender is gone, for tests without a pipeline.
+#[cfg(test)]
+pub(crate) fn test_workers(n: usize) -> Sender<Job> {
+    let (jobs, queued) = bounded::<Job>(n * 2);
+    for _ in 0..n {
+        let queued = queued.clone();
+        std::thread::spawn(move || queued.into_iter().for_each(|job| job()));
+    }
+    jobs
 }
 
 #[cfg(test)]
@@ -174,7 +209,7 @@ mod tests {
     }
 
     #[test]
-    fn many_chunks_on_many_threads_come_back_in_input_order() {
+    fn many_chunks_on_many_workers_come_back_in_input_order() {
         let n = 3 * CHUNK_BYTES as u64 / line(0).len() as u64 * 4;
         let mut text: String = (1..=n).map(|n| line(n) + "\n").collect();
         text.push_str("not json\n\n{\"other\":1}");
@@ -183,7 +218,12 @@ mod tests {
             .chain([format!("json line {}", n + 1), "skipped".into()])
             .collect();
         for threads in [1, 2, 5] {
-            let items = read(io::Cursor::new(text.clone()), "t".into(), threads).unwrap();
+            let items = read(
+                io::Cursor::new(text.clone()),
+                "t".into(),
+                test_workers(threads),
+            )
+            .unwrap();
             assert_eq!(pids_and_kinds(items), expected, "{threads} threads");
         }
     }
@@ -206,7 +246,7 @@ mod tests {
     fn a_read_error_comes_after_the_lines_before_it() {
         let text: String = (1..=5000).map(|n| line(n) + "\n").collect();
         let good = io::Cursor::new(text.into_bytes());
-        let got = pids_and_kinds(read(Failing { good }, "t".into(), 3).unwrap());
+        let got = pids_and_kinds(read(Failing { good }, "t".into(), test_workers(3)).unwrap());
         assert_eq!(got.len(), 5001);
         assert_eq!(got[4999], "5000 line 5000");
         assert_eq!(got[5000], "read-error line 5001");
@@ -230,7 +270,7 @@ mod tests {
             }
         }
         let (stopped_tx, stopped) = crossbeam_channel::bounded(1);
-        let mut items = read(Endless(Some(stopped_tx)), "t".into(), 2).unwrap();
+        let mut items = read(Endless(Some(stopped_tx)), "t".into(), test_workers(2)).unwrap();
         assert!(items.next().is_some());
         drop(items);
         // The cutter drops its reader when it ends: recv does not hang.

@@ -16,7 +16,9 @@ pub mod spawnwatch_line;
 mod time;
 mod windows_event;
 
+use crate::pipeline::Job;
 use crate::record::ReadItem;
+use crossbeam_channel::Sender;
 use std::fmt;
 use std::fs::{self, File};
 use std::io::{self, Cursor, Read, Seek, SeekFrom};
@@ -134,11 +136,11 @@ fn walk(dir: &Path, inputs: &mut Vec<Input>) -> Result<(), ReplayError> {
 }
 
 /// Opens one input, detects its format (EVTX magic `ElfFile\0`, zip `PK\x03\x04`, else
-/// JSON lines) and yields its records in file order. JSON lines are parsed on
-/// `threads` threads.
+/// JSON lines) and yields its records in file order. JSON lines are parsed by `jobs`
+/// (the pipeline's workers).
 pub fn read(
     input: &Input,
-    threads: usize,
+    jobs: &Sender<Job>,
 ) -> Result<Box<dyn Iterator<Item = ReadItem> + Send>, ReplayError> {
     let name = input.name.clone();
     let unreadable = |e: io::Error| ReplayError::new(&name, format_args!("cannot read: {e}"));
@@ -147,12 +149,12 @@ pub fn read(
             let mut file = File::open(path).map_err(|e| cannot_open(path, &e))?;
             // A pipe (`<(unzip -p ..)`) or a device cannot seek: read it like stdin.
             if !file.metadata().map_err(unreadable)?.is_file() {
-                return read_stream(file, name, threads);
+                return read_stream(file, name, jobs);
             }
             let prefix = peek(&mut file).map_err(unreadable)?;
             let format = sniff(&prefix);
             if matches!(format, Format::JsonLines) {
-                return read_json_lines(Cursor::new(prefix).chain(file), name, threads);
+                return read_json_lines(Cursor::new(prefix).chain(file), name, jobs);
             }
             file.seek(SeekFrom::Start(0)).map_err(unreadable)?;
             match format {
@@ -164,7 +166,7 @@ pub fn read(
                 _ => Err(not_a_log(&name, &prefix)),
             }
         }
-        Source::Stdin => read_stream(io::stdin(), name, threads),
+        Source::Stdin => read_stream(io::stdin(), name, jobs),
     }
 }
 
@@ -173,12 +175,12 @@ pub fn read(
 fn read_stream<R: Read + Send + 'static>(
     mut reader: R,
     name: Arc<str>,
-    threads: usize,
+    jobs: &Sender<Job>,
 ) -> Result<Box<dyn Iterator<Item = ReadItem> + Send>, ReplayError> {
     let prefix =
         peek(&mut reader).map_err(|e| ReplayError::new(&name, format_args!("cannot read: {e}")))?;
     match sniff(&prefix) {
-        Format::JsonLines => read_json_lines(Cursor::new(prefix).chain(reader), name, threads),
+        Format::JsonLines => read_json_lines(Cursor::new(prefix).chain(reader), name, jobs),
         Format::Unknown => Err(not_a_log(&name, &prefix)),
         format => {
             let bytes = buffer_all(prefix, &mut reader).map_err(|e| ReplayError::new(&name, e))?;
@@ -195,9 +197,9 @@ fn read_stream<R: Read + Send + 'static>(
 fn read_json_lines<R: Read + Send + 'static>(
     reader: R,
     name: Arc<str>,
-    threads: usize,
+    jobs: &Sender<Job>,
 ) -> Result<Box<dyn Iterator<Item = ReadItem> + Send>, ReplayError> {
-    jsonl_pool::read(reader, name.clone(), threads)
+    jsonl_pool::read(reader, name.clone(), jobs.clone())
         .map_err(|e| ReplayError::new(&name, format_args!("cannot start a reader thread: {e}")))
 }
 

@@ -9,7 +9,7 @@ fn data(name: &str) -> PathBuf {
 }
 
 fn read_all(input: &Input) -> Vec<ReadItem> {
-    read(input, 3).unwrap().collect()
+    read(input, &jsonl_pool::test_workers(3)).unwrap().collect()
 }
 
 fn events(items: &[ReadItem]) -> Vec<&SourceEvent> {
@@ -210,7 +210,10 @@ fn random_bytes_are_rejected_naming_the_file() {
     }
     let file = temp_file(&bytes);
     let input = Input::file(file.path());
-    let message = read(&input, 3).err().expect("an error").to_string();
+    let message = read(&input, &jsonl_pool::test_workers(3))
+        .err()
+        .expect("an error")
+        .to_string();
     assert!(
         message.starts_with(&format!(
             "{}: not EVTX, JSON lines or a zip of them (first bytes: 8b ",
@@ -223,7 +226,10 @@ fn random_bytes_are_rejected_naming_the_file() {
 #[test]
 fn a_missing_file_is_an_error_naming_it() {
     let input = Input::file("/nonexistent/x.evtx");
-    let message = read(&input, 3).err().expect("an error").to_string();
+    let message = read(&input, &jsonl_pool::test_workers(3))
+        .err()
+        .expect("an error")
+        .to_string();
     assert!(
         message.starts_with("/nonexistent/x.evtx: cannot open"),
         "{message}"
@@ -241,7 +247,7 @@ fn a_missing_file_is_an_error_naming_it() {
 fn a_cut_zip_is_an_error() {
     let whole = std::fs::read(data("proxylogon_ssrf_rce_poc.zip")).unwrap();
     let file = temp_file(&whole[..whole.len() - 100]);
-    let message = read(&Input::file(file.path()), 3)
+    let message = read(&Input::file(file.path()), &jsonl_pool::test_workers(3))
         .err()
         .expect("an error")
         .to_string();
@@ -412,7 +418,13 @@ fn expand_walks_directories_sorted_skipping_hidden() {
 
 #[test]
 fn streams_are_detected_like_files() {
-    let stream = |bytes: Vec<u8>| read_stream(Cursor::new(bytes), "<stdin>".into(), 3);
+    let stream = |bytes: Vec<u8>| {
+        read_stream(
+            Cursor::new(bytes),
+            "<stdin>".into(),
+            &jsonl_pool::test_workers(3),
+        )
+    };
     let evtx = std::fs::read(data("sigma_regr_cve_2025_55182_node_child.evtx")).unwrap();
     let items: Vec<_> = stream(evtx).unwrap().collect();
     assert_eq!(events(&items)[0].parent.exe.as_deref(), Some("node.exe"));
