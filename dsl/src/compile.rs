@@ -389,7 +389,7 @@ impl RuleIndex {
             }
         };
         for p in r.patterns {
-            let value = unescape(&p.text).to_lowercase().into_boxed_str();
+            let value = eval::fold_case(&unescape(&p.text)).into_boxed_str();
             let rules = self.by_value[slot].entry(value).or_default();
             if rules.last() != Some(&i) {
                 rules.push(i);
@@ -474,7 +474,7 @@ fn compile_patterns(op: TextOp, patterns: &[&Pattern], fold: bool) -> Option<Pat
     if patterns.is_empty() {
         return None;
     }
-    let fold_text = |s: String| if fold { s.to_lowercase() } else { s };
+    let fold_text = |s: String| if fold { eval::fold_case(&s) } else { s };
     let literals = || -> Vec<Box<str>> {
         patterns
             .iter()

@@ -84,6 +84,15 @@ impl Scratch {
     }
 }
 
+/// `raw` lowercased one character at a time, the one case folding rules and values both
+/// get. (`str::to_lowercase` turns a word-final `Σ` into `ς`, which would keep a
+/// pattern from ever equalling the same text in an event.)
+pub(crate) fn fold_case(raw: &str) -> String {
+    let mut out = String::with_capacity(raw.len());
+    lowercase_into(raw, &mut out);
+    out
+}
+
 fn lowercase_into(raw: &str, out: &mut String) {
     out.clear();
     if raw.is_ascii() {
@@ -188,7 +197,7 @@ fn same_value(a: Option<Value<'_>>, b: Option<Value<'_>>) -> bool {
         (Some(Value::Text(x)), Some(Value::Text(y))) if x.is_ascii() && y.is_ascii() => {
             x.eq_ignore_ascii_case(y)
         }
-        (Some(Value::Text(x)), Some(Value::Text(y))) => x.to_lowercase() == y.to_lowercase(),
+        (Some(Value::Text(x)), Some(Value::Text(y))) => fold_case(x) == fold_case(y),
         _ => false,
     }
 }

@@ -56,7 +56,7 @@ fn contradiction(items: &[Cond]) -> Option<String> {
                     t,
                     t.patterns
                         .iter()
-                        .map(|p| unescape(&p.text).to_lowercase())
+                        .map(|p| crate::eval::fold_case(&unescape(&p.text)))
                         .collect(),
                 ))
             }

@@ -85,6 +85,17 @@ fn equality_is_whole_value_and_case_insensitive_by_default() {
 }
 
 #[test]
+fn a_word_final_sigma_folds_the_same_in_rules_and_values() {
+    // `str::to_lowercase` would make the rule's `ΟΔΟΣ` "οδος" and the value "οδοσ".
+    let e = proc(&[("exe", "ΟΔΟΣ"), ("user", "οδοσ")]);
+    assert!(holds(r#"exe == "ΟΔΟΣ""#, &e));
+    assert!(holds(r#"exe == c"ΟΔΟΣ""#, &e));
+    assert!(holds(r#"exe in ["ΟΔΟΣ", "x"]"#, &e));
+    assert!(holds(r#"exe endswith "ΔΟΣ""#, &e));
+    assert!(holds(r#"exe == user"#, &e));
+}
+
+#[test]
 fn wildcards_cover_the_whole_value() {
     for (exe, expected) in [
         ("Tomcat9.exe", true),
