@@ -71,8 +71,9 @@ pub(crate) enum Node {
 }
 
 /// Which rules an event can match, from the values of a few fields. Each enabled rule
-/// is in exactly one of `always`, `by_value` (under one field) and `by_pattern`, so the
-/// rules an event selects come once each.
+/// is in `always`, or under one field in `by_value`, `by_pattern` or both (literals in
+/// one, wildcards in the other, no value matching both), so the rules an event selects
+/// come once each.
 #[derive(Debug, Default)]
 pub(crate) struct RuleIndex {
     /// The fields rules are indexed by.
@@ -80,7 +81,7 @@ pub(crate) struct RuleIndex {
     /// Per field of `fields`: lowercased value -> enabled rules requiring that value.
     pub(crate) by_value: Vec<FxHashMap<Box<str>, Vec<u32>>>,
     /// Enabled rules requiring a field to match wildcard patterns (or literals, with
-    /// them): candidates when it does.
+    /// case-sensitive ones): candidates when it does.
     pub(crate) by_pattern: Vec<(FieldRef, TextMatcher, u32)>,
     /// Enabled rules with no indexable requirement: always candidates.
     pub(crate) always: Vec<u32>,
@@ -362,33 +363,56 @@ impl RuleIndex {
             }
             match requirement(&rule.condition) {
                 None => index.always.push(i as u32),
-                Some(r) if r.patterns.iter().any(|p| has_wildcard(&p.text)) => {
-                    let test = TextTest {
-                        field: r.field,
-                        op: TextOp::Equals,
-                        patterns: r.patterns,
-                    };
-                    index
-                        .by_pattern
-                        .push((r.field, compile_text(&test), i as u32));
-                }
-                Some(r) => index.add_literals(r, i as u32),
+                Some(r) => index.add(r, i as u32),
             }
         }
         index
     }
 
-    /// Indexes rule `i` under the (lowercased) literals it requires.
-    fn add_literals(&mut self, r: Requirement, i: u32) {
-        let slot = match self.fields.iter().position(|f| *f == r.field) {
+    /// Indexes rule `i` under its literals (one hash lookup selects among many rules)
+    /// and apart under its wildcard patterns (a match per rule). Literals a wildcard
+    /// matches are left to it, so no value selects the rule twice; with a
+    /// case-sensitive wildcard, which could match a value a literal selects without
+    /// matching the literal itself, all of them are.
+    fn add(&mut self, r: Requirement, i: u32) {
+        let (wild, plain): (Vec<Pattern>, Vec<Pattern>) =
+            r.patterns.into_iter().partition(|p| has_wildcard(&p.text));
+        if wild.is_empty() {
+            return self.add_literals(r.field, plain, i);
+        }
+        let caseless = wild.iter().all(|p| !p.case_sensitive);
+        let (literals, wild) = if caseless {
+            (plain, wild)
+        } else {
+            (Vec::new(), [wild, plain].concat())
+        };
+        let matcher = compile_text(&TextTest {
+            field: r.field,
+            op: TextOp::Equals,
+            patterns: wild,
+        });
+        let uncovered = literals.into_iter().filter(|p| {
+            let literal = eval::fold_case(&unescape(&p.text));
+            !matcher.folded.as_ref().is_some_and(|w| w.matches(&literal))
+        });
+        self.add_literals(r.field, uncovered.collect(), i);
+        self.by_pattern.push((r.field, matcher, i));
+    }
+
+    /// Indexes rule `i` under the (lowercased) literals `patterns` of `field`.
+    fn add_literals(&mut self, field: FieldRef, patterns: Vec<Pattern>, i: u32) {
+        if patterns.is_empty() {
+            return;
+        }
+        let slot = match self.fields.iter().position(|f| *f == field) {
             Some(slot) => slot,
             None => {
-                self.fields.push(r.field);
+                self.fields.push(field);
                 self.by_value.push(FxHashMap::default());
                 self.fields.len() - 1
             }
         };
-        for p in r.patterns {
+        for p in patterns {
             let value = eval::fold_case(&unescape(&p.text)).into_boxed_str();
             let rules = self.by_value[slot].entry(value).or_default();
             if rules.last() != Some(&i) {
