@@ -21,6 +21,8 @@ pub struct Scratch {
 #[derive(Debug, Default)]
 struct Slot {
     event: u32,
+    /// The value is its own lowercase (most executable names are): `text` is unused.
+    as_is: bool,
     text: String,
 }
 
@@ -60,7 +62,7 @@ impl Scratch {
     }
 
     /// `raw` lowercased, cached for this event under (depth, field).
-    fn lowered(&mut self, depth: u32, field: Field, raw: &str) -> &str {
+    fn lowered<'a>(&'a mut self, depth: u32, field: Field, raw: &'a str) -> &'a str {
         let index = depth as usize * Field::ALL.len() + field.index();
         let event = self.event;
         let Some(slot) = self.slots.get_mut(index) else {
@@ -69,9 +71,16 @@ impl Scratch {
         };
         if slot.event != event {
             slot.event = event;
-            lowercase_into(raw, &mut slot.text);
+            slot.as_is = is_lowercase_ascii(raw);
+            if !slot.as_is {
+                lowercase_into(raw, &mut slot.text);
+            }
         }
-        &slot.text
+        if slot.as_is {
+            raw
+        } else {
+            &slot.text
+        }
     }
 
     fn memo(&self, node: NodeId) -> Option<bool> {
@@ -91,6 +100,14 @@ pub(crate) fn fold_case(raw: &str) -> String {
     let mut out = String::with_capacity(raw.len());
     lowercase_into(raw, &mut out);
     out
+}
+
+/// Whether `raw` is ASCII without capitals: what lowercasing leaves as it is, found
+/// in one pass that costs less than a copy (without early exits, which cost more than
+/// they save on short values).
+fn is_lowercase_ascii(raw: &str) -> bool {
+    raw.bytes()
+        .fold(true, |ok, b| ok & b.is_ascii() & !b.is_ascii_uppercase())
 }
 
 fn lowercase_into(raw: &str, out: &mut String) {
@@ -203,12 +220,12 @@ fn same_value(a: Option<Value<'_>>, b: Option<Value<'_>>) -> bool {
 }
 
 /// The field's text value lowercased (cached for the event), if it has one.
-pub(crate) fn lowered_value<'s, E: Event>(
-    event: &E,
+pub(crate) fn lowered_value<'a, E: Event>(
+    event: &'a E,
     base: u32,
     f: &FieldRef,
-    scratch: &'s mut Scratch,
-) -> Option<&'s str> {
+    scratch: &'a mut Scratch,
+) -> Option<&'a str> {
     match value(event, base, f) {
         Some(Value::Text(raw)) => Some(scratch.lowered(base + f.depth, f.field, raw)),
         _ => None,
