@@ -443,7 +443,8 @@ struct Requirement<'c> {
 }
 
 /// What `cond` requires of one field of the new process or its parent, if anything:
-/// an `==`/`in` test, in every alternative of an `or`, in some conjunct of an `and`.
+/// an `==`/`in` test, in every alternative of an `or`, in some conjunct of an `and`,
+/// in an `ancestor[1]` block.
 /// Literals are preferred to wildcards (one hash lookup selects among many rules at
 /// once; wildcards cost a match per rule), then the new process's own fields (they
 /// vary most).
@@ -462,6 +463,23 @@ fn requirement(cond: &Cond) -> Option<Requirement<'_>> {
             let wild = r.patterns.iter().any(|p| has_wildcard(&p.text));
             (wild, r.field.depth)
         }),
+        // The parent meets the block: what the block requires of the process it
+        // looks at, the parent's field does.
+        Cond::Ancestor {
+            min: 1,
+            max: 1,
+            body,
+        } => {
+            let r = requirement(body).filter(|r| r.field.depth == 0)?;
+            Some(Requirement {
+                field: FieldRef {
+                    depth: 1,
+                    ..r.field
+                },
+                test: None,
+                ..r
+            })
+        }
         Cond::Or(items) => items.iter().map(requirement).reduce(|a, b| {
             let (mut a, b) = (a?, b?);
             (a.field == b.field).then(|| {

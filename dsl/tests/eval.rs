@@ -300,7 +300,8 @@ fn every_matching_rule_is_returned_in_rule_order_and_disabled_ones_never() {
 #[test]
 fn the_rule_index_never_hides_a_match() {
     // Rules indexed by exe, by parent_exe, by original_file_name, and unindexable ones,
-    // with case-sensitive and non-ASCII values and literals beside wildcards, checked against each rule alone and
+    // with case-sensitive and non-ASCII values, literals beside wildcards and
+    // requirements in ancestor blocks, checked against each rule alone and
     // against the explanation's walk of its condition (which owes nothing to the index,
     // while evaluation skips the test the index already proved).
     let text = r#"
@@ -315,6 +316,7 @@ fn the_rule_index_never_hides_a_match() {
         rule I9 { title: "t" severity: low attack: T1059 condition: parent_exe in ["w3wp.exe", "php?.exe"] and not parent_exe == "W3WP.EXE" }
         rule I10 { title: "t" severity: low attack: T1059 condition: exe in ["tomcat9.exe", "tomcat*.exe", "sh", "äb.exe"] }
         rule I11 { title: "t" severity: low attack: T1059 condition: exe in ["cmd.exe", c"Tomcat*.exe", "sh"] }
+        rule I12 { title: "t" severity: low attack: T1059 condition: ancestor[1](exe == "w3wp.exe" or (exe in ["EXPLORER.EXE", "php?.exe"] and not exe == c"explorer.exe")) }
     "#;
     let set = rules(text);
     let alone: Vec<RuleSet> = set
