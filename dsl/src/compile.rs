@@ -61,12 +61,15 @@ pub(crate) enum Node {
     Text(FieldRef, TextMatcher),
     Number(FieldRef, NumberOp, Vec<u64>),
     SameValue(FieldRef, FieldRef),
-    /// `program` is `body`'s entry.
+    /// `program` is `body`'s entry; `at_parent`, for `ancestor[1]`, is `body` with
+    /// every field one step further up, when that is the same test (see
+    /// [`at_parent_of`]): programs test it in place instead of running `program`.
     Ancestor {
         min: u32,
         max: u32,
         body: NodeId,
         program: u32,
+        at_parent: Option<NodeId>,
     },
 }
 
@@ -294,12 +297,16 @@ impl Arena {
             }
             Cond::SameValue(a, b) => Node::SameValue(*a, *b),
             Cond::Ancestor { min, max, body } => {
+                let at_parent = (*min == 1 && *max == 1)
+                    .then(|| at_parent_of(body))
+                    .flatten();
                 let body = self.add(body);
                 Node::Ancestor {
                     min: *min,
                     max: *max,
                     body,
                     program: self.programs.add(&self.nodes, body),
+                    at_parent: at_parent.map(|c| self.add(&c)),
                 }
             }
         };
@@ -314,6 +321,33 @@ impl Arena {
     fn existing(&self, cond: &Cond) -> Option<NodeId> {
         self.seen.get(&key(&merge_alternatives(cond))).copied()
     }
+}
+
+/// `cond` with every field one step further up the ancestry: what `ancestor[1](cond)`
+/// tests, when `cond` fails without the parent. Tests of absent fields fail, and so
+/// do `and`s and `or`s of them; not a `not` or an empty `and` (which would hold), nor
+/// an ancestor block.
+fn at_parent_of(cond: &Cond) -> Option<Cond> {
+    let up = |f: &FieldRef| FieldRef {
+        depth: f.depth + 1,
+        ..*f
+    };
+    let all = |items: &[Cond]| items.iter().map(at_parent_of).collect::<Option<Vec<_>>>();
+    Some(match cond {
+        Cond::And(items) if !items.is_empty() => Cond::And(all(items)?),
+        Cond::Or(items) => Cond::Or(all(items)?),
+        Cond::Exists(f) => Cond::Exists(up(f)),
+        Cond::Text(test) => Cond::Text(TextTest {
+            field: up(&test.field),
+            ..test.clone()
+        }),
+        Cond::Number(test) => Cond::Number(NumberTest {
+            field: up(&test.field),
+            ..test.clone()
+        }),
+        Cond::SameValue(a, b) => Cond::SameValue(up(a), up(b)),
+        Cond::And(_) | Cond::Not(_) | Cond::Ancestor { .. } => return None,
+    })
 }
 
 /// The checked form's Debug text is a canonical key: equal text, equal meaning.

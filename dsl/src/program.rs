@@ -116,6 +116,10 @@ impl<'a> Emitter<'a> {
                 .rev()
                 .fold(on_false, |next, &item| self.node(item, on_true, next)),
             Node::Not(inner) => self.node(*inner, on_false, on_true),
+            Node::Ancestor {
+                at_parent: Some(up),
+                ..
+            } => self.node(*up, on_true, on_false),
             _ => {
                 self.rev.push(Op {
                     node,

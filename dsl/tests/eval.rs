@@ -249,6 +249,12 @@ fn ancestry_at_a_depth_in_a_range_and_as_a_block() {
     );
     // A missing ancestor satisfies nothing, not even a negation.
     assert!(!holds(r#"ancestor[4](not exe == "x")"#, &e));
+    let orphan = Tree::new(&[&[("exe", "whoami.exe")]]);
+    assert!(!holds(r#"ancestor[1](exe exists or pid exists)"#, &orphan));
+    assert!(holds(
+        r#"ancestor[1](exe == "cmd.exe" and parent_exe == "java.exe") and exe exists"#,
+        &e
+    ));
 }
 
 #[test]
