@@ -116,16 +116,19 @@ fn map_record(
     if !prefilter.keep(&json) {
         return Ok((id, ReadItem::Skipped));
     }
-    let item = match Doc::parse(&json) {
-        Ok(doc) if doc.get(Key::EventId).is_some() => {
-            let origin = Origin {
-                kind: "replay",
-                file: Some(file.clone()),
-                location,
-            };
-            map_windows(&doc, origin, header_time)
+    let mapped = Doc::parse_then(&json, |doc| {
+        if doc.get(Key::EventId).is_none() {
+            return ReadItem::Skipped;
         }
-        Ok(_) => ReadItem::Skipped,
+        let origin = Origin {
+            kind: "replay",
+            file: Some(file.clone()),
+            location,
+        };
+        map_windows(doc, origin, header_time)
+    });
+    let item = match mapped {
+        Ok(item) => item,
         Err(e) => ReadItem::Malformed {
             kind: "evtx-record",
             location,

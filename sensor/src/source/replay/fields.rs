@@ -131,9 +131,26 @@ impl<'a> Doc<'a> {
         }
     }
 
-    /// Parses one JSON object (flat or nested Windows form, or a spawnwatch line).
+    /// Parses one JSON object (flat or nested Windows form, or a spawnwatch line) and
+    /// hands it to `map`. The table is large (a slot per key): it is filled where it
+    /// lives rather than moved out, which cost a 1.5 KB copy per record.
+    pub(crate) fn parse_then<T>(
+        bytes: &'a [u8],
+        map: impl FnOnce(&mut Doc<'a>) -> T,
+    ) -> Result<T, serde_json::Error> {
+        let mut doc = Doc::empty();
+        doc.fill(bytes)?;
+        Ok(map(&mut doc))
+    }
+
+    #[cfg(test)]
     pub(crate) fn parse(bytes: &'a [u8]) -> Result<Doc<'a>, serde_json::Error> {
         let mut doc = Doc::empty();
+        doc.fill(bytes)?;
+        Ok(doc)
+    }
+
+    fn fill(&mut self, bytes: &'a [u8]) -> Result<(), serde_json::Error> {
         // One UTF-8 check for the line, not one per string.
         let text = std::str::from_utf8(bytes).map_err(|e| {
             <serde_json::Error as de::Error>::custom(format_args!(
@@ -143,7 +160,7 @@ impl<'a> Doc<'a> {
         })?;
         let mut de = serde_json::Deserializer::from_str(text);
         let top = Node {
-            doc: Some(&mut doc),
+            doc: Some(self),
             scope: Scope::Top,
         }
         .deserialize(&mut de)?;
@@ -154,7 +171,7 @@ impl<'a> Doc<'a> {
                 top.type_name()
             )));
         }
-        Ok(doc)
+        Ok(())
     }
 
     pub(crate) fn get(&self, key: Key) -> Option<&Val<'a>> {

@@ -243,8 +243,8 @@ fn map_line(
         file: Some(file.clone()),
         location,
     };
-    Some(match Doc::parse(line) {
-        Ok(mut doc) => map_record(&mut doc, origin),
+    Some(match Doc::parse_then(line, |doc| map_record(doc, origin)) {
+        Ok(item) => item,
         Err(e) => ReadItem::Malformed {
             kind: "json",
             location,
