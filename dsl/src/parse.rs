@@ -1133,20 +1133,25 @@ impl<'t> Parser<'t> {
         Ok(Expr::Not(Box::new(inner), self.span(t.start, self.pos)))
     }
 
+    /// `( condition )` from the `(` token `open`: the condition and the `)` token.
+    fn parenthesized(&mut self, open: &Token) -> PResult<(Expr, Token)> {
+        self.enter(open)?;
+        self.bump();
+        let inner = self.or_expr()?;
+        let close = self.peek();
+        if !Self::is_punct(&close, ")") {
+            let hint = self.join_hint(&close);
+            return Err(self.expected_hint("`and`, `or` or `)`", &close, hint));
+        }
+        self.bump();
+        self.depth -= 1;
+        Ok((inner, close))
+    }
+
     fn primary(&mut self) -> PResult<Expr> {
         let t = self.peek();
         if Self::is_punct(&t, "(") {
-            self.enter(&t)?;
-            self.bump();
-            let inner = self.or_expr()?;
-            let close = self.peek();
-            if !Self::is_punct(&close, ")") {
-                let hint = self.join_hint(&close);
-                return Err(self.expected_hint("`and`, `or` or `)`", &close, hint));
-            }
-            self.bump();
-            self.depth -= 1;
-            return Ok(inner);
+            return self.parenthesized(&t).map(|(inner, _)| inner);
         }
         if self.is_kw(&t, "ancestor") {
             return self.ancestor();
@@ -1321,16 +1326,7 @@ impl<'t> Parser<'t> {
             return self.comparison(field);
         }
         if Self::is_punct(&t, "(") {
-            self.enter(&t)?;
-            self.bump();
-            let body = self.or_expr()?;
-            let close = self.peek();
-            if !Self::is_punct(&close, ")") {
-                let hint = self.join_hint(&close);
-                return Err(self.expected_hint("`and`, `or` or `)`", &close, hint));
-            }
-            self.bump();
-            self.depth -= 1;
+            let (body, close) = self.parenthesized(&t)?;
             return Ok(Expr::Ancestor {
                 range,
                 body: Box::new(body),
