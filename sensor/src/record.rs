@@ -116,27 +116,39 @@ pub enum ReadItem {
     },
 }
 
-#[cfg(test)]
 impl SourceEvent {
-    /// A test event: process `pid` (`exe`) started by `ppid`, no time, no host.
-    pub fn created(pid: u32, ppid: u32, exe: &str) -> SourceEvent {
+    /// An event of live source `kind`, which reports no parent fields of its own.
+    pub fn live(
+        kind: &'static str,
+        action: Action,
+        timestamp: Option<DateTime<Utc>>,
+        hostname: Option<String>,
+        process: ProcessRecord,
+    ) -> SourceEvent {
         SourceEvent {
-            timestamp: None,
-            hostname: None,
-            action: Action::Create,
-            process: ProcessRecord {
-                pid,
-                ppid: Some(ppid),
-                exe: Some(exe.to_string()),
-                ..Default::default()
-            },
+            timestamp,
+            hostname,
+            action,
+            process,
             parent: ParentFields::default(),
             origin: Origin {
-                kind: "test",
+                kind,
                 file: None,
                 location: Location::Live,
             },
         }
+    }
+
+    /// A test event: process `pid` (`exe`) started by `ppid`, no time, no host.
+    #[cfg(test)]
+    pub fn created(pid: u32, ppid: u32, exe: &str) -> SourceEvent {
+        let process = ProcessRecord {
+            pid,
+            ppid: Some(ppid),
+            exe: Some(exe.to_string()),
+            ..Default::default()
+        };
+        SourceEvent::live("test", Action::Create, None, None, process)
     }
 }
 

@@ -18,9 +18,7 @@ use super::raw::{
 use super::sid::{integrity_level, wbemsid_to_string, SidCache};
 use super::strings::{argv0, clean_command_line};
 use super::time::filetime_to_utc;
-use crate::record::{
-    file_name, Action, Location, Origin, ParentFields, ProcessRecord, SourceEvent,
-};
+use crate::record::{file_name, Action, ProcessRecord, SourceEvent};
 use chrono::{DateTime, Utc};
 use std::collections::{HashMap, VecDeque};
 use std::time::Duration;
@@ -568,18 +566,8 @@ impl Joiner {
         timestamp: Option<DateTime<Utc>>,
         process: ProcessRecord,
     ) -> SourceEvent {
-        SourceEvent {
-            timestamp,
-            hostname: self.config.hostname.clone(),
-            action,
-            process,
-            parent: ParentFields::default(),
-            origin: Origin {
-                kind: ORIGIN_KIND,
-                file: None,
-                location: Location::Live,
-            },
-        }
+        let hostname = self.config.hostname.clone();
+        SourceEvent::live(ORIGIN_KIND, action, timestamp, hostname, process)
     }
 }
 
@@ -605,6 +593,7 @@ pub fn complete_exe(short: &str, command_line: &str) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::record::{Location, Origin};
     use crate::source::etw_logic::raw::tests::CREATE_TIME;
     use crate::source::etw_logic::sid::tests::{user_sid_bytes, wbemsid};
     use crate::source::etw_logic::sid::AccountLookup;

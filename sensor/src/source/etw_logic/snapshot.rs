@@ -3,7 +3,7 @@
 
 use super::join::ORIGIN_KIND;
 use super::time::filetime_to_utc;
-use crate::record::{Action, Location, Origin, ParentFields, ProcessRecord, SourceEvent};
+use crate::record::{Action, ProcessRecord, SourceEvent};
 
 /// One process of the snapshot.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -29,18 +29,13 @@ pub fn existing_event(entry: &SnapshotEntry, hostname: Option<&str>) -> SourceEv
         ..Default::default()
     };
     process.fill_exe();
-    SourceEvent {
-        timestamp: filetime_to_utc(entry.create_time_filetime),
-        hostname: hostname.map(str::to_string),
-        action: Action::Existing,
+    SourceEvent::live(
+        ORIGIN_KIND,
+        Action::Existing,
+        filetime_to_utc(entry.create_time_filetime),
+        hostname.map(str::to_string),
         process,
-        parent: ParentFields::default(),
-        origin: Origin {
-            kind: ORIGIN_KIND,
-            file: None,
-            location: Location::Live,
-        },
-    }
+    )
 }
 
 #[cfg(test)]

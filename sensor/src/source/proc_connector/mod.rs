@@ -45,7 +45,7 @@ mod socket;
 pub use parse::{parse_messages, ProcEvent};
 pub use procfs::{ProcFs, UserNames};
 
-use crate::record::{Action, Location, Origin, ParentFields, ProcessRecord, SourceEvent};
+use crate::record::{Action, ProcessRecord, SourceEvent};
 use crate::source::live::LiveSink;
 use crossbeam_channel::{RecvTimeoutError, Sender};
 use parse::{PROC_CN_MCAST_IGNORE, PROC_CN_MCAST_LISTEN};
@@ -267,18 +267,8 @@ fn seed_from(procfs: &ProcFs, users: &mut UserNames) -> Vec<SourceEvent> {
 }
 
 fn source_event(action: Action, process: ProcessRecord, hostname: Option<String>) -> SourceEvent {
-    SourceEvent {
-        timestamp: Some(chrono::Utc::now()),
-        hostname,
-        action,
-        process,
-        parent: ParentFields::default(),
-        origin: Origin {
-            kind: SOURCE,
-            file: None,
-            location: Location::Live,
-        },
-    }
+    let now = Some(chrono::Utc::now());
+    SourceEvent::live(SOURCE, action, now, hostname, process)
 }
 
 /// The reader thread: receives, recognises the acknowledgement, hands the rest to the

@@ -1,5 +1,6 @@
 use super::procfs::tests::{fake_process, passwd};
 use super::*;
+use crate::record::{Location, ParentFields};
 use crate::source::live::LiveCounters;
 use crossbeam_channel::Receiver;
 use std::io::Write;
