@@ -242,7 +242,8 @@ fn read_tail<R: Read + Seek>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::record::{Action, SourceEvent};
+    use crate::record::Action;
+    use crate::source::replay::tests::events;
 
     fn data(name: &str) -> String {
         format!("{}/../../shared/data/{name}", env!("CARGO_MANIFEST_DIR"))
@@ -261,16 +262,6 @@ mod tests {
             true
         }));
         items
-    }
-
-    fn events(items: &[ReadItem]) -> Vec<&SourceEvent> {
-        items
-            .iter()
-            .filter_map(|item| match item {
-                ReadItem::Event(e) => Some(&**e),
-                _ => None,
-            })
-            .collect()
     }
 
     #[test]

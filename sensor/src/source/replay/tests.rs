@@ -12,7 +12,8 @@ fn read_all(input: &Input) -> Vec<ReadItem> {
     read(input, &jsonl_pool::test_workers(3)).unwrap().collect()
 }
 
-fn events(items: &[ReadItem]) -> Vec<&SourceEvent> {
+/// The process events among `items`.
+pub(super) fn events(items: &[ReadItem]) -> Vec<&SourceEvent> {
     items
         .iter()
         .filter_map(|item| match item {
