@@ -2,36 +2,24 @@
 
 mod common;
 
-use common::{fixture, run, spawnwatch};
+use common::{fixture, run, spawnwatch, stdout_of_success};
 
 #[test]
 fn check_accepts_the_shipped_rules() {
     let rules = fixture("../../rules");
-    let out = spawnwatch()
-        .args(["check", rules.to_str().unwrap()])
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{stdout}{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let stdout = stdout_of_success(spawnwatch().args(["check", rules.to_str().unwrap()]));
     assert!(stdout.contains("0 error(s)"), "{stdout}");
 }
 
 #[test]
 fn check_with_no_argument_checks_the_embedded_rules() {
-    let out = spawnwatch().arg("check").output().unwrap();
-    assert!(out.status.success());
-    assert!(String::from_utf8_lossy(&out.stdout).contains("0 error(s)"));
+    let stdout = stdout_of_success(spawnwatch().arg("check"));
+    assert!(stdout.contains("0 error(s)"), "{stdout}");
 }
 
 #[test]
 fn rules_lists_every_rule_with_severity_and_attack_ids() {
-    let out = spawnwatch().arg("rules").output().unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success());
+    let stdout = stdout_of_success(spawnwatch().arg("rules"));
     let car = stdout
         .lines()
         .find(|l| l.starts_with("CAR-2021-02-001"))
@@ -139,9 +127,7 @@ fn help_teaches_with_examples() {
 
 #[test]
 fn every_shipped_rule_has_passing_positive_and_negative_examples() {
-    let out = spawnwatch().arg("test").output().unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{stdout}");
+    let stdout = stdout_of_success(spawnwatch().arg("test"));
     assert!(
         !stdout.contains("warning:"),
         "a shipped rule lacks an example:\n{stdout}"

@@ -493,17 +493,8 @@ fn selftest_passes_on_this_host() {
     let Some(_host) = live_host("selftest_passes_on_this_host") else {
         return;
     };
-    let out = common::spawnwatch()
-        .arg("selftest")
-        .stdin(Stdio::null())
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{stdout}{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let stdout =
+        common::stdout_of_success(common::spawnwatch().arg("selftest").stdin(Stdio::null()));
     assert!(
         stdout.starts_with("PASS: ") && stdout.contains("SW-LNX-001"),
         "{stdout}"

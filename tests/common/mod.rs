@@ -9,6 +9,19 @@ pub fn spawnwatch() -> Command {
     Command::new(env!("CARGO_BIN_EXE_spawnwatch"))
 }
 
+/// Runs `command` to its end, asserts that it succeeded (showing its output when not)
+/// and returns its stdout.
+pub fn stdout_of_success(command: &mut Command) -> String {
+    let out = command.output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stdout
+}
+
 /// A fixture file of this directory.
 pub fn fixture(name: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
