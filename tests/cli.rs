@@ -33,27 +33,8 @@ fn rules_lists_every_rule_with_severity_and_attack_ids() {
 
 #[test]
 fn the_car_pseudocode_pasted_as_is_gives_one_precise_error() {
-    let dir = tempfile::tempdir().unwrap();
-    let file = dir.path().join("car.rules");
-    let pseudocode = r#"rule pasted {
-    title: "pasted from CAR"
-    severity: high
-    attack: [T1505.003]
-    condition:
-  (parent_exe == "w3wp.exe" OR
-   parent_exe == "httpd.exe" OR
-   parent_exe == "tomcat*.exe" OR
-   parent_exe == "nginx.exe" ) AND
-  (exe == "cmd.exe" OR
-   exe == "powershell.exe" OR
-   exe == "net.exe" OR
-   exe == "whoami.exe" OR
-   exe == "hostname.exe" OR
-   exe == "systeminfo.exe" OR
-   exe == "ipconfig.exe) )
-}
-"#;
-    std::fs::write(&file, pseudocode).unwrap();
+    // The rule language's own test file: CAR's filter with its last quote missing.
+    let file = fixture("../../dsl/tests/fixtures/car-pasted.rules");
     let out = spawnwatch()
         .args(["check", "--format", "json", file.to_str().unwrap()])
         .output()

@@ -191,24 +191,7 @@ fn unterminated_string_points_at_the_opening_quote() {
 }
 
 /// The CAR pseudocode's filter, pasted as is (its last string lacks the closing quote).
-const CAR_PASTE: &str = r#"rule CAR-2021-02-001 {
-    title: "Webshell-Indicative Process Tree"
-    severity: high
-    attack: T1505.003
-    condition:
-  (parent_exe == "w3wp.exe" OR
-   parent_exe == "httpd.exe" OR
-   parent_exe == "tomcat*.exe" OR
-   parent_exe == "nginx.exe" ) AND
-  (exe == "cmd.exe" OR
-   exe == "powershell.exe" OR
-   exe == "net.exe" OR
-   exe == "whoami.exe" OR
-   exe == "hostname.exe" OR
-   exe == "systeminfo.exe" OR
-   exe == "ipconfig.exe) )
-}
-"#;
+const CAR_PASTE: &str = include_str!("fixtures/car-pasted.rules");
 
 #[test]
 fn the_car_pseudocode_pasted_as_is_gives_one_error_at_the_open_quote() {

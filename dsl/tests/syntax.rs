@@ -100,28 +100,17 @@ fn anc(min: u32, max: u32, body: Cond) -> Cond {
     }
 }
 
-const CAR_FIXED: &str = r#"rule CAR-2021-02-001 {
-    title: "Webshell-Indicative Process Tree"
-    severity: high
-    attack: T1505.003
-    condition: (
-  (parent_exe == "w3wp.exe" OR
-   parent_exe == "httpd.exe" OR
-   parent_exe == "tomcat*.exe" OR
-   parent_exe == "nginx.exe" ) AND
-  (exe == "cmd.exe" OR
-   exe == "powershell.exe" OR
-   exe == "net.exe" OR
-   exe == "whoami.exe" OR
-   exe == "hostname.exe" OR
-   exe == "systeminfo.exe" OR
-   exe == "ipconfig.exe") )
+/// The CAR pseudocode's filter as pasted, with its missing quote added and the outer
+/// `(` of its `where (` kept.
+fn car_fixed() -> String {
+    include_str!("fixtures/car-pasted.rules")
+        .replace("condition:\n", "condition: (\n")
+        .replace(r#""ipconfig.exe) )"#, r#""ipconfig.exe") )"#)
 }
-"#;
 
 #[test]
 fn car_pseudocode_with_the_quote_fixed_means_what_it_says() {
-    let checked = check_ok(&[("car.rules", CAR_FIXED)]);
+    let checked = check_ok(&[("car.rules", &car_fixed())]);
     assert!(checked.diagnostics.is_empty(), "{:?}", checked.diagnostics);
     let parents = ["w3wp.exe", "httpd.exe", "tomcat*.exe", "nginx.exe"];
     let children = [
@@ -756,7 +745,7 @@ fn the_readme_examples_check_clean() {
     assert!(b[0].starts_with("rule CAR-2021-02-001"));
     let car = rules(&[("car.rules", &b[0])]);
     assert_eq!(car[0].condition, {
-        let shipped = rules(&[("fixed.rules", CAR_FIXED)]);
+        let shipped = rules(&[("fixed.rules", &car_fixed())]);
         shipped[0].condition.clone()
     });
     let set = rules(&[("webshell.rules", &b[1]), ("local.rules", &b[2])]);
