@@ -2,7 +2,7 @@
 
 use crate::pipeline::{Options, Pipeline, Report, Rules};
 use crate::record::ReadItem;
-use crate::source::replay::{self, Input};
+use crate::source::replay::{self, Input, Items};
 use std::collections::BTreeMap;
 use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
@@ -56,8 +56,6 @@ pub fn replay(
         .map_err(|e| format!("writing alerts failed: {e}"))?;
     Ok((counts, report))
 }
-
-type Items = Box<dyn Iterator<Item = ReadItem> + Send>;
 
 fn read_one(
     input: &Input,

@@ -51,7 +51,7 @@ pub(crate) fn read<R: Read + Send + 'static>(
     reader: R,
     file: Arc<str>,
     jobs: Sender<Job>,
-) -> io::Result<Box<dyn Iterator<Item = ReadItem> + Send>> {
+) -> io::Result<super::Items> {
     let (to_consumer, parsed) = unbounded::<Parsed>();
     let (give_token, tokens) = bounded::<()>(IN_FLIGHT);
     for _ in 0..IN_FLIGHT {

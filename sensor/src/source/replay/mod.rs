@@ -135,13 +135,13 @@ fn walk(dir: &Path, inputs: &mut Vec<Input>) -> Result<(), ReplayError> {
     Ok(())
 }
 
+/// The records of one input, in file order.
+pub type Items = Box<dyn Iterator<Item = ReadItem> + Send>;
+
 /// Opens one input, detects its format (EVTX magic `ElfFile\0`, zip `PK\x03\x04`, else
 /// JSON lines) and yields its records in file order. JSON lines are parsed by `jobs`
 /// (the pipeline's workers).
-pub fn read(
-    input: &Input,
-    jobs: &Sender<Job>,
-) -> Result<Box<dyn Iterator<Item = ReadItem> + Send>, ReplayError> {
+pub fn read(input: &Input, jobs: &Sender<Job>) -> Result<Items, ReplayError> {
     let name = input.name.clone();
     let unreadable = |e: io::Error| ReplayError::new(&name, format_args!("cannot read: {e}"));
     match &input.source {
@@ -176,7 +176,7 @@ fn read_stream<R: Read + Send + 'static>(
     mut reader: R,
     name: Arc<str>,
     jobs: &Sender<Job>,
-) -> Result<Box<dyn Iterator<Item = ReadItem> + Send>, ReplayError> {
+) -> Result<Items, ReplayError> {
     let prefix =
         peek(&mut reader).map_err(|e| ReplayError::new(&name, format_args!("cannot read: {e}")))?;
     match sniff(&prefix) {
@@ -198,16 +198,19 @@ fn read_json_lines<R: Read + Send + 'static>(
     reader: R,
     name: Arc<str>,
     jobs: &Sender<Job>,
-) -> Result<Box<dyn Iterator<Item = ReadItem> + Send>, ReplayError> {
-    jsonl_pool::read(reader, name.clone(), jobs.clone())
-        .map_err(|e| ReplayError::new(&name, format_args!("cannot start a reader thread: {e}")))
+) -> Result<Items, ReplayError> {
+    jsonl_pool::read(reader, name.clone(), jobs.clone()).map_err(|e| no_thread(&name, &e))
+}
+
+fn no_thread(name: &str, e: &io::Error) -> ReplayError {
+    ReplayError::new(name, format_args!("cannot start a reader thread: {e}"))
 }
 
 fn read_evtx<R: Read + Seek + Send + 'static>(
     reader: R,
     tail: R,
     name: Arc<str>,
-) -> Result<Box<dyn Iterator<Item = ReadItem> + Send>, ReplayError> {
+) -> Result<Items, ReplayError> {
     let input = evtx::open(reader, tail).map_err(|e| {
         ReplayError::new(
             &name,
@@ -218,13 +221,13 @@ fn read_evtx<R: Read + Seek + Send + 'static>(
     producer::spawn(&name, "evtx-record", move |sink| {
         evtx::read_evtx(input, file, None, &mut |item| sink.push(item));
     })
-    .map_err(|e| ReplayError::new(&name, format_args!("cannot start a reader thread: {e}")))
+    .map_err(|e| no_thread(&name, &e))
 }
 
 fn read_zip<R: Read + Seek + Send + 'static>(
     reader: R,
     name: Arc<str>,
-) -> Result<Box<dyn Iterator<Item = ReadItem> + Send>, ReplayError> {
+) -> Result<Items, ReplayError> {
     let mut archive = ZipArchive::new(reader).map_err(|e| {
         ReplayError::new(
             &name,
@@ -235,7 +238,7 @@ fn read_zip<R: Read + Seek + Send + 'static>(
     producer::spawn(&name, "zip-entry", move |sink| {
         archive::read_zip(&mut archive, &archive_name, 0, sink);
     })
-    .map_err(|e| ReplayError::new(&name, format_args!("cannot start a reader thread: {e}")))
+    .map_err(|e| no_thread(&name, &e))
 }
 
 fn not_a_log(name: &str, prefix: &[u8]) -> ReplayError {

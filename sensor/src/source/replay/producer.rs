@@ -50,7 +50,7 @@ pub(crate) fn spawn(
     name: &str,
     kind: &'static str,
     work: impl FnOnce(&mut Sink) + Send + 'static,
-) -> std::io::Result<Box<dyn Iterator<Item = ReadItem> + Send>> {
+) -> std::io::Result<super::Items> {
     let (tx, rx) = sync_channel(IN_FLIGHT);
     std::thread::Builder::new()
         .name(format!("replay {name}"))
