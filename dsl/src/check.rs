@@ -340,58 +340,46 @@ impl<'a> Checker<'a> {
         self.warn_unused();
     }
 
+    /// Each name's position in `names`, the first where it repeats. Every repeat is a
+    /// `code` error about the `kind`, with `hint` given where the first one is.
+    fn index_first(
+        &mut self,
+        names: &[&'a Ident],
+        code: &'static str,
+        kind: &str,
+        hint: impl Fn(&str) -> String,
+    ) -> HashMap<&'a str, usize> {
+        let mut index: HashMap<&'a str, usize> = HashMap::new();
+        for (i, name) in names.iter().enumerate() {
+            let Some(&first) = index.get(name.name.as_str()) else {
+                index.insert(&name.name, i);
+                continue;
+            };
+            let at = self.first_at(names[first].span);
+            self.diags.push(
+                Diagnostic::error(
+                    code,
+                    format!("{kind} `{}` is defined more than once", name.name),
+                    name.span,
+                )
+                .with_hint(hint(&at)),
+            );
+        }
+        index
+    }
+
     /// First definitions win; later ones are `duplicate-*` errors.
     fn index_names(&mut self) {
-        for i in 0..self.lists.len() {
-            let name = &self.lists[i].name;
-            if let Some(&first) = self.list_by_name.get(name.name.as_str()) {
-                let at = self.first_at(self.lists[first].name.span);
-                self.diags.push(
-                    Diagnostic::error(
-                        "duplicate-list",
-                        format!("list `{}` is defined more than once", name.name),
-                        name.span,
-                    )
-                    .with_hint(format!("the first definition is at {at}")),
-                );
-            } else {
-                self.list_by_name.insert(&self.lists[i].name.name, i);
-            }
-        }
-        for i in 0..self.macros.len() {
-            let name = &self.macros[i].name;
-            if let Some(&first) = self.macro_by_name.get(name.name.as_str()) {
-                let at = self.first_at(self.macros[first].name.span);
-                self.diags.push(
-                    Diagnostic::error(
-                        "duplicate-macro",
-                        format!("macro `{}` is defined more than once", name.name),
-                        name.span,
-                    )
-                    .with_hint(format!("the first definition is at {at}")),
-                );
-            } else {
-                self.macro_by_name.insert(&self.macros[i].name.name, i);
-            }
-        }
-        for i in 0..self.rule_defs.len() {
-            let id = &self.rule_defs[i].id;
-            if let Some(&first) = self.rule_by_id.get(id.name.as_str()) {
-                let at = self.first_at(self.rule_defs[first].id.span);
-                self.diags.push(
-                    Diagnostic::error(
-                        "duplicate-rule",
-                        format!("rule `{}` is defined more than once", id.name),
-                        id.span,
-                    )
-                    .with_hint(format!(
-                        "the first one is at {at}; to change a shipped rule, add an `except` instead"
-                    )),
-                );
-            } else {
-                self.rule_by_id.insert(&self.rule_defs[i].id.name, i);
-            }
-        }
+        let first_definition = |at: &str| format!("the first definition is at {at}");
+        let lists: Vec<&'a Ident> = self.lists.iter().map(|l| &l.name).collect();
+        self.list_by_name = self.index_first(&lists, "duplicate-list", "list", first_definition);
+        let macros: Vec<&'a Ident> = self.macros.iter().map(|m| &m.name).collect();
+        self.macro_by_name =
+            self.index_first(&macros, "duplicate-macro", "macro", first_definition);
+        let rules: Vec<&'a Ident> = self.rule_defs.iter().map(|r| &r.id).collect();
+        self.rule_by_id = self.index_first(&rules, "duplicate-rule", "rule", |at| {
+            format!("the first one is at {at}; to change a shipped rule, add an `except` instead")
+        });
         self.list_info = vec![
             ListInfo {
                 state: State::Pending,
