@@ -438,6 +438,17 @@ fn stop_within_deadline(connector: ProcConnector) {
         .expect("stop() did not return within 5 s");
 }
 
+/// `sh -c script`, its stdin a pipe the test holds (what the script waits on).
+fn shell_on_stdin(script: &str) -> std::process::Child {
+    Command::new("/bin/sh")
+        .args(["-c", script])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap()
+}
+
 fn is_create(ev: &SourceEvent, pid: u32) -> bool {
     ev.action == Action::Create && ev.process.pid == pid
 }
@@ -452,13 +463,7 @@ fn real_exec_events_carry_image_command_line_and_ancestry() {
     let marker = marker("exec");
     // `read` holds the shell until we have seen its exec, so /proc shows it as sh.
     let script = format!("read go; /bin/true; exec /bin/cat - {marker}");
-    let mut child = Command::new("/bin/sh")
-        .args(["-c", &script])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut child = shell_on_stdin(&script);
     let sh = child.id();
     let mut seen = Vec::new();
 
@@ -523,13 +528,7 @@ fn real_forked_subshell_is_emitted_as_the_parent_of_its_exec() {
     let marker = marker("subshell");
     // The subshell forks without exec, like a php-fpm worker; cat blocks on stdin.
     let script = format!("( /bin/cat - {marker}; /bin/true ); /bin/true");
-    let mut child = Command::new("/bin/sh")
-        .args(["-c", &script])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut child = shell_on_stdin(&script);
     let sh = child.id();
     let mut seen = Vec::new();
     let cat_line = format!("/bin/cat - {marker}");
