@@ -39,11 +39,7 @@ fn parse_utc_z(s: &[u8]) -> Option<DateTime<Utc>> {
         [head @ .., b'Z'] if head.len() >= 19 => head.split_at(19),
         _ => return None,
     };
-    let digits = |range: std::ops::Range<usize>| -> Option<u32> {
-        head[range].iter().try_fold(0u32, |n, &b| {
-            b.is_ascii_digit().then(|| n * 10 + u32::from(b - b'0'))
-        })
-    };
+    let digits = |range: std::ops::Range<usize>| decimal(&head[range]);
     let separators = [(4, b'-'), (7, b'-'), (13, b':'), (16, b':')];
     if !separators.iter().all(|&(i, c)| head[i] == c) || !matches!(head[10], b'T' | b' ') {
         return None;
@@ -51,10 +47,7 @@ fn parse_utc_z(s: &[u8]) -> Option<DateTime<Utc>> {
     let nanos = match fraction {
         [] => 0,
         [b'.', rest @ ..] if (1..=9).contains(&rest.len()) => {
-            let n = rest.iter().try_fold(0u32, |n, &b| {
-                b.is_ascii_digit().then(|| n * 10 + u32::from(b - b'0'))
-            })?;
-            n * 10u32.pow(9 - rest.len() as u32)
+            decimal(rest)? * 10u32.pow(9 - rest.len() as u32)
         }
         _ => return None,
     };
@@ -65,6 +58,13 @@ fn parse_utc_z(s: &[u8]) -> Option<DateTime<Utc>> {
     NaiveDate::from_ymd_opt(digits(0..4)? as i32, digits(5..7)?, digits(8..10)?)?
         .and_hms_nano_opt(digits(11..13)?, digits(14..16)?, second, nanos)
         .map(|t| t.and_utc())
+}
+
+/// The value of up to nine ASCII digits; `None` if any byte is not one.
+fn decimal(digits: &[u8]) -> Option<u32> {
+    digits.iter().try_fold(0u32, |n, &b| {
+        b.is_ascii_digit().then(|| n * 10 + u32::from(b - b'0'))
+    })
 }
 
 /// How spawnwatch writes a timestamp: UTC, `Z`, milliseconds unless more digits are
