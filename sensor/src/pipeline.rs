@@ -133,8 +133,6 @@ enum ToWriter {
 pub struct Pipeline {
     table: ProcessTable,
     ancestor_limit: usize,
-    /// Process creations pushed so far.
-    evaluated: u64,
     /// Events not yet handed to the workers, and the number of the batch they will form.
     pending: Vec<ProcessEvent>,
     pending_since: Instant,
@@ -189,7 +187,6 @@ impl Pipeline {
         Pipeline {
             table: ProcessTable::new(options.table),
             ancestor_limit: options.ancestor_limit,
-            evaluated: 0,
             pending: Vec::with_capacity(BATCH),
             pending_since: Instant::now(),
             batch_seq: 0,
@@ -219,7 +216,6 @@ impl Pipeline {
             ancestors: placed.ancestors,
             origin: event.origin,
         };
-        self.evaluated += 1;
         self.counters.evaluated.fetch_add(1, Ordering::Relaxed);
         self.pending.push(event);
         if self.pending.len() == BATCH {
@@ -293,7 +289,7 @@ impl Pipeline {
             .writer
             .join()
             .map_err(|_| io::Error::other("the writer thread panicked"))??;
-        report.evaluated = self.evaluated;
+        report.evaluated = self.counters.evaluated.load(Ordering::Relaxed);
         Ok(report)
     }
 }
