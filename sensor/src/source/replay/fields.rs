@@ -5,6 +5,7 @@
 //! `{"Event":{"System":{..},"EventData":{..}}}` form and EVTX records (which the `evtx`
 //! crate renders in the nested form).
 
+use super::flat_json;
 use serde::de::{self, DeserializeSeed, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use std::borrow::Cow;
 use std::fmt;
@@ -120,12 +121,13 @@ impl Val<'_> {
 }
 
 /// The keys of one record that a mapping reads. The first occurrence of a key wins.
+#[cfg_attr(test, derive(Debug, PartialEq))]
 pub(crate) struct Doc<'a> {
     slots: [Option<Val<'a>>; Key::COUNT],
 }
 
 impl<'a> Doc<'a> {
-    fn empty() -> Doc<'a> {
+    pub(super) fn empty() -> Doc<'a> {
         Doc {
             slots: std::array::from_fn(|_| None),
         }
@@ -150,14 +152,26 @@ impl<'a> Doc<'a> {
         Ok(doc)
     }
 
+    /// [`Doc::parse`] without the fast reader for flat objects.
+    #[cfg(test)]
+    pub(super) fn parse_general(bytes: &'a [u8]) -> Result<Doc<'a>, serde_json::Error> {
+        let mut doc = Doc::empty();
+        doc.fill_general(utf8(bytes)?)?;
+        Ok(doc)
+    }
+
     fn fill(&mut self, bytes: &'a [u8]) -> Result<(), serde_json::Error> {
         // One UTF-8 check for the line, not one per string.
-        let text = std::str::from_utf8(bytes).map_err(|e| {
-            <serde_json::Error as de::Error>::custom(format_args!(
-                "invalid UTF-8 at byte {}",
-                e.valid_up_to()
-            ))
-        })?;
+        let text = utf8(bytes)?;
+        if flat_json::fill(self, text).is_some() {
+            return Ok(());
+        }
+        *self = Doc::empty();
+        self.fill_general(text)
+    }
+
+    /// Any JSON object, with serde_json.
+    fn fill_general(&mut self, text: &'a str) -> Result<(), serde_json::Error> {
         let mut de = serde_json::Deserializer::from_str(text);
         let top = Node {
             doc: Some(self),
@@ -183,7 +197,7 @@ impl<'a> Doc<'a> {
         self.slots[key as usize].take()
     }
 
-    fn set(&mut self, key: Key, value: Val<'a>) {
+    pub(super) fn set(&mut self, key: Key, value: Val<'a>) {
         let slot = &mut self.slots[key as usize];
         if slot.is_none() {
             *slot = Some(value);
@@ -227,6 +241,15 @@ impl<'a> Doc<'a> {
             other => Err(other.type_name().to_string()),
         }
     }
+}
+
+fn utf8(bytes: &[u8]) -> Result<&str, serde_json::Error> {
+    std::str::from_utf8(bytes).map_err(|e| {
+        <serde_json::Error as de::Error>::custom(format_args!(
+            "invalid UTF-8 at byte {}",
+            e.valid_up_to()
+        ))
+    })
 }
 
 /// `"-"` and `""` mean unknown.

@@ -8,6 +8,7 @@
 mod archive;
 mod evtx;
 mod fields;
+mod flat_json;
 mod jsonl;
 mod jsonl_pool;
 mod prefilter;
