@@ -168,6 +168,9 @@ struct HostTable {
     ended_order: VecDeque<(u32, Option<DateTime<Utc>>, Arc<Entry>)>,
     /// The latest event time seen on this host.
     now: Option<DateTime<Utc>>,
+    /// `now` less the time-to-live: terminations before it expire. Kept with `now`
+    /// rather than worked out for every event.
+    cutoff: Option<DateTime<Utc>>,
 }
 
 impl HostTable {
@@ -175,6 +178,7 @@ impl HostTable {
         if let Some(t) = t {
             if self.now.is_none_or(|now| t > now) {
                 self.now = Some(t);
+                self.cutoff = t.checked_sub_signed(limits.ended_ttl);
             }
         }
         self.expire(limits);
@@ -269,9 +273,7 @@ impl HostTable {
     }
 
     fn expire(&mut self, limits: &TableLimits) {
-        let cutoff = self
-            .now
-            .and_then(|now| now.checked_sub_signed(limits.ended_ttl));
+        let cutoff = self.cutoff;
         while let Some((pid, when, entry)) = self.ended_order.front() {
             let too_many = self.ended_order.len() > limits.ended_max;
             let too_old = matches!((when, cutoff), (Some(when), Some(cutoff)) if *when < cutoff);

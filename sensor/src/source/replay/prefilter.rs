@@ -32,14 +32,17 @@ impl Prefilter {
     ///
     /// Inside a JSON string every `"` is escaped, so `"EventID"` and `"action"` followed
     /// by a colon only match keys.
+    ///
+    /// `action` is looked for first: a spawnwatch line has it near its start, and a line
+    /// that is not a process event is scanned for both keys either way.
     pub(crate) fn keep(&self, line: &[u8]) -> bool {
-        self.event_id
+        self.action
             .find_iter(line)
-            .any(|at| self.value_may_match(&line[at + b"\"EventID\"".len()..]))
+            .any(|at| colon_follows(&line[at + b"\"action\"".len()..]).is_some())
             || self
-                .action
+                .event_id
                 .find_iter(line)
-                .any(|at| colon_follows(&line[at + b"\"action\"".len()..]).is_some())
+                .any(|at| self.value_may_match(&line[at + b"\"EventID\"".len()..]))
     }
 
     /// `rest` starts right after a `"EventID"` or `"#text"` key.
