@@ -1,7 +1,7 @@
 //! The event the workers evaluate: a new process with its ancestry as the process
 //! table knew it when the process started.
 
-use crate::record::{Origin, ProcessRecord};
+use crate::record::{Origin, ProcessRecord, Text};
 use crate::table::Entry;
 use chrono::{DateTime, Utc};
 use dsl::{Field, Value};
@@ -10,7 +10,7 @@ use std::sync::Arc;
 #[derive(Debug)]
 pub struct ProcessEvent {
     pub timestamp: Option<DateTime<Utc>>,
-    pub hostname: Option<String>,
+    pub hostname: Option<Text>,
     pub process: Arc<Entry>,
     /// Parent first.
     pub ancestors: Vec<Arc<Entry>>,
@@ -42,7 +42,7 @@ impl dsl::Event for ProcessEvent {
 
 /// A record's value for a field, as the rules see it.
 pub fn record_value(r: &ProcessRecord, field: Field) -> Option<Value<'_>> {
-    fn text(s: &Option<String>) -> Option<Value<'_>> {
+    fn text(s: &Option<Text>) -> Option<Value<'_>> {
         s.as_deref().map(Value::Text)
     }
     fn number(n: Option<u32>) -> Option<Value<'static>> {

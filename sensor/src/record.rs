@@ -4,6 +4,11 @@
 use chrono::{DateTime, Utc};
 use std::sync::Arc;
 
+/// A field's text. Up to 24 bytes are kept inline (process names, users, hosts), so an
+/// event allocates only for its paths and command lines: replay allocates on one
+/// thread and frees on another, and each allocation saved showed in the time.
+pub type Text = compact_str::CompactString;
+
 /// One process, as far as it is known. Absent fields stay `None`: a rule on an
 /// unknown field does not match, and an alert shows it as `null`.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -14,22 +19,22 @@ pub struct ProcessRecord {
     /// parent was spoofed).
     pub creator_pid: Option<u32>,
     /// The file name of `image_path` (`cmd.exe`).
-    pub exe: Option<String>,
-    pub image_path: Option<String>,
-    pub command_line: Option<String>,
-    pub user: Option<String>,
-    pub sid: Option<String>,
-    pub integrity_level: Option<String>,
-    pub current_working_directory: Option<String>,
+    pub exe: Option<Text>,
+    pub image_path: Option<Text>,
+    pub command_line: Option<Text>,
+    pub user: Option<Text>,
+    pub sid: Option<Text>,
+    pub integrity_level: Option<Text>,
+    pub current_working_directory: Option<Text>,
     /// The PE's own name (Sysmon's `OriginalFileName`), which survives a rename.
-    pub original_file_name: Option<String>,
+    pub original_file_name: Option<Text>,
 }
 
 impl ProcessRecord {
     /// Fills `exe` from `image_path` when the source gave only the path.
     pub fn fill_exe(&mut self) {
         if self.exe.is_none() {
-            self.exe = self.image_path.as_deref().map(|p| file_name(p).to_string());
+            self.exe = self.image_path.as_deref().map(|p| file_name(p).into());
         }
     }
 }
@@ -38,15 +43,15 @@ impl ProcessRecord {
 /// `ParentProcessName`). The process table supplies whatever is missing.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct ParentFields {
-    pub exe: Option<String>,
-    pub image_path: Option<String>,
-    pub command_line: Option<String>,
+    pub exe: Option<Text>,
+    pub image_path: Option<Text>,
+    pub command_line: Option<Text>,
 }
 
 impl ParentFields {
     pub fn fill_exe(&mut self) {
         if self.exe.is_none() {
-            self.exe = self.image_path.as_deref().map(|p| file_name(p).to_string());
+            self.exe = self.image_path.as_deref().map(|p| file_name(p).into());
         }
     }
 }
@@ -94,7 +99,7 @@ impl std::fmt::Display for Location {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct SourceEvent {
     pub timestamp: Option<DateTime<Utc>>,
-    pub hostname: Option<String>,
+    pub hostname: Option<Text>,
     pub action: Action,
     pub process: ProcessRecord,
     pub parent: ParentFields,
@@ -122,7 +127,7 @@ impl SourceEvent {
         kind: &'static str,
         action: Action,
         timestamp: Option<DateTime<Utc>>,
-        hostname: Option<String>,
+        hostname: Option<Text>,
         process: ProcessRecord,
     ) -> SourceEvent {
         SourceEvent {
@@ -145,7 +150,7 @@ impl SourceEvent {
         let process = ProcessRecord {
             pid,
             ppid: Some(ppid),
-            exe: Some(exe.to_string()),
+            exe: Some(exe.into()),
             ..Default::default()
         };
         SourceEvent::live("test", Action::Create, None, None, process)

@@ -14,7 +14,7 @@
 //! recorded event, so the test sees what replay and live would.
 
 use crate::event::ProcessEvent;
-use crate::record::{Action, Location, Origin, ParentFields, ProcessRecord, SourceEvent};
+use crate::record::{Action, Location, Origin, ParentFields, ProcessRecord, SourceEvent, Text};
 use crate::table::ProcessTable;
 use dsl::{RuleId, RuleSet, Scratch};
 use serde_json::{Map, Value};
@@ -270,10 +270,10 @@ fn record(
     })
 }
 
-fn text(fields: &Map<String, Value>, key: &str) -> Result<Option<String>, String> {
+fn text(fields: &Map<String, Value>, key: &str) -> Result<Option<Text>, String> {
     match fields.get(key) {
         None | Some(Value::Null) => Ok(None),
-        Some(Value::String(s)) => Ok(Some(s.clone())),
+        Some(Value::String(s)) => Ok(Some(s.into())),
         Some(other) => Err(format!("`{key}` must be a string, not {other}")),
     }
 }

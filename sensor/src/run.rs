@@ -239,7 +239,7 @@ pub fn platform_source() -> Result<Start, String> {
         };
         let source = EtwSource::start(sink, options)?;
         let seed = EtwSource::seed().into_iter().map(|mut e| {
-            e.hostname.clone_from(&hostname);
+            e.hostname = hostname.as_deref().map(crate::record::Text::from);
             e
         });
         Ok((Box::new(source) as Box<dyn LiveSource>, seed.collect()))

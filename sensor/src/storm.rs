@@ -2,6 +2,7 @@
 //! minute. Per rule and parent process, the first `limit` alerts within `window` pass;
 //! further ones are counted, and one summary line replaces them when the window closes.
 
+use crate::record::Text;
 use chrono::{DateTime, Duration, Utc};
 use serde_json::json;
 use std::collections::HashMap;
@@ -26,9 +27,9 @@ impl Default for StormLimits {
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct StormKey {
     pub rule: String,
-    pub hostname: Option<String>,
+    pub hostname: Option<Text>,
     pub parent_pid: Option<u32>,
-    pub parent_image: Option<String>,
+    pub parent_image: Option<Text>,
 }
 
 #[derive(Debug)]

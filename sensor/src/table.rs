@@ -9,7 +9,7 @@
 //! count limits) in case a late child event still names it; after that it lives on only
 //! as long as some descendant's entry links to it.
 
-use crate::record::{Action, ParentFields, ProcessRecord, SourceEvent};
+use crate::record::{Action, ParentFields, ProcessRecord, SourceEvent, Text};
 use chrono::{DateTime, Duration, Utc};
 use rustc_hash::FxHashMap;
 use std::collections::VecDeque;
@@ -113,7 +113,7 @@ pub struct Placed {
 /// Every host's table.
 #[derive(Debug, Default)]
 pub struct ProcessTable {
-    hosts: FxHashMap<Option<String>, HostTable>,
+    hosts: FxHashMap<Option<Text>, HostTable>,
     limits: TableLimits,
 }
 
@@ -298,7 +298,7 @@ impl HostTable {
     }
 }
 
-fn fill(slot: &mut Option<String>, given: &Option<String>) {
+fn fill(slot: &mut Option<Text>, given: &Option<Text>) {
     if slot.is_none() {
         slot.clone_from(given);
     }
@@ -312,7 +312,7 @@ fn lacks_given_fields(record: &ProcessRecord, given: &ParentFields) -> bool {
 
 /// Whether a table entry can be the parent the event describes.
 fn agrees(record: &ProcessRecord, given: &ParentFields) -> bool {
-    let same = |a: &Option<String>, b: &Option<String>| match (a, b) {
+    let same = |a: &Option<Text>, b: &Option<Text>| match (a, b) {
         (Some(a), Some(b)) => a.eq_ignore_ascii_case(b),
         _ => true,
     };
@@ -330,7 +330,7 @@ mod tests {
     fn create(host: &str, pid: u32, ppid: u32, exe: &str, t: i64) -> SourceEvent {
         SourceEvent {
             timestamp: at(t),
-            hostname: Some(host.to_string()),
+            hostname: Some(host.into()),
             ..SourceEvent::created(pid, ppid, exe)
         }
     }

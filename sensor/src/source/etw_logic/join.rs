@@ -18,7 +18,7 @@ use super::raw::{
 use super::sid::{integrity_level, wbemsid_to_string, SidCache};
 use super::strings::{argv0, clean_command_line};
 use super::time::filetime_to_utc;
-use crate::record::{file_name, Action, ProcessRecord, SourceEvent};
+use crate::record::{file_name, Action, ProcessRecord, SourceEvent, Text};
 use chrono::{DateTime, Utc};
 use std::collections::{HashMap, VecDeque};
 use std::time::Duration;
@@ -407,7 +407,7 @@ impl Joiner {
         self.counts.terminated += 1;
         let process = ProcessRecord {
             pid,
-            exe: ended.exe,
+            exe: ended.exe.map(Text::from),
             ..Default::default()
         };
         out.push(self.event(Action::Terminate, filetime_to_utc(ended.timestamp), process));
@@ -495,18 +495,24 @@ impl Joiner {
     fn logger_fields(&mut self, l: &SystemLoggerProcess, p: &mut ProcessRecord) {
         let cmd = clean_command_line(&l.command_line);
         if !cmd.is_empty() {
-            p.command_line = Some(cmd);
+            p.command_line = Some(cmd.into());
         }
         p.sid = l
             .user_sid
             .as_deref()
-            .and_then(|b| wbemsid_to_string(b, usize::from(l.pointer_size)));
-        p.user = p.sid.as_deref().and_then(|s| self.accounts.resolve(s));
+            .and_then(|b| wbemsid_to_string(b, usize::from(l.pointer_size)))
+            .map(Text::from);
+        p.user = p
+            .sid
+            .as_deref()
+            .and_then(|s| self.accounts.resolve(s))
+            .map(Text::from);
         if p.ppid.is_none() {
             p.ppid = l.parent_pid;
         }
         if p.image_path.is_none() {
-            p.exe = complete_exe(&l.image_file_name, p.command_line.as_deref().unwrap_or(""));
+            p.exe = complete_exe(&l.image_file_name, p.command_line.as_deref().unwrap_or(""))
+                .map(Text::from);
         }
     }
 
@@ -523,7 +529,7 @@ impl Joiner {
         };
         if let Some(k) = kernel {
             if !k.image_name.is_empty() {
-                p.image_path = Some(self.resolve_path(&k.image_name, now));
+                p.image_path = Some(self.resolve_path(&k.image_name, now).into());
             }
             p.ppid = k.parent_pid;
             p.creator_pid = Some(k.creator_pid);
@@ -531,7 +537,7 @@ impl Joiner {
                 .mandatory_label
                 .as_deref()
                 .and_then(integrity_level)
-                .map(str::to_string);
+                .map(Text::from);
         }
         if let Some(l) = logger {
             self.logger_fields(l, &mut p);
@@ -553,8 +559,8 @@ impl Joiner {
         if let (Some(path), Some(exe)) = (self.known_images.get(&l.pid), p.exe.as_deref()) {
             let full = file_name(path).to_ascii_lowercase();
             if !exe.is_empty() && full.starts_with(&exe.to_ascii_lowercase()) {
-                p.exe = Some(file_name(path).to_string());
-                p.image_path = Some(path.clone());
+                p.exe = Some(file_name(path).into());
+                p.image_path = Some(path.as_str().into());
             }
         }
         self.event(Action::Existing, filetime_to_utc(l.timestamp_filetime), p)
@@ -566,7 +572,7 @@ impl Joiner {
         timestamp: Option<DateTime<Utc>>,
         process: ProcessRecord,
     ) -> SourceEvent {
-        let hostname = self.config.hostname.clone();
+        let hostname = self.config.hostname.as_deref().map(Text::from);
         SourceEvent::live(ORIGIN_KIND, action, timestamp, hostname, process)
     }
 }

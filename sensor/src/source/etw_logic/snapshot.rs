@@ -3,7 +3,7 @@
 
 use super::join::ORIGIN_KIND;
 use super::time::filetime_to_utc;
-use crate::record::{Action, ProcessRecord, SourceEvent};
+use crate::record::{Action, ProcessRecord, SourceEvent, Text};
 
 /// One process of the snapshot.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -24,8 +24,8 @@ pub fn existing_event(entry: &SnapshotEntry, hostname: Option<&str>) -> SourceEv
     let mut process = ProcessRecord {
         pid: entry.pid,
         ppid: Some(entry.ppid),
-        exe: (!entry.exe.is_empty()).then(|| entry.exe.clone()),
-        image_path: entry.image_path.clone(),
+        exe: (!entry.exe.is_empty()).then(|| entry.exe.as_str().into()),
+        image_path: entry.image_path.as_deref().map(Text::from),
         ..Default::default()
     };
     process.fill_exe();
@@ -33,7 +33,7 @@ pub fn existing_event(entry: &SnapshotEntry, hostname: Option<&str>) -> SourceEv
         ORIGIN_KIND,
         Action::Existing,
         filetime_to_utc(entry.create_time_filetime),
-        hostname.map(str::to_string),
+        hostname.map(Text::from),
         process,
     )
 }

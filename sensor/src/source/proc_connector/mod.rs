@@ -45,7 +45,7 @@ mod socket;
 pub use parse::{parse_messages, ProcEvent};
 pub use procfs::{ProcFs, UserNames};
 
-use crate::record::{Action, ProcessRecord, SourceEvent};
+use crate::record::{Action, ProcessRecord, SourceEvent, Text};
 use crate::source::live::LiveSink;
 use crossbeam_channel::{RecvTimeoutError, Sender};
 use parse::{PROC_CN_MCAST_IGNORE, PROC_CN_MCAST_LISTEN};
@@ -266,7 +266,7 @@ fn seed_from(procfs: &ProcFs, users: &mut UserNames) -> Vec<SourceEvent> {
         .collect()
 }
 
-fn source_event(action: Action, process: ProcessRecord, hostname: Option<String>) -> SourceEvent {
+fn source_event(action: Action, process: ProcessRecord, hostname: Option<Text>) -> SourceEvent {
     let now = Some(chrono::Utc::now());
     SourceEvent::live(SOURCE, action, now, hostname, process)
 }
@@ -377,7 +377,7 @@ fn refusal(errno: u32) -> String {
 struct Handler {
     procfs: ProcFs,
     users: UserNames,
-    hostname: Option<String>,
+    hostname: Option<Text>,
     sink: LiveSink,
     counters: Arc<Counters>,
     /// Processes forked since start that have neither exec'd, exited nor been emitted:

@@ -1,6 +1,6 @@
 //! Reading a process's details from `/proc`, and uid → user name.
 
-use crate::record::ProcessRecord;
+use crate::record::{ProcessRecord, Text};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
@@ -80,10 +80,10 @@ impl ProcFs {
             .collect()
     }
 
-    pub(crate) fn hostname(&self) -> Option<String> {
+    pub(crate) fn hostname(&self) -> Option<Text> {
         let name = std::fs::read_to_string(self.root.join("sys/kernel/hostname")).ok()?;
         let name = name.trim();
-        (!name.is_empty()).then(|| name.to_string())
+        (!name.is_empty()).then(|| name.into())
     }
 
     /// The record of `pid` as `/proc` shows it now, with `ppid` falling back to
@@ -99,15 +99,15 @@ impl ProcFs {
         let mut record = ProcessRecord {
             pid,
             ppid: info.ppid.or(known_ppid),
-            image_path: info.image_path.clone(),
-            command_line: info.command_line.clone(),
-            user: info.uid.map(|uid| users.name(uid)),
-            current_working_directory: info.cwd.clone(),
+            image_path: info.image_path.as_deref().map(Text::from),
+            command_line: info.command_line.as_deref().map(Text::from),
+            user: info.uid.map(|uid| users.name(uid).into()),
+            current_working_directory: info.cwd.as_deref().map(Text::from),
             ..ProcessRecord::default()
         };
         record.fill_exe();
         if record.exe.is_none() {
-            record.exe = info.name.clone();
+            record.exe = info.name.as_deref().map(Text::from);
         }
         (record, info)
     }

@@ -200,8 +200,8 @@ fn exec_in_a_known_pid_is_a_new_create_and_threads_are_ignored() {
     assert_eq!(
         got,
         [
-            (Action::Create, Some("sh".to_string())),
-            (Action::Create, Some("uname -a".to_string())),
+            (Action::Create, Some("sh".into())),
+            (Action::Create, Some("uname -a".into())),
         ]
     );
     let stats = f.handler.counters.snapshot();
@@ -318,7 +318,10 @@ fn seed_sees_this_process() {
     // SAFETY: plain getters.
     let (ppid, euid) = unsafe { (libc::getppid() as u32, libc::geteuid()) };
     assert_eq!(mine.process.ppid, Some(ppid));
-    assert_eq!(mine.process.user, Some(UserNames::system().name(euid)));
+    assert_eq!(
+        mine.process.user,
+        Some(UserNames::system().name(euid).into())
+    );
     assert!(mine.process.command_line.is_some());
     assert!(mine.process.current_working_directory.is_some());
     assert_eq!(mine.origin.kind, "proc-connector");
@@ -376,10 +379,10 @@ fn marker(name: &str) -> String {
     format!("marker-{name}-{}-{nanos}", std::process::id())
 }
 
-fn canonical(path: &str) -> Option<String> {
+fn canonical(path: &str) -> Option<Text> {
     std::fs::canonicalize(path)
         .ok()
-        .and_then(|p| p.to_str().map(String::from))
+        .and_then(|p| p.to_str().map(Text::from))
 }
 
 /// Receives into `seen` until `done` holds for one of the events received, or panics
@@ -471,7 +474,7 @@ fn real_exec_events_carry_image_command_line_and_ancestry() {
     assert_eq!(sh_create.process.image_path, canonical("/bin/sh"));
     assert_eq!(
         sh_create.process.command_line,
-        Some(format!("/bin/sh -c {script}"))
+        Some(format!("/bin/sh -c {script}").into())
     );
     assert_eq!(sh_create.process.ppid, Some(me), "sh is this test's child");
     assert_eq!(sh_create.process.user.as_deref(), Some("root"));
@@ -484,7 +487,7 @@ fn real_exec_events_carry_image_command_line_and_ancestry() {
     });
     assert_eq!(
         cat_create.process.command_line,
-        Some(format!("/bin/cat - {marker}"))
+        Some(format!("/bin/cat - {marker}").into())
     );
     assert_eq!(cat_create.process.exe.as_deref(), Some("cat"));
     assert_eq!(
@@ -550,7 +553,10 @@ fn real_forked_subshell_is_emitted_as_the_parent_of_its_exec() {
         "a fork child runs its parent's image"
     );
     assert_eq!(sub.ppid, Some(sh));
-    assert_eq!(sub.command_line, Some(format!("/bin/sh -c {script}")));
+    assert_eq!(
+        sub.command_line,
+        Some(format!("/bin/sh -c {script}").into())
+    );
     assert_eq!(seen[sh_at.unwrap()].process.ppid, Some(me));
 
     drop(child.stdin.take());
@@ -629,7 +635,7 @@ fn real_overrun_is_counted_and_reading_continues() {
     });
     assert_eq!(
         cat.process.command_line,
-        Some(format!("/bin/cat - {marker}"))
+        Some(format!("/bin/cat - {marker}").into())
     );
     drop(child.stdin.take());
     child.wait().unwrap();

@@ -6,6 +6,8 @@
 //! crate renders in the nested form).
 
 use super::flat_json;
+use crate::record::Text;
+use compact_str::ToCompactString;
 use serde::de::{self, DeserializeSeed, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use std::borrow::Cow;
 use std::fmt;
@@ -92,11 +94,10 @@ keys! {
     Sid = "sid",
 }
 
-/// A value as far as a mapping cares: scalars kept (strings borrowed from the input
-/// when they have no escapes), containers only noted.
+/// A value as far as a mapping cares: scalars kept, containers only noted.
 #[derive(Clone, Debug, PartialEq)]
 pub(crate) enum Val<'a> {
-    Str(Cow<'a, str>),
+    Str(Str<'a>),
     UInt(u64),
     Int(i64),
     Float(f64),
@@ -104,6 +105,40 @@ pub(crate) enum Val<'a> {
     Null,
     Object,
     Array,
+}
+
+/// A string value: borrowed from the input when it has no escapes, else unescaped
+/// into a [`Text`], which keeps a short one (`DOMAIN\\user`) inline.
+#[derive(Clone, Debug)]
+pub(crate) enum Str<'a> {
+    Borrowed(&'a str),
+    Unescaped(Text),
+}
+
+impl std::ops::Deref for Str<'_> {
+    type Target = str;
+
+    fn deref(&self) -> &str {
+        match self {
+            Str::Borrowed(s) => s,
+            Str::Unescaped(s) => s,
+        }
+    }
+}
+
+impl PartialEq for Str<'_> {
+    fn eq(&self, other: &Self) -> bool {
+        **self == **other
+    }
+}
+
+impl From<Str<'_>> for Text {
+    fn from(s: Str<'_>) -> Text {
+        match s {
+            Str::Borrowed(s) => s.into(),
+            Str::Unescaped(s) => s,
+        }
+    }
 }
 
 impl Val<'_> {
@@ -206,11 +241,11 @@ impl<'a> Doc<'a> {
 
     /// A text field of a Windows event: numbers are written out, and `"-"`, `""`,
     /// null and containers mean unknown.
-    pub(crate) fn text(&self, key: Key) -> Option<String> {
+    pub(crate) fn text(&self, key: Key) -> Option<Text> {
         match self.get(key)? {
-            Val::Str(s) => known(s).map(str::to_string),
-            Val::UInt(n) => Some(n.to_string()),
-            Val::Int(n) => Some(n.to_string()),
+            Val::Str(s) => known(s).map(Text::from),
+            Val::UInt(n) => Some(n.to_compact_string()),
+            Val::Int(n) => Some(n.to_compact_string()),
             _ => None,
         }
     }
@@ -321,15 +356,15 @@ impl<'de> Visitor<'de> for Node<'_, 'de> {
     }
 
     fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Val<'de>, E> {
-        Ok(Val::Str(Cow::Borrowed(v)))
+        Ok(Val::Str(Str::Borrowed(v)))
     }
 
     fn visit_str<E>(self, v: &str) -> Result<Val<'de>, E> {
-        Ok(Val::Str(Cow::Owned(v.to_string())))
+        Ok(Val::Str(Str::Unescaped(v.into())))
     }
 
     fn visit_string<E>(self, v: String) -> Result<Val<'de>, E> {
-        Ok(Val::Str(Cow::Owned(v)))
+        Ok(Val::Str(Str::Unescaped(v.into())))
     }
 
     fn visit_unit<E>(self) -> Result<Val<'de>, E> {

@@ -11,8 +11,8 @@
 //! one `"` or `\` to the next, eight bytes at a time, and borrows every string without
 //! escapes.
 
-use super::fields::{Doc, Key, Val};
-use std::borrow::Cow;
+use super::fields::{Doc, Key, Str, Val};
+use crate::record::Text;
 
 /// Fills `doc` from `text` if it is a flat object this reader handles. `None` means
 /// "parse it the general way": `doc` may then hold some of the keys and must be
@@ -23,7 +23,11 @@ pub(crate) fn fill<'a>(doc: &mut Doc<'a>, text: &'a str) -> Option<()> {
     if text.bytes().fold(false, |seen, b| seen | (b < 0x20)) {
         return None;
     }
-    let mut cursor = Cursor { text, at: 0 };
+    let mut cursor = Cursor {
+        text,
+        at: 0,
+        unescaped: String::new(),
+    };
     cursor.skip_spaces();
     cursor.expect(b'{')?;
     cursor.skip_spaces();
@@ -40,6 +44,8 @@ struct Cursor<'a> {
     text: &'a str,
     /// The next byte to read.
     at: usize,
+    /// Where a string with escapes is put together, reused for the line's strings.
+    unescaped: String,
 }
 
 impl<'a> Cursor<'a> {
@@ -123,29 +129,33 @@ impl<'a> Cursor<'a> {
     }
 
     /// The rest of a string whose opening `"` is read: borrowed when it has no escapes.
-    /// When not `wanted`, the escapes are checked and nothing is built.
-    fn string(&mut self, wanted: bool) -> Option<Cow<'a, str>> {
-        let mut unescaped: Option<String> = None;
+    /// When not `wanted`, the escapes are checked and nothing is built (the value is
+    /// then empty).
+    fn string(&mut self, wanted: bool) -> Option<Str<'a>> {
+        let mut escaped = false;
         let mut run = self.at;
         loop {
             let stop = run + quote_or_backslash(&self.bytes()[run..])?;
             let plain = &self.text[run..stop];
             if self.bytes()[stop] == b'"' {
                 self.at = stop + 1;
-                return Some(match unescaped {
-                    None => Cow::Borrowed(plain),
-                    Some(mut text) => {
-                        text.push_str(plain);
-                        Cow::Owned(text)
+                return Some(match (escaped, wanted) {
+                    (false, _) => Str::Borrowed(plain),
+                    (true, false) => Str::Borrowed(""),
+                    (true, true) => {
+                        self.unescaped.push_str(plain);
+                        Str::Unescaped(Text::from(self.unescaped.as_str()))
                     }
                 });
             }
             let (ch, next) = unescape(self.bytes(), stop + 1)?;
+            if !escaped {
+                escaped = true;
+                self.unescaped.clear();
+            }
             if wanted {
-                // Sized for a usual path or command line, to spare most re-allocations.
-                let text = unescaped.get_or_insert_with(|| String::with_capacity(128));
-                text.push_str(plain);
-                text.push(ch);
+                self.unescaped.push_str(plain);
+                self.unescaped.push(ch);
             }
             run = next;
         }
@@ -220,13 +230,15 @@ mod tests {
         assert_eq!(doc.str(Key::Action), Some("create"));
         assert_eq!(
             doc.get(Key::ImagePath),
-            Some(&Val::Str(Cow::Owned(r"C:\Windows\System32\cmd.exe".into())))
+            Some(&Val::Str(Str::Unescaped(
+                r"C:\Windows\System32\cmd.exe".into()
+            )))
         );
         assert_eq!(doc.str(Key::LineCommandLine), Some("cmd /c \"echo éA\""));
         assert_eq!(doc.get(Key::Sid), Some(&Val::Null));
         assert!(matches!(
             doc.get(Key::Timestamp),
-            Some(Val::Str(Cow::Borrowed(_)))
+            Some(Val::Str(Str::Borrowed(_)))
         ));
     }
 

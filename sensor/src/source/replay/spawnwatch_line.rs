@@ -10,7 +10,7 @@
 
 use super::fields::{known, Doc, Key, Val};
 use super::time::{format_time, parse_time};
-use crate::record::{Action, Origin, ParentFields, ProcessRecord, ReadItem, SourceEvent};
+use crate::record::{Action, Origin, ParentFields, ProcessRecord, ReadItem, SourceEvent, Text};
 use serde::Serialize;
 
 type Problem = (&'static str, String);
@@ -111,10 +111,10 @@ fn required_str<'d>(doc: &'d Doc, key: Key) -> Result<&'d str, Problem> {
 }
 
 /// An optional string: null, `""` and `"-"` are unknown.
-fn string(doc: &mut Doc, key: Key) -> Result<Option<String>, Problem> {
+fn string(doc: &mut Doc, key: Key) -> Result<Option<Text>, Problem> {
     match doc.take(key) {
         None | Some(Val::Null) => Ok(None),
-        Some(Val::Str(s)) => Ok(known(&s).is_some().then(|| s.into_owned())),
+        Some(Val::Str(s)) => Ok(known(&s).is_some().then(|| s.into())),
         Some(other) => Err(wrong_type(key, "a string", &other)),
     }
 }
@@ -382,7 +382,7 @@ mod tests {
                 action,
                 process: ProcessRecord {
                     pid: u32::MAX,
-                    exe: Some("a \"quoted\" \\ näme".to_string()),
+                    exe: Some("a \"quoted\" \\ näme".into()),
                     ..ProcessRecord::default()
                 },
                 parent: ParentFields::default(),

@@ -3,8 +3,9 @@
 
 use super::fields::{Doc, Key};
 use super::time::parse_time;
-use crate::record::{Action, Origin, ParentFields, ProcessRecord, ReadItem, SourceEvent};
+use crate::record::{Action, Origin, ParentFields, ProcessRecord, ReadItem, SourceEvent, Text};
 use chrono::{DateTime, Utc};
+use compact_str::format_compact;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Kind {
@@ -186,7 +187,7 @@ fn required_pid(doc: &Doc, kind: Kind, key: Key) -> Result<u32, Problem> {
 
 /// The account a 4688/4689 names: for a 4688 the new process's (`Target*`) when the
 /// record has one, else the creator's (`Subject*`). `DOMAIN\NAME` and the SID.
-fn account(doc: &Doc, target_first: bool) -> (Option<String>, Option<String>) {
+fn account(doc: &Doc, target_first: bool) -> (Option<Text>, Option<Text>) {
     let target = (
         Key::TargetUserName,
         Key::TargetDomainName,
@@ -203,14 +204,14 @@ fn account(doc: &Doc, target_first: bool) -> (Option<String>, Option<String>) {
         subject
     };
     let user = doc.str(name).map(|name| match doc.str(domain) {
-        Some(domain) => format!("{domain}\\{name}"),
-        None => name.to_string(),
+        Some(domain) => format_compact!("{domain}\\{name}"),
+        None => name.into(),
     });
     (user, doc.text(sid))
 }
 
 /// 4688's `MandatoryLabel` SID as the level's name; other values as they are.
-fn integrity_level(label: String) -> String {
+fn integrity_level(label: Text) -> Text {
     let name = match label.to_ascii_uppercase().strip_prefix("S-1-16-") {
         Some("0") => "Untrusted",
         Some("4096") => "Low",
@@ -221,7 +222,7 @@ fn integrity_level(label: String) -> String {
         Some("20480") => "Protected",
         _ => return label,
     };
-    name.to_string()
+    name.into()
 }
 
 /// The collector's or the log's time first (`@timestamp`, `TimeCreated`,
@@ -396,7 +397,7 @@ mod tests {
                 "Mandatory Label\\High Mandatory Level",
             ),
         ] {
-            assert_eq!(integrity_level(sid.to_string()), name);
+            assert_eq!(integrity_level(sid.into()), name);
         }
     }
 
