@@ -132,32 +132,45 @@ impl<'a> Cursor<'a> {
     /// When not `wanted`, the escapes are checked and nothing is built (the value is
     /// then empty).
     fn string(&mut self, wanted: bool) -> Option<Str<'a>> {
+        let start = self.at;
         let mut escaped = false;
-        let mut run = self.at;
+        // Text from `copied` on is not in `unescaped` yet; `\`, `\"` and `\/` stand for
+        // their second byte, which simply starts the next run to copy.
+        let mut copied = start;
+        let mut search = start;
         loop {
-            let stop = run + quote_or_backslash(&self.bytes()[run..])?;
-            let plain = &self.text[run..stop];
+            let stop = search + quote_or_backslash(&self.bytes()[search..])?;
             if self.bytes()[stop] == b'"' {
                 self.at = stop + 1;
                 return Some(match (escaped, wanted) {
-                    (false, _) => Str::Borrowed(plain),
+                    (false, _) => Str::Borrowed(&self.text[start..stop]),
                     (true, false) => Str::Borrowed(""),
                     (true, true) => {
-                        self.unescaped.push_str(plain);
+                        self.unescaped.push_str(&self.text[copied..stop]);
                         Str::Unescaped(Text::from(self.unescaped.as_str()))
                     }
                 });
             }
-            let (ch, next) = unescape(self.bytes(), stop + 1)?;
             if !escaped {
                 escaped = true;
                 self.unescaped.clear();
+                // Room for any string of the line, so that it never grows.
+                self.unescaped.reserve(self.text.len());
             }
             if wanted {
-                self.unescaped.push_str(plain);
-                self.unescaped.push(ch);
+                self.unescaped.push_str(&self.text[copied..stop]);
             }
-            run = next;
+            if matches!(self.bytes().get(stop + 1), Some(b'"' | b'\\' | b'/')) {
+                copied = stop + 1;
+                search = stop + 2;
+            } else {
+                let (ch, next) = unescape(self.bytes(), stop + 1)?;
+                if wanted {
+                    self.unescaped.push(ch);
+                }
+                copied = next;
+                search = next;
+            }
         }
     }
 }
@@ -186,13 +199,10 @@ fn quote_or_backslash(bytes: &[u8]) -> Option<usize> {
     Some(bytes.len() - tail.len() + at)
 }
 
-/// The character an escape stands for, its `\` at `at - 1`, and where the escape ends.
-/// A `\u` surrogate (half of a pair) is left to serde_json.
+/// The character a control or `\u` escape stands for, its `\` at `at - 1`, and where
+/// the escape ends. A `\u` surrogate (half of a pair) is left to serde_json.
 fn unescape(bytes: &[u8], at: usize) -> Option<(char, usize)> {
     let ch = match *bytes.get(at)? {
-        b'"' => '"',
-        b'\\' => '\\',
-        b'/' => '/',
         b'b' => '\u{8}',
         b'f' => '\u{c}',
         b'n' => '\n',
