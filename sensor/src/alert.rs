@@ -17,7 +17,7 @@ use serde::Serialize;
 pub fn alert_line(event: &ProcessEvent, rule: &RuleMeta, explain: Option<&[Step]>) -> String {
     let record = &event.process.record;
     let unknown_parent = ProcessRecord::default();
-    let parent = event.ancestors.first().map(|e| &e.record);
+    let parent = event.ancestors().next().map(|e| &e.record);
     let alert = Alert {
         kind: "alert",
         timestamp: event
@@ -39,8 +39,7 @@ pub fn alert_line(event: &ProcessEvent, rule: &RuleMeta, explain: Option<&[Step]
             fields: &PARENT_FIELDS,
         },
         ancestors: event
-            .ancestors
-            .iter()
+            .ancestors()
             .map(|e| Fields::of(&e.record, &ANCESTOR_FIELDS))
             .collect(),
         source: source_json(event),

@@ -11,18 +11,24 @@ use std::sync::Arc;
 pub struct ProcessEvent {
     pub timestamp: Option<DateTime<Utc>>,
     pub hostname: Option<Text>,
+    /// The new process, linked to its ancestors as they were when it started.
     pub process: Arc<Entry>,
-    /// Parent first.
-    pub ancestors: Vec<Arc<Entry>>,
+    /// How many of those ancestors the event shows.
+    pub ancestor_limit: usize,
     pub origin: Origin,
 }
 
 impl ProcessEvent {
+    /// The parent, grandparent, ... up to the limit.
+    pub fn ancestors(&self) -> impl Iterator<Item = &Entry> {
+        self.process.ancestors().take(self.ancestor_limit)
+    }
+
     /// The process `depth` steps up: 0 is the new process.
     pub fn at(&self, depth: u32) -> Option<&ProcessRecord> {
         match depth {
             0 => Some(&self.process.record),
-            d => self.ancestors.get(d as usize - 1).map(|e| &e.record),
+            d => self.ancestors().nth(d as usize - 1).map(|e| &e.record),
         }
     }
 }
@@ -36,7 +42,7 @@ impl dsl::Event for ProcessEvent {
     }
 
     fn ancestor_count(&self) -> u32 {
-        self.ancestors.len() as u32
+        self.ancestors().count() as u32
     }
 }
 

@@ -206,14 +206,14 @@ impl Pipeline {
         if self.pending.is_empty() {
             self.pending_since = Instant::now();
         }
-        let Some(placed) = self.table.apply(&mut event, self.ancestor_limit) else {
+        let Some(process) = self.table.apply(&mut event) else {
             return;
         };
         let event = ProcessEvent {
             timestamp: event.timestamp,
             hostname: event.hostname,
-            process: placed.entry,
-            ancestors: placed.ancestors,
+            process,
+            ancestor_limit: self.ancestor_limit,
             origin: event.origin,
         };
         self.counters.evaluated.fetch_add(1, Ordering::Relaxed);
@@ -366,7 +366,7 @@ impl Worker {
 }
 
 fn storm_key(event: &ProcessEvent, rule: &str) -> StormKey {
-    let parent = event.ancestors.first().map(|e| &e.record);
+    let parent = event.ancestors().next().map(|e| &e.record);
     StormKey {
         rule: rule.to_string(),
         hostname: event.hostname.clone(),
@@ -632,6 +632,27 @@ mod tests {
             a["source"],
             serde_json::json!({"kind": "replay", "file": "test.jsonl", "line": 4242, "record": null})
         );
+    }
+
+    #[test]
+    fn an_event_shows_its_ancestors_up_to_the_limit() {
+        let mut events: Vec<_> = (1..5).map(|pid| create(pid, pid - 1, "sh")).collect();
+        events.push(create(5, 4, "cmd.exe"));
+        let (lines, _) = run(
+            vec![rule("R", "exe", "cmd.exe")],
+            events,
+            Options {
+                ancestor_limit: 2,
+                ..Options::default()
+            },
+        );
+        let pids: Vec<_> = lines[0]["ancestors"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|a| a["pid"].as_u64().unwrap())
+            .collect();
+        assert_eq!(pids, [4, 3]);
     }
 
     #[test]

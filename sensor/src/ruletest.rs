@@ -238,14 +238,14 @@ fn build_event(map: &Map<String, Value>) -> Result<ProcessEvent, String> {
                 location: Location::Live,
             },
         };
-        placed = table.apply(&mut event, 32).map(|p| (p, event));
+        placed = table.apply(&mut event).map(|p| (p, event));
     }
     let (placed, event) = placed.ok_or("an empty event")?;
     Ok(ProcessEvent {
         timestamp: None,
         hostname: event.hostname,
-        process: placed.entry,
-        ancestors: placed.ancestors,
+        process: placed,
+        ancestor_limit: 32,
         origin: event.origin,
     })
 }

@@ -51,19 +51,11 @@ impl Entry {
         }
     }
 
-    /// The parent, grandparent, ... up to `limit` entries.
-    pub fn ancestors(&self, limit: usize) -> Vec<Arc<Entry>> {
-        // Most chains (service host, web server, shell) fit without a regrowth.
-        let mut out = Vec::with_capacity(limit.min(8));
-        let mut next = self.parent.clone();
-        while let Some(entry) = next {
-            if out.len() == limit {
-                break;
-            }
-            next = entry.parent.clone();
-            out.push(entry);
-        }
-        out
+    /// The parent, grandparent, ... as linked when this process started (at most
+    /// [`MAX_CHAIN`]). Walked by reference: cloning each ancestor's `Arc` for every
+    /// event made two threads take turns at the same hot reference counts.
+    pub fn ancestors(&self) -> impl Iterator<Item = &Entry> {
+        std::iter::successors(self.parent.as_deref(), |entry| entry.parent.as_deref())
     }
 }
 
@@ -103,13 +95,6 @@ impl Default for TableLimits {
     }
 }
 
-/// What the table makes of a create: the new entry and its ancestry.
-#[derive(Debug)]
-pub struct Placed {
-    pub entry: Arc<Entry>,
-    pub ancestors: Vec<Arc<Entry>>,
-}
-
 /// Every host's table.
 #[derive(Debug, Default)]
 pub struct ProcessTable {
@@ -125,10 +110,10 @@ impl ProcessTable {
         }
     }
 
-    /// Applies one event. For a create, returns the new entry with up to
-    /// `ancestor_limit` ancestors; for a terminate or an existing process, `None`.
-    /// A created process's record moves into the table (`event.process` is left empty).
-    pub fn apply(&mut self, event: &mut SourceEvent, ancestor_limit: usize) -> Option<Placed> {
+    /// Applies one event. For a create, returns the new entry, linked to its
+    /// ancestors; for a terminate or an existing process, `None`. A created process's
+    /// record moves into the table (`event.process` is left empty).
+    pub fn apply(&mut self, event: &mut SourceEvent) -> Option<Arc<Entry>> {
         let limits = self.limits;
         let host = match self.hosts.get_mut(&event.hostname) {
             Some(host) => host,
@@ -138,10 +123,7 @@ impl ProcessTable {
         match event.action {
             Action::Create | Action::Existing => {
                 let entry = host.create(event, &limits);
-                (event.action == Action::Create).then(|| Placed {
-                    ancestors: entry.ancestors(ancestor_limit),
-                    entry,
-                })
+                (event.action == Action::Create).then_some(entry)
             }
             Action::Terminate => {
                 host.terminate(event.process.pid, event.timestamp, &limits);
@@ -341,10 +323,9 @@ mod tests {
         e
     }
 
-    fn chain(placed: &Placed) -> Vec<&str> {
-        placed
-            .ancestors
-            .iter()
+    fn chain(entry: &Entry) -> Vec<&str> {
+        entry
+            .ancestors()
             .map(|e| e.record.exe.as_deref().unwrap_or("?"))
             .collect()
     }
@@ -352,10 +333,10 @@ mod tests {
     #[test]
     fn child_links_to_the_process_that_held_its_ppid() {
         let mut t = ProcessTable::default();
-        t.apply(&mut create("h", 100, 4, "w3wp.exe", 0), 8);
-        t.apply(&mut create("h", 200, 100, "cmd.exe", 1), 8);
+        t.apply(&mut create("h", 100, 4, "w3wp.exe", 0));
+        t.apply(&mut create("h", 200, 100, "cmd.exe", 1));
         let p = t
-            .apply(&mut create("h", 300, 200, "whoami.exe", 2), 8)
+            .apply(&mut create("h", 300, 200, "whoami.exe", 2))
             .unwrap();
         assert_eq!(chain(&p), ["cmd.exe", "w3wp.exe"]);
     }
@@ -363,14 +344,12 @@ mod tests {
     #[test]
     fn a_reused_pid_is_not_taken_for_the_old_parent() {
         let mut t = ProcessTable::default();
-        t.apply(&mut create("h", 100, 4, "w3wp.exe", 0), 8);
-        let early = t
-            .apply(&mut create("h", 200, 100, "cmd.exe", 1), 8)
-            .unwrap();
-        t.apply(&mut terminate("h", 100, 2), 8);
-        t.apply(&mut create("h", 100, 4, "notepad.exe", 3), 8);
+        t.apply(&mut create("h", 100, 4, "w3wp.exe", 0));
+        let early = t.apply(&mut create("h", 200, 100, "cmd.exe", 1)).unwrap();
+        t.apply(&mut terminate("h", 100, 2));
+        t.apply(&mut create("h", 100, 4, "notepad.exe", 3));
         let late = t
-            .apply(&mut create("h", 300, 100, "whoami.exe", 4), 8)
+            .apply(&mut create("h", 300, 100, "whoami.exe", 4))
             .unwrap();
         assert_eq!(chain(&late), ["notepad.exe"]);
         // The earlier child keeps the parent it had when it started.
@@ -380,11 +359,9 @@ mod tests {
     #[test]
     fn a_create_over_a_live_pid_ends_the_old_record() {
         let mut t = ProcessTable::default();
-        t.apply(&mut create("h", 100, 4, "w3wp.exe", 0), 8);
-        t.apply(&mut create("h", 100, 4, "svchost.exe", 1), 8);
-        let p = t
-            .apply(&mut create("h", 300, 100, "cmd.exe", 2), 8)
-            .unwrap();
+        t.apply(&mut create("h", 100, 4, "w3wp.exe", 0));
+        t.apply(&mut create("h", 100, 4, "svchost.exe", 1));
+        let p = t.apply(&mut create("h", 300, 100, "cmd.exe", 2)).unwrap();
         assert_eq!(chain(&p), ["svchost.exe"]);
     }
 
@@ -395,16 +372,12 @@ mod tests {
             ..TableLimits::default()
         };
         let mut t = ProcessTable::new(limits);
-        t.apply(&mut create("h", 100, 4, "w3wp.exe", 0), 8);
-        t.apply(&mut terminate("h", 100, 1), 8);
-        let p = t
-            .apply(&mut create("h", 200, 100, "cmd.exe", 2), 8)
-            .unwrap();
+        t.apply(&mut create("h", 100, 4, "w3wp.exe", 0));
+        t.apply(&mut terminate("h", 100, 1));
+        let p = t.apply(&mut create("h", 200, 100, "cmd.exe", 2)).unwrap();
         assert_eq!(chain(&p), ["w3wp.exe"]);
-        let q = t
-            .apply(&mut create("h", 201, 100, "cmd.exe", 30), 8)
-            .unwrap();
-        assert!(q.ancestors.is_empty(), "expired after its ttl");
+        let q = t.apply(&mut create("h", 201, 100, "cmd.exe", 30)).unwrap();
+        assert!(chain(&q).is_empty(), "expired after its ttl");
     }
 
     #[test]
@@ -415,8 +388,8 @@ mod tests {
         };
         let mut t = ProcessTable::new(limits);
         for pid in 0..100 {
-            t.apply(&mut create("h", pid, 1, "x.exe", 0), 8);
-            t.apply(&mut terminate("h", pid, 0), 8);
+            t.apply(&mut create("h", pid, 1, "x.exe", 0));
+            t.apply(&mut terminate("h", pid, 0));
         }
         assert_eq!(t.len(), 3);
     }
@@ -424,21 +397,21 @@ mod tests {
     #[test]
     fn pid_ppid_cycles_terminate_the_walk() {
         let mut t = ProcessTable::default();
-        t.apply(&mut create("h", 10, 20, "a.exe", 0), 8);
-        t.apply(&mut create("h", 20, 10, "b.exe", 1), 8);
-        let p = t.apply(&mut create("h", 10, 20, "c.exe", 2), 8).unwrap();
+        t.apply(&mut create("h", 10, 20, "a.exe", 0));
+        t.apply(&mut create("h", 20, 10, "b.exe", 1));
+        let p = t.apply(&mut create("h", 10, 20, "c.exe", 2)).unwrap();
         assert_eq!(chain(&p), ["b.exe", "a.exe"]);
-        let selfish = t.apply(&mut create("h", 30, 30, "d.exe", 3), 8).unwrap();
-        assert!(selfish.ancestors.is_empty());
+        let selfish = t.apply(&mut create("h", 30, 30, "d.exe", 3)).unwrap();
+        assert!(chain(&selfish).is_empty());
     }
 
     #[test]
     fn each_host_has_its_own_table() {
         let mut t = ProcessTable::default();
-        t.apply(&mut create("web01", 100, 4, "w3wp.exe", 0), 8);
-        t.apply(&mut create("web02", 100, 4, "explorer.exe", 0), 8);
+        t.apply(&mut create("web01", 100, 4, "w3wp.exe", 0));
+        t.apply(&mut create("web02", 100, 4, "explorer.exe", 0));
         let p = t
-            .apply(&mut create("web01", 200, 100, "cmd.exe", 1), 8)
+            .apply(&mut create("web01", 200, 100, "cmd.exe", 1))
             .unwrap();
         assert_eq!(chain(&p), ["w3wp.exe"]);
     }
@@ -449,30 +422,29 @@ mod tests {
         let mut child = create("h", 200, 100, "cmd.exe", 1);
         child.parent.image_path = Some(r"C:\Windows\System32\inetsrv\w3wp.exe".into());
         child.parent.exe = Some("w3wp.exe".into());
-        let p = t.apply(&mut child, 8).unwrap();
+        let p = t.apply(&mut child).unwrap();
         assert_eq!(chain(&p), ["w3wp.exe"]);
         // A later child of the same pid without parent fields gets the learnt parent.
         let q = t
-            .apply(&mut create("h", 201, 100, "whoami.exe", 2), 8)
+            .apply(&mut create("h", 201, 100, "whoami.exe", 2))
             .unwrap();
         assert_eq!(chain(&q), ["w3wp.exe"]);
         // An event naming another image for that pid wins over the table.
         let mut other = create("h", 202, 100, "cmd.exe", 3);
         other.parent.exe = Some("explorer.exe".into());
-        let r = t.apply(&mut other, 8).unwrap();
+        let r = t.apply(&mut other).unwrap();
         assert_eq!(chain(&r), ["explorer.exe"]);
     }
 
     #[test]
-    fn ancestry_is_capped_and_long_chains_drop_without_recursion() {
+    fn chains_are_capped_and_long_ones_drop_without_recursion() {
         let mut t = ProcessTable::default();
         for pid in 1..100_000u32 {
-            t.apply(&mut create("h", pid, pid - 1, "sh", 0), 8);
+            t.apply(&mut create("h", pid, pid - 1, "sh", 0));
         }
-        let p = t
-            .apply(&mut create("h", 100_000, 99_999, "id", 0), 8)
-            .unwrap();
-        assert_eq!(p.ancestors.len(), 8);
+        let p = t.apply(&mut create("h", 100_000, 99_999, "id", 0)).unwrap();
+        // Every MAX_CHAIN + 1 processes a new chain starts: 99,999 links cut to 29.
+        assert_eq!(p.ancestors().count(), 99_999 % (MAX_CHAIN as usize + 1));
         drop(t);
         drop(p);
     }
