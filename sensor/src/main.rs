@@ -91,8 +91,9 @@ struct OutputArgs {
     /// Append alerts to FILE instead of writing them to stdout.
     #[arg(long, short = 'o', value_name = "FILE")]
     output: Option<PathBuf>,
-    /// Threads evaluating rules; replay also parses JSON lines on as many threads.
-    /// Default: the available cores.
+    /// Threads doing per-event work: the one that keeps the process table (and
+    /// parses or evaluates when it would wait), and N-1 more that parse JSON lines
+    /// and evaluate rules. Default: the available cores.
     #[arg(long, value_name = "N")]
     workers: Option<usize>,
     /// Alert storms: after N alerts of one rule under one parent process within the

@@ -10,10 +10,13 @@
 //! A live source calls [`Pipeline::flush`] whenever it has nothing more waiting, so a
 //! lone event is never held back.
 //!
-//! The workers also run a source's [`Job`]s (replay parses JSON-lines chunks this way)
-//! when no batch is waiting, so `--workers N` is the number of threads doing per-event
-//! work, whatever the source. Evaluation goes first: it is what frees the process table
-//! thread, which the parsed chunks wait for.
+//! `--workers N` is the number of threads doing per-event work, and the table thread is
+//! one of them: the pool has N - 1 threads (with none, the table thread evaluates each
+//! batch itself). Two busy threads per core had cost replay 10-17 % more CPU time for
+//! the same work. The pool also runs a source's [`Job`]s (replay parses JSON-lines
+//! chunks this way) when no batch is waiting, and so does a thread waiting for a job's
+//! result ([`JobQueue::help_until`]). Evaluation goes first: it is what frees the
+//! process table thread, which the parsed chunks wait for.
 
 use crate::alert::alert_line;
 use crate::event::ProcessEvent;
@@ -108,6 +111,48 @@ const BATCH: usize = 64;
 /// the ones that drain the pipeline.
 pub type Job = Box<dyn FnOnce() + Send>;
 
+/// Where sources queue [`Job`]s, and where the pool and waiting threads take them.
+#[derive(Clone)]
+pub struct JobQueue {
+    submit: Sender<Job>,
+    take: Receiver<Job>,
+}
+
+impl JobQueue {
+    /// A queue of at most `capacity` jobs not yet taken.
+    pub fn new(capacity: usize) -> JobQueue {
+        let (submit, take) = bounded(capacity.max(1));
+        JobQueue { submit, take }
+    }
+
+    /// Queues a job, waiting while the queue is full; false if nobody can take it.
+    pub fn submit(&self, job: Job) -> bool {
+        self.submit.send(job).is_ok()
+    }
+
+    /// The taking end alone, for test threads that end with the queue.
+    #[cfg(test)]
+    pub fn taker(&self) -> Receiver<Job> {
+        self.take.clone()
+    }
+
+    /// Runs queued jobs until `results` has something (or is closed), then returns it:
+    /// a thread waiting for a job's result does jobs meanwhile instead of idling, and
+    /// without any pool thread it is the one that runs them.
+    pub fn help_until<T>(&self, results: &Receiver<T>) -> Option<T> {
+        loop {
+            select_biased! {
+                recv(results) -> result => return result.ok(),
+                recv(self.take) -> job => {
+                    if let Ok(job) = job {
+                        job();
+                    }
+                }
+            }
+        }
+    }
+}
+
 /// Events for one worker, numbered in input order.
 struct Batch {
     seq: u64,
@@ -138,7 +183,9 @@ pub struct Pipeline {
     pending_since: Instant,
     batch_seq: u64,
     to_workers: Sender<Batch>,
-    jobs: Sender<Job>,
+    /// Evaluates on the table thread when the pool has no thread.
+    inline: Option<Evaluator>,
+    jobs: JobQueue,
     to_writer: Sender<ToWriter>,
     workers: Vec<JoinHandle<()>>,
     writer: JoinHandle<io::Result<Report>>,
@@ -149,16 +196,15 @@ impl Pipeline {
     pub fn start(rules: Rules, sink: Box<dyn Sink>, options: &Options) -> Pipeline {
         let (to_workers, from_table) = bounded::<Batch>(options.capacity.div_ceil(BATCH));
         let (to_writer, from_workers) = bounded::<ToWriter>(options.capacity);
-        let (jobs, queued_jobs) = bounded::<Job>(options.workers.max(1) * 2);
-        let workers = (0..options.workers.max(1))
+        let jobs = JobQueue::new(options.workers.max(1) * 2);
+        let evaluator = || Evaluator::new(to_writer.clone(), rules.clone(), options);
+        let pool = options.workers.max(1) - 1;
+        let workers = (0..pool)
             .map(|i| {
                 let worker = Worker {
                     batches: from_table.clone(),
-                    jobs: queued_jobs.clone(),
-                    to_writer: to_writer.clone(),
-                    rules: rules.clone(),
-                    ordered: options.ordered,
-                    explain: options.explain,
+                    jobs: jobs.take.clone(),
+                    evaluator: evaluator(),
                 };
                 std::thread::Builder::new()
                     .name(format!("worker-{i}"))
@@ -191,6 +237,7 @@ impl Pipeline {
             pending_since: Instant::now(),
             batch_seq: 0,
             to_workers,
+            inline: (pool == 0).then(evaluator),
             jobs,
             to_writer,
             workers,
@@ -235,12 +282,16 @@ impl Pipeline {
             queued: self.pending_since,
         };
         self.batch_seq += 1;
-        // Sending fails only if every worker died, which `finish` reports.
-        let _ = self.to_workers.send(batch);
+        match &mut self.inline {
+            // A false return (the writer is gone) is reported by `finish`.
+            Some(evaluator) => _ = evaluator.evaluate(&batch),
+            // Sending fails only if every worker died, which `finish` reports.
+            None => _ = self.to_workers.send(batch),
+        }
     }
 
     /// Where a source queues [`Job`]s for the workers (waiting while the queue is full).
-    pub fn jobs(&self) -> Sender<Job> {
+    pub fn jobs(&self) -> JobQueue {
         self.jobs.clone()
     }
 
@@ -276,6 +327,7 @@ impl Pipeline {
     ) -> io::Result<Report> {
         self.flush();
         drop(self.to_workers);
+        drop(self.inline);
         for worker in self.workers {
             if worker.join().is_err() {
                 return Err(io::Error::other("a worker thread panicked"));
@@ -298,22 +350,17 @@ impl Pipeline {
 struct Worker {
     batches: Receiver<Batch>,
     jobs: Receiver<Job>,
-    to_writer: Sender<ToWriter>,
-    rules: Rules,
-    ordered: bool,
-    explain: bool,
+    evaluator: Evaluator,
 }
 
 impl Worker {
-    fn run(self) {
-        let mut scratch = Scratch::new();
-        let mut matched = Vec::new();
+    fn run(mut self) {
         loop {
             select_biased! {
                 recv(self.batches) -> batch => {
                     // Closed: the pipeline is finishing.
                     let Ok(batch) = batch else { return };
-                    if !self.evaluate(&batch, &mut scratch, &mut matched) {
+                    if !self.evaluator.evaluate(&batch) {
                         return;
                     }
                 }
@@ -326,15 +373,34 @@ impl Worker {
             }
         }
     }
+}
+
+/// Runs the rules over batches and sends the alerts to the writer.
+struct Evaluator {
+    to_writer: Sender<ToWriter>,
+    rules: Rules,
+    ordered: bool,
+    explain: bool,
+    scratch: Scratch,
+    matched: Vec<dsl::RuleId>,
+}
+
+impl Evaluator {
+    fn new(to_writer: Sender<ToWriter>, rules: Rules, options: &Options) -> Evaluator {
+        Evaluator {
+            to_writer,
+            rules,
+            ordered: options.ordered,
+            explain: options.explain,
+            scratch: Scratch::new(),
+            matched: Vec::new(),
+        }
+    }
 
     /// Evaluates a batch and sends its alerts on; false once the writer is gone.
-    fn evaluate(
-        &self,
-        batch: &Batch,
-        scratch: &mut Scratch,
-        matched: &mut Vec<dsl::RuleId>,
-    ) -> bool {
+    fn evaluate(&mut self, batch: &Batch) -> bool {
         let rules = self.rules.load();
+        let (scratch, matched) = (&mut self.scratch, &mut self.matched);
         let mut alerts = Vec::new();
         for event in &batch.events {
             matched.clear();

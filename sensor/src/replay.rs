@@ -191,10 +191,11 @@ mod tests {
     use arc_swap::ArcSwap;
     use std::sync::Arc;
 
-    /// One worker parses every chunk and evaluates every batch, with channels of one
+    /// With one worker the table thread also parses every chunk and evaluates every
+    /// batch; with two it shares the parsing with a pool thread. Channels hold one
     /// batch: each stage waits on the others, and none may wait forever.
     #[test]
-    fn one_worker_both_parses_and_evaluates_a_large_input_in_order() {
+    fn a_large_input_goes_through_one_and_two_workers_in_order() {
         let events = 40_000;
         let mut file = tempfile::NamedTempFile::new().unwrap();
         for pid in 1..=events {
@@ -209,36 +210,42 @@ mod tests {
             r#"rule T { title: "t" severity: high attack: [T1505.003] condition: exe == "cmd.exe" }"#,
         )])
         .unwrap();
-        let memory = Memory::default();
-        let options = Options {
-            workers: 1,
-            ordered: true,
-            capacity: 64,
-            storm: crate::storm::StormLimits {
-                limit: 0,
-                ..Default::default()
-            },
-            ..Options::default()
-        };
         let rules: Rules = Arc::new(ArcSwap::from_pointee(loaded.rules));
-        let (counts, report) = replay(
-            &[file.path().to_path_buf()],
-            rules,
-            Box::new(memory.clone()),
-            &options,
-        )
-        .unwrap();
-        assert_eq!(counts.process_events, events);
-        assert_eq!(report.total_alerts(), events);
-        let lines = memory.0.lock().unwrap();
-        let pids: Vec<u64> = lines
-            .iter()
-            .map(|l| {
-                serde_json::from_str::<serde_json::Value>(l).unwrap()["process"]["pid"]
-                    .as_u64()
-                    .unwrap()
-            })
-            .collect();
-        assert_eq!(pids, (1..=events).collect::<Vec<u64>>());
+        for workers in [1, 2] {
+            let memory = Memory::default();
+            let options = Options {
+                workers,
+                ordered: true,
+                capacity: 64,
+                storm: crate::storm::StormLimits {
+                    limit: 0,
+                    ..Default::default()
+                },
+                ..Options::default()
+            };
+            let (counts, report) = replay(
+                &[file.path().to_path_buf()],
+                rules.clone(),
+                Box::new(memory.clone()),
+                &options,
+            )
+            .unwrap();
+            assert_eq!(counts.process_events, events);
+            assert_eq!(report.total_alerts(), events);
+            let lines = memory.0.lock().unwrap();
+            let pids: Vec<u64> = lines
+                .iter()
+                .map(|l| {
+                    serde_json::from_str::<serde_json::Value>(l).unwrap()["process"]["pid"]
+                        .as_u64()
+                        .unwrap()
+                })
+                .collect();
+            assert_eq!(
+                pids,
+                (1..=events).collect::<Vec<u64>>(),
+                "{workers} workers"
+            );
+        }
     }
 }

@@ -8,7 +8,7 @@
 use super::jsonl::{line_item, LineCutter};
 use super::prefilter::Prefilter;
 use super::producer::reader_failed;
-use crate::pipeline::Job;
+use crate::pipeline::{Job, JobQueue};
 use crate::record::{Location, ReadItem};
 use crossbeam_channel::{bounded, unbounded, Receiver, Sender};
 use std::collections::BTreeMap;
@@ -46,29 +46,29 @@ impl Chunk {
     }
 }
 
-/// Reads JSON lines from `reader`, parsing them on whoever runs `jobs`.
+/// Reads JSON lines from `reader`, parsing them on whoever runs `jobs` (the thread
+/// that iterates too, while it waits).
 pub(crate) fn read<R: Read + Send + 'static>(
     reader: R,
     file: Arc<str>,
-    jobs: Sender<Job>,
+    jobs: JobQueue,
 ) -> io::Result<super::Items> {
     let (to_consumer, parsed) = unbounded::<Parsed>();
     let (give_token, tokens) = bounded::<()>(IN_FLIGHT);
     for _ in 0..IN_FLIGHT {
         give_token.send(()).expect("the token channel has room");
     }
+    let cutter = Cutter {
+        jobs: jobs.clone(),
+        tokens,
+        to_consumer,
+        file: file.clone(),
+    };
     std::thread::Builder::new()
         .name(format!("replay cut {file}"))
-        .spawn(move || {
-            let cutter = Cutter {
-                jobs,
-                tokens,
-                to_consumer,
-                file,
-            };
-            cutter.run(reader);
-        })?;
+        .spawn(move || cutter.run(reader))?;
     Ok(Box::new(InOrder {
+        jobs,
         parsed,
         give_token,
         waiting: BTreeMap::new(),
@@ -78,7 +78,7 @@ pub(crate) fn read<R: Read + Send + 'static>(
 }
 
 struct Cutter {
-    jobs: Sender<Job>,
+    jobs: JobQueue,
     tokens: Receiver<()>,
     to_consumer: Sender<Parsed>,
     file: Arc<str>,
@@ -123,7 +123,7 @@ impl Cutter {
                 .unwrap_or_else(|panic| vec![reader_failed("json", first, &*panic)]);
             let _ = to_consumer.send((index, items));
         });
-        self.jobs.send(job).is_ok()
+        self.jobs.submit(job)
     }
 }
 
@@ -147,6 +147,7 @@ fn map_chunk(chunk: Chunk, file: &Arc<str>) -> Vec<ReadItem> {
 
 /// Parsed chunks back in input order.
 struct InOrder {
+    jobs: JobQueue,
     parsed: Receiver<Parsed>,
     /// A chunk taken frees a token for the cutter.
     give_token: Sender<()>,
@@ -171,7 +172,7 @@ impl Iterator for InOrder {
                     let _ = self.give_token.try_send(());
                 }
                 None => {
-                    let (index, items) = self.parsed.recv().ok()?;
+                    let (index, items) = self.jobs.help_until(&self.parsed)?;
                     self.waiting.insert(index, items);
                 }
             }
@@ -179,13 +180,14 @@ impl Iterator for InOrder {
     }
 }
 
-/// `n` threads that run jobs until every sender is gone, for tests without a pipeline.
+/// A queue with `n` threads that run its jobs until every sender is gone, for tests
+/// without a pipeline.
 #[cfg(test)]
-pub(crate) fn test_workers(n: usize) -> Sender<Job> {
-    let (jobs, queued) = bounded::<Job>(n * 2);
+pub(crate) fn test_workers(n: usize) -> JobQueue {
+    let jobs = JobQueue::new(n * 2);
     for _ in 0..n {
-        let queued = queued.clone();
-        std::thread::spawn(move || queued.into_iter().for_each(|job| job()));
+        let taken = jobs.taker();
+        std::thread::spawn(move || taken.into_iter().for_each(|job| job()));
     }
     jobs
 }
@@ -217,7 +219,7 @@ mod tests {
             .map(|n| format!("{n} line {n}"))
             .chain([format!("json line {}", n + 1), "skipped".into()])
             .collect();
-        for threads in [1, 2, 5] {
+        for threads in [0, 1, 2, 5] {
             let items = read(
                 io::Cursor::new(text.clone()),
                 "t".into(),

@@ -17,9 +17,8 @@ pub mod spawnwatch_line;
 mod time;
 mod windows_event;
 
-use crate::pipeline::Job;
+use crate::pipeline::JobQueue;
 use crate::record::ReadItem;
-use crossbeam_channel::Sender;
 use std::fmt;
 use std::fs::{self, File};
 use std::io::{self, Cursor, Read, Seek, SeekFrom};
@@ -142,7 +141,7 @@ pub type Items = Box<dyn Iterator<Item = ReadItem> + Send>;
 /// Opens one input, detects its format (EVTX magic `ElfFile\0`, zip `PK\x03\x04`, else
 /// JSON lines) and yields its records in file order. JSON lines are parsed by `jobs`
 /// (the pipeline's workers).
-pub fn read(input: &Input, jobs: &Sender<Job>) -> Result<Items, ReplayError> {
+pub fn read(input: &Input, jobs: &JobQueue) -> Result<Items, ReplayError> {
     let name = input.name.clone();
     let unreadable = |e: io::Error| ReplayError::new(&name, format_args!("cannot read: {e}"));
     match &input.source {
@@ -176,7 +175,7 @@ pub fn read(input: &Input, jobs: &Sender<Job>) -> Result<Items, ReplayError> {
 fn read_stream<R: Read + Send + 'static>(
     mut reader: R,
     name: Arc<str>,
-    jobs: &Sender<Job>,
+    jobs: &JobQueue,
 ) -> Result<Items, ReplayError> {
     let prefix =
         peek(&mut reader).map_err(|e| ReplayError::new(&name, format_args!("cannot read: {e}")))?;
@@ -198,7 +197,7 @@ fn read_stream<R: Read + Send + 'static>(
 fn read_json_lines<R: Read + Send + 'static>(
     reader: R,
     name: Arc<str>,
-    jobs: &Sender<Job>,
+    jobs: &JobQueue,
 ) -> Result<Items, ReplayError> {
     jsonl_pool::read(reader, name.clone(), jobs.clone()).map_err(|e| no_thread(&name, &e))
 }
