@@ -8,7 +8,7 @@
 //! Events travel to the workers in batches: one channel hand-over (and at most one
 //! wake-up) per batch rather than per event is what lets replay use more than one core.
 //! A live source calls [`Pipeline::flush`] whenever it has nothing more waiting, so a
-//! lone event is never held back.
+//! lone event is never held back: the table thread evaluates it itself.
 //!
 //! `--workers N` is the number of threads doing per-event work, and the table thread is
 //! one of them: the pool has N - 1 threads (with none, the table thread evaluates each
@@ -183,8 +183,9 @@ pub struct Pipeline {
     pending_since: Instant,
     batch_seq: u64,
     to_workers: Sender<Batch>,
-    /// Evaluates on the table thread when the pool has no thread.
-    inline: Option<Evaluator>,
+    /// The table thread's own: for [`Pipeline::flush`], and for every batch when the
+    /// pool has no thread.
+    own: Evaluator,
     jobs: JobQueue,
     to_writer: Sender<ToWriter>,
     workers: Vec<JoinHandle<()>>,
@@ -237,7 +238,7 @@ impl Pipeline {
             pending_since: Instant::now(),
             batch_seq: 0,
             to_workers,
-            inline: (pool == 0).then(evaluator),
+            own: evaluator(),
             jobs,
             to_writer,
             workers,
@@ -266,15 +267,36 @@ impl Pipeline {
         self.counters.evaluated.fetch_add(1, Ordering::Relaxed);
         self.pending.push(event);
         if self.pending.len() == BATCH {
-            self.flush();
+            self.hand_over();
         }
     }
 
-    /// Hands the queued events to the workers now (a live source calls this when no
-    /// more events are waiting).
+    /// Evaluates the queued events on this thread now. A live source calls this
+    /// whenever nothing more is waiting: the thread would idle, and a lone event's
+    /// alert is out without waiting for a worker to wake up.
     pub fn flush(&mut self) {
-        if self.pending.is_empty() {
+        if let Some(batch) = self.take_batch() {
+            // A false return (the writer is gone) is reported by `finish`.
+            _ = self.own.evaluate(&batch);
+        }
+    }
+
+    /// A full batch goes to the pool, or is evaluated here when the pool has no thread.
+    fn hand_over(&mut self) {
+        let Some(batch) = self.take_batch() else {
             return;
+        };
+        if self.workers.is_empty() {
+            _ = self.own.evaluate(&batch);
+        } else {
+            // Sending fails only if every worker died, which `finish` reports.
+            _ = self.to_workers.send(batch);
+        }
+    }
+
+    fn take_batch(&mut self) -> Option<Batch> {
+        if self.pending.is_empty() {
+            return None;
         }
         let batch = Batch {
             seq: self.batch_seq,
@@ -282,12 +304,7 @@ impl Pipeline {
             queued: self.pending_since,
         };
         self.batch_seq += 1;
-        match &mut self.inline {
-            // A false return (the writer is gone) is reported by `finish`.
-            Some(evaluator) => _ = evaluator.evaluate(&batch),
-            // Sending fails only if every worker died, which `finish` reports.
-            None => _ = self.to_workers.send(batch),
-        }
+        Some(batch)
     }
 
     /// Where a source queues [`Job`]s for the workers (waiting while the queue is full).
@@ -327,7 +344,7 @@ impl Pipeline {
     ) -> io::Result<Report> {
         self.flush();
         drop(self.to_workers);
-        drop(self.inline);
+        drop(self.own);
         for worker in self.workers {
             if worker.join().is_err() {
                 return Err(io::Error::other("a worker thread panicked"));
