@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # spawnwatch benchmarks: replay throughput against grep and evtx_dump, pipeline
-# throughput with 1 and 2 workers, optional rule-engine benches, live footprint.
+# throughput with 1 and 2 workers, optional rule-engine benches and rule-set memory, live footprint.
 #
 #   bench/run.sh [--engine] [--no-live] [--no-evtx] [--runs N] [--events N]
 #
@@ -157,6 +157,24 @@ if [ "$ENGINE" = 1 ]; then
         # criterion prints "name\n  time: [lo mid hi]" or "name  time: [...]" when short.
         awk '/time:/ { sub(/^ +/, ""); if ($1 == "time:") print "   " prev "  " $0; else print "   " $0 } { if ($0 !~ /^ /) prev = $1 }' "$OUT/4.txt"
     } >> "$TABLE"
+
+    # The same 1,000 rules as the criterion bench's generated_rules (dsl/benches/eval.rs).
+    GEN=$OUT/generated-1000.rules
+    python3 - "$GEN" <<'PY'
+import sys
+tests = ['command_line contains "-flag{i}"', 'image_path == "C:\\\\Program Files\\\\vendor{i}\\\\*.exe"',
+         'command_line regex "tool{i}\\s+--(x|y)"', 'user startswith "CORP\\\\svc{i}"']
+with open(sys.argv[1], "w") as out:
+    for i in range(1000):
+        test = tests[i % 4].format(i=i)
+        out.write(f'rule GEN-{i} {{ title: "generated {i}" severity: low attack: T1059\n'
+                  f'  condition: parent_exe in ["srv{i}.exe", "w3wp.exe", "httpd.exe"] and exe == "child{i}.exe" and {test} }}\n')
+PY
+    peak_mb() { /usr/bin/time -f %M "$@" 2>&1 >/dev/null | tail -1 | awk '{ printf "%.1f MB", $1 / 1024 }'; }
+    printf '\n4b. memory, peak RSS of the whole process (/usr/bin/time -f %%M)\n  $ %s rules %s\n' \
+        "$BIN" "$GEN" >> "$TABLE"
+    row "   1,000 generated rules (goal < 50 MB)" "$(peak_mb "$BIN" rules "$GEN")"
+    row "   the built-in rules" "$(peak_mb "$BIN" rules)"
 fi
 
 # --- 5. live footprint ---------------------------------------------------------------
