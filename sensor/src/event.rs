@@ -42,7 +42,7 @@ impl dsl::Event for ProcessEvent {
     }
 
     fn ancestor_count(&self) -> u32 {
-        self.ancestors().count() as u32
+        self.process.ancestor_count().min(self.ancestor_limit) as u32
     }
 }
 
@@ -67,5 +67,44 @@ pub fn record_value(r: &ProcessRecord, field: Field) -> Option<Value<'_>> {
         Field::CurrentWorkingDirectory => text(&r.current_working_directory),
         Field::OriginalFileName => text(&r.original_file_name),
         Field::Hostname => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::record::{Location, SourceEvent};
+    use crate::table::ProcessTable;
+    use dsl::Event;
+
+    /// pid 5 under 4 under 3 under 2 under 1, shown up to `limit` ancestors.
+    fn chain_of_five(limit: usize) -> ProcessEvent {
+        let mut table = ProcessTable::default();
+        let mut last = None;
+        for pid in 1..=5 {
+            last = table.apply(&mut SourceEvent::created(pid, pid - 1, "sh"));
+        }
+        ProcessEvent {
+            timestamp: None,
+            hostname: None,
+            process: last.unwrap(),
+            ancestor_limit: limit,
+            origin: Origin {
+                kind: "test",
+                file: None,
+                location: Location::Live,
+            },
+        }
+    }
+
+    #[test]
+    fn ancestors_stop_at_the_limit() {
+        let event = chain_of_five(2);
+        assert_eq!(event.ancestor_count(), 2);
+        assert_eq!(event.at(2).map(|r| r.pid), Some(3));
+        assert_eq!(event.at(3), None);
+        let pids: Vec<u32> = event.ancestors().map(|e| e.record.pid).collect();
+        assert_eq!(pids, [4, 3]);
+        assert_eq!(chain_of_five(32).ancestor_count(), 4);
     }
 }

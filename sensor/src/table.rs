@@ -57,6 +57,11 @@ impl Entry {
     pub fn ancestors(&self) -> impl Iterator<Item = &Entry> {
         std::iter::successors(self.parent.as_deref(), |entry| entry.parent.as_deref())
     }
+
+    /// How many entries [`Entry::ancestors`] walks through, without walking them.
+    pub fn ancestor_count(&self) -> usize {
+        self.chain as usize
+    }
 }
 
 impl Drop for Entry {
@@ -445,6 +450,7 @@ mod tests {
         let p = t.apply(&mut create("h", 100_000, 99_999, "id", 0)).unwrap();
         // Every MAX_CHAIN + 1 processes a new chain starts: 99,999 links cut to 29.
         assert_eq!(p.ancestors().count(), 99_999 % (MAX_CHAIN as usize + 1));
+        assert_eq!(p.ancestor_count(), p.ancestors().count());
         drop(t);
         drop(p);
     }
