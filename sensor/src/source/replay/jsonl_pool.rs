@@ -123,7 +123,8 @@ impl Cutter {
                 .unwrap_or_else(|panic| vec![reader_failed("json", first, &*panic)]);
             let _ = to_consumer.send((index, items));
         });
-        self.jobs.submit(job)
+        self.jobs.submit(job);
+        true
     }
 }
 
