@@ -45,7 +45,7 @@ pub fn alert_line(event: &ProcessEvent, rule: &RuleMeta, explain: Option<&[Step]
         source: source_json(event),
         explain: explain.map(|steps| steps.iter().map(StepJson::from).collect()),
     };
-    // Strings, numbers and nulls only: serializing to a String cannot fail.
+    // Strings, numbers, booleans and nulls only: serializing to a String cannot fail.
     serde_json::to_string(&alert).expect("an alert serializes")
 }
 
@@ -162,5 +162,76 @@ fn source_json(event: &ProcessEvent) -> SourceJson<'_> {
         file: event.origin.file.as_deref(),
         line,
         record,
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use crate::event::ProcessEvent;
+    use crate::record::{Origin, SourceEvent};
+    use crate::table::ProcessTable;
+    use dsl::ast::{Severity, Span};
+
+    /// A rule's metadata for tests: high severity, T1505.003.
+    pub(crate) fn meta(id: &str, title: String) -> RuleMeta {
+        RuleMeta {
+            id: id.into(),
+            title,
+            description: String::new(),
+            severity: Severity::High,
+            attack: vec!["T1505.003".into()],
+            references: vec![],
+            enabled: true,
+            span: Span::default(),
+        }
+    }
+
+    /// The exact bytes, key order included: a SIEM's parser may depend on more than
+    /// the JSON's meaning.
+    #[test]
+    fn an_alert_line_is_written_exactly_so() {
+        let mut table = ProcessTable::default();
+        let mut w3wp = SourceEvent::created(1000, 4, "w3wp.exe");
+        w3wp.process.image_path = Some(r"C:\Windows\System32\inetsrv\w3wp.exe".into());
+        table.apply(&mut w3wp);
+        let mut cmd = SourceEvent::created(4242, 1000, "cmd.exe");
+        cmd.process.command_line = Some(r#"cmd.exe /c "whoami""#.into());
+        let event = ProcessEvent {
+            timestamp: chrono::DateTime::from_timestamp(1_795_000_000, 5_000_000),
+            hostname: Some("WEB01".into()),
+            process: table.apply(&mut cmd).unwrap(),
+            ancestor_limit: 32,
+            origin: Origin {
+                kind: "replay",
+                file: Some("x.jsonl".into()),
+                location: Location::Line(7),
+            },
+        };
+        let rule = meta("R-1", "t".into());
+        let steps = [Step {
+            indent: 0,
+            text: "exe == \"cmd.exe\"".into(),
+            value: Some("cmd.exe".into()),
+            held: true,
+        }];
+        assert_eq!(
+            alert_line(&event, &rule, None),
+            concat!(
+                r#"{"kind":"alert","timestamp":"2026-11-18T11:06:40.005Z","hostname":"WEB01","#,
+                r#""rule":{"id":"R-1","title":"t","severity":"high","attack":["T1505.003"]},"#,
+                r#""process":{"pid":4242,"ppid":1000,"creator_pid":null,"exe":"cmd.exe","image_path":null,"#,
+                r#""command_line":"cmd.exe /c \"whoami\"","user":null,"sid":null,"integrity_level":null,"#,
+                r#""current_working_directory":null,"original_file_name":null},"#,
+                r#""parent":{"pid":1000,"exe":"w3wp.exe","image_path":"C:\\Windows\\System32\\inetsrv\\w3wp.exe","command_line":null},"#,
+                r#""ancestors":[{"pid":1000,"exe":"w3wp.exe","image_path":"C:\\Windows\\System32\\inetsrv\\w3wp.exe"}],"#,
+                r#""source":{"kind":"replay","file":"x.jsonl","line":7,"record":null}}"#,
+            )
+        );
+        let explained = alert_line(&event, &rule, Some(&steps));
+        assert!(
+            explained.ends_with(r#""record":null},"explain":[{"depth":0,"test":"exe == \"cmd.exe\"","value":"cmd.exe","held":true}]}"#),
+            "{explained}"
+        );
     }
 }

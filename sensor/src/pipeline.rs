@@ -107,8 +107,10 @@ struct Alert {
 /// At most this many events go to a worker in one hand-over.
 const BATCH: usize = 64;
 
-/// Work a source hands to the worker pool. A job must not block: the pool's threads are
-/// the ones that drain the pipeline.
+/// Work a source hands to the worker pool. A job must not block: the threads that run
+/// jobs (the pool, and the table thread while it waits) are the ones that drain the
+/// pipeline. For the same reason only a source's own thread may submit jobs, never the
+/// table thread.
 pub type Job = Box<dyn FnOnce() + Send>;
 
 /// Where sources queue [`Job`]s, and where the pool and waiting threads take them.
@@ -125,10 +127,13 @@ impl JobQueue {
         JobQueue { submit, take }
     }
 
-    /// Queues a job, waiting while the queue is full.
-    pub fn submit(&self, job: Job) {
-        // Every queue holds its own receiving end: sending cannot fail.
-        let _ = self.submit.send(job);
+    /// Queues a job, waiting while the queue is full, unless `cancel` closes first
+    /// (whoever wanted the result is gone): then the job is dropped and this is false.
+    pub fn submit_unless<T>(&self, job: Job, cancel: &Receiver<T>) -> bool {
+        select_biased! {
+            recv(cancel) -> _ => false,
+            send(self.submit, job) -> _ => true,
+        }
     }
 
     /// The taking end alone, for test threads that end with the queue.
@@ -250,7 +255,8 @@ impl Pipeline {
 
     /// Applies one event to the process table and queues a process creation for the
     /// workers; a full batch is handed over, waiting while they are all busy (replay
-    /// never drops). A partial batch waits for [`Pipeline::flush`] or `finish`.
+    /// never drops), or evaluated here when the pool has no thread. A partial batch
+    /// waits for [`Pipeline::flush`] or `finish`.
     pub fn push(&mut self, mut event: SourceEvent) {
         if self.pending.is_empty() {
             self.pending_since = Instant::now();
@@ -383,7 +389,7 @@ impl Worker {
                     }
                 }
                 recv(self.jobs) -> job => {
-                    // The pipeline holds a sender until `batches` closes.
+                    // The pipeline's own queue keeps this channel open.
                     if let Ok(job) = job {
                         job();
                     }
@@ -549,22 +555,12 @@ mod tests {
     use super::*;
     use crate::record::{Action, Location, Origin};
     use crate::sink::Memory;
-    use dsl::ast::{Severity, Span};
-    use dsl::ir::{CheckedRule, Cond, Pattern, RuleMeta, TextOp, TextTest};
+    use dsl::ir::{CheckedRule, Cond, Pattern, TextOp, TextTest};
     use dsl::FieldRef;
 
     fn rule(id: &str, field: &str, value: &str) -> CheckedRule {
         CheckedRule {
-            meta: RuleMeta {
-                id: id.into(),
-                title: format!("{field} is {value}"),
-                description: String::new(),
-                severity: Severity::High,
-                attack: vec!["T1505.003".into()],
-                references: vec![],
-                enabled: true,
-                span: Span::default(),
-            },
+            meta: crate::alert::tests::meta(id, format!("{field} is {value}")),
             condition: Cond::Text(TextTest {
                 field: FieldRef::from_name(field).unwrap(),
                 op: TextOp::Equals,

@@ -1,6 +1,6 @@
 //! The typed, borrowed form a JSON record is parsed into: a fixed table of the keys any
 //! reader maps (Windows event fields and spawnwatch's own line keys), filled in one pass
-//! by a serde visitor. Unknown keys are skipped without being built, so a line's long
+//! by [`flat_json`] for a flat object and by a serde visitor otherwise. Unknown keys are skipped without being built, so a line's long
 //! `Message` costs a scan and no allocation. The same table serves flat JSON, the nested
 //! `{"Event":{"System":{..},"EventData":{..}}}` form and EVTX records (which the `evtx`
 //! crate renders in the nested form).

@@ -134,7 +134,7 @@ impl<'a> Cursor<'a> {
     fn string(&mut self, wanted: bool) -> Option<Str<'a>> {
         let start = self.at;
         let mut escaped = false;
-        // Text from `copied` on is not in `unescaped` yet; `\`, `\"` and `\/` stand for
+        // Text from `copied` on is not in `unescaped` yet; `\\`, `\"` and `\/` stand for
         // their second byte, which simply starts the next run to copy.
         let mut copied = start;
         let mut search = start;

@@ -1,9 +1,10 @@
-//! JSON lines parsed on the pipeline's worker pool, for plain files and streams, where
+//! JSON lines parsed by the pipeline's workers, for plain files and streams, where
 //! parsing is most of a replay's work: one thread cuts the input into chunks of whole
-//! lines, each chunk is mapped by a [`Job`] on a worker, and the iterator hands the
-//! items back in input order. Jobs never block (their results go to an unbounded
-//! channel); a fixed number of tokens bounds the chunks in flight instead. Dropping the
-//! iterator stops the cutting thread once the tokens it holds are spent.
+//! lines, each chunk is mapped by a [`Job`] on a pool thread or on the thread iterating
+//! (while it waits), and the iterator hands the items back in input order. Jobs never
+//! block (their results go to an unbounded channel); a fixed number of tokens bounds the
+//! chunks in flight instead. Dropping the iterator stops the cutting thread, even with
+//! no pool thread left to take its queued jobs.
 
 use super::jsonl::{line_item, LineCutter};
 use super::prefilter::Prefilter;
@@ -58,9 +59,12 @@ pub(crate) fn read<R: Read + Send + 'static>(
     for _ in 0..IN_FLIGHT {
         give_token.send(()).expect("the token channel has room");
     }
+    // Nothing is ever sent: the channel closes when the iterator is dropped.
+    let (reading, iterator_gone) = bounded::<()>(0);
     let cutter = Cutter {
         jobs: jobs.clone(),
         tokens,
+        iterator_gone,
         to_consumer,
         file: file.clone(),
     };
@@ -69,6 +73,7 @@ pub(crate) fn read<R: Read + Send + 'static>(
         .spawn(move || cutter.run(reader))?;
     Ok(Box::new(InOrder {
         jobs,
+        _reading: reading,
         parsed,
         give_token,
         waiting: BTreeMap::new(),
@@ -80,6 +85,8 @@ pub(crate) fn read<R: Read + Send + 'static>(
 struct Cutter {
     jobs: JobQueue,
     tokens: Receiver<()>,
+    /// Closes when the iterator is dropped.
+    iterator_gone: Receiver<()>,
     to_consumer: Sender<Parsed>,
     file: Arc<str>,
 }
@@ -123,8 +130,7 @@ impl Cutter {
                 .unwrap_or_else(|panic| vec![reader_failed("json", first, &*panic)]);
             let _ = to_consumer.send((index, items));
         });
-        self.jobs.submit(job);
-        true
+        self.jobs.submit_unless(job, &self.iterator_gone)
     }
 }
 
@@ -149,6 +155,8 @@ fn map_chunk(chunk: Chunk, file: &Arc<str>) -> Vec<ReadItem> {
 /// Parsed chunks back in input order.
 struct InOrder {
     jobs: JobQueue,
+    /// Held only to close the cutter's `iterator_gone` when dropped.
+    _reading: Sender<()>,
     parsed: Receiver<Parsed>,
     /// A chunk taken frees a token for the cutter.
     give_token: Sender<()>,
@@ -272,11 +280,16 @@ mod tests {
                 self.0.take().unwrap().send(()).unwrap();
             }
         }
-        let (stopped_tx, stopped) = crossbeam_channel::bounded(1);
-        let mut items = read(Endless(Some(stopped_tx)), "t".into(), test_workers(2)).unwrap();
-        assert!(items.next().is_some());
-        drop(items);
-        // The cutter drops its reader when it ends: recv does not hang.
-        stopped.recv().unwrap();
+        // With no pool thread, the iterator ran the jobs; once it is gone nobody takes
+        // them, and the cutter must not wait for that.
+        for threads in [0, 2] {
+            let (stopped_tx, stopped) = crossbeam_channel::bounded(1);
+            let mut items =
+                read(Endless(Some(stopped_tx)), "t".into(), test_workers(threads)).unwrap();
+            assert!(items.next().is_some());
+            drop(items);
+            // The cutter drops its reader when it ends: recv does not hang.
+            stopped.recv().unwrap();
+        }
     }
 }

@@ -140,7 +140,7 @@ pub type Items = Box<dyn Iterator<Item = ReadItem> + Send>;
 
 /// Opens one input, detects its format (EVTX magic `ElfFile\0`, zip `PK\x03\x04`, else
 /// JSON lines) and yields its records in file order. JSON lines are parsed by `jobs`
-/// (the pipeline's workers).
+/// (the pipeline's pool, and the thread iterating while it waits).
 pub fn read(input: &Input, jobs: &JobQueue) -> Result<Items, ReplayError> {
     let name = input.name.clone();
     let unreadable = |e: io::Error| ReplayError::new(&name, format_args!("cannot read: {e}"));
