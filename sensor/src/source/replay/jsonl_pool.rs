@@ -71,15 +71,17 @@ pub(crate) fn read<R: Read + Send + 'static>(
     std::thread::Builder::new()
         .name(format!("replay cut {file}"))
         .spawn(move || cutter.run(reader))?;
-    Ok(Box::new(InOrder {
-        jobs,
-        _reading: reading,
-        parsed,
-        give_token,
-        waiting: BTreeMap::new(),
-        next: 0,
-        current: Vec::new().into_iter(),
-    }))
+    Ok(Box::new(
+        InOrder {
+            jobs,
+            _reading: reading,
+            parsed,
+            give_token,
+            waiting: BTreeMap::new(),
+            next: 0,
+        }
+        .flatten(),
+    ))
 }
 
 struct Cutter {
@@ -152,7 +154,7 @@ fn map_chunk(chunk: Chunk, file: &Arc<str>) -> Vec<ReadItem> {
     items
 }
 
-/// Parsed chunks back in input order.
+/// Parsed chunks back in input order (the reader's items are these, flattened).
 struct InOrder {
     jobs: JobQueue,
     /// Held only to close the cutter's `iterator_gone` when dropped.
@@ -163,22 +165,18 @@ struct InOrder {
     /// Chunks that arrived before their turn.
     waiting: BTreeMap<u64, Vec<ReadItem>>,
     next: u64,
-    current: std::vec::IntoIter<ReadItem>,
 }
 
 impl Iterator for InOrder {
-    type Item = ReadItem;
+    type Item = Vec<ReadItem>;
 
-    fn next(&mut self) -> Option<ReadItem> {
+    fn next(&mut self) -> Option<Vec<ReadItem>> {
         loop {
-            if let Some(item) = self.current.next() {
-                return Some(item);
-            }
             match self.waiting.remove(&self.next) {
                 Some(items) => {
-                    self.current = items.into_iter();
                     self.next += 1;
                     let _ = self.give_token.try_send(());
+                    return Some(items);
                 }
                 None => {
                     let (index, items) = self.jobs.help_until(&self.parsed)?;

@@ -4,7 +4,7 @@
 
 use crate::record::{Location, ReadItem};
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
+use std::sync::mpsc::{sync_channel, SyncSender};
 
 const BATCH: usize = 256;
 /// Batches in flight: enough to keep both sides busy, bounded so a slow consumer holds
@@ -67,10 +67,7 @@ pub(crate) fn spawn(
             }
             sink.flush();
         })?;
-    Ok(Box::new(Received {
-        rx,
-        current: Vec::new().into_iter(),
-    }))
+    Ok(Box::new(rx.into_iter().flatten()))
 }
 
 /// The item that stands for what a reader could not read because it panicked.
@@ -88,24 +85,6 @@ pub(crate) fn reader_failed(
         kind,
         location,
         message: format!("the reader failed on this input and stopped: {what}"),
-    }
-}
-
-struct Received {
-    rx: Receiver<Vec<ReadItem>>,
-    current: std::vec::IntoIter<ReadItem>,
-}
-
-impl Iterator for Received {
-    type Item = ReadItem;
-
-    fn next(&mut self) -> Option<ReadItem> {
-        loop {
-            if let Some(item) = self.current.next() {
-                return Some(item);
-            }
-            self.current = self.rx.recv().ok()?.into_iter();
-        }
     }
 }
 
