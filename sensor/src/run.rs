@@ -258,7 +258,7 @@ pub fn platform_source() -> Result<Start, String> {
 mod tests {
     use super::*;
     use crate::record::Action;
-    use crate::sink::Memory;
+    use crate::sink::{ChannelSink, Memory};
     use arc_swap::ArcSwap;
     use dsl::RuleSet;
 
@@ -332,18 +332,6 @@ mod tests {
         );
     }
 
-    /// Tells a channel about every line written.
-    struct Announce(crossbeam_channel::Sender<String>);
-    impl Sink for Announce {
-        fn write_line(&mut self, line: &str) -> std::io::Result<()> {
-            let _ = self.0.send(line.to_string());
-            Ok(())
-        }
-        fn flush(&mut self) -> std::io::Result<()> {
-            Ok(())
-        }
-    }
-
     #[test]
     fn a_lone_event_is_alerted_while_running_not_held_for_a_full_batch() {
         let stop = Arc::new(AtomicBool::new(false));
@@ -377,7 +365,7 @@ mod tests {
         run(
             start,
             rules,
-            Box::new(Announce(written)),
+            Box::new(ChannelSink(written)),
             &Options::default(),
             config,
         )

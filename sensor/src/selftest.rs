@@ -8,8 +8,8 @@
 use crate::pipeline::Options;
 use crate::rules::{self, Platform};
 use crate::run::{self, RunConfig};
-use crate::sink::Sink;
-use crossbeam_channel::{Receiver, Sender};
+use crate::sink::ChannelSink;
+use crossbeam_channel::Receiver;
 use serde_json::Value;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
@@ -50,19 +50,6 @@ const PROVOCATION: Provocation = Provocation {
     rule: "SW-LNX-001",
     child_exe: "dash",
 };
-
-/// Lines written by the pipeline, handed to the test as they come.
-struct ChannelSink(Sender<String>);
-
-impl Sink for ChannelSink {
-    fn write_line(&mut self, line: &str) -> std::io::Result<()> {
-        let _ = self.0.send(line.to_string());
-        Ok(())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
 
 pub fn selftest() -> Result<bool, String> {
     let start = run::platform_source()?;

@@ -45,6 +45,21 @@ pub fn open(path: Option<&Path>) -> io::Result<Box<dyn Sink>> {
     })
 }
 
+/// Hands every line to a channel as it is written (selftest watches its own alerts
+/// this way). A line nobody receives any more is dropped.
+pub struct ChannelSink(pub crossbeam_channel::Sender<String>);
+
+impl Sink for ChannelSink {
+    fn write_line(&mut self, line: &str) -> io::Result<()> {
+        let _ = self.0.send(line.to_string());
+        Ok(())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
 /// Keeps every line in memory, for tests.
 #[cfg(test)]
 #[derive(Clone, Default)]
