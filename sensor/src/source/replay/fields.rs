@@ -9,7 +9,6 @@ use super::flat_json;
 use crate::record::Text;
 use compact_str::ToCompactString;
 use serde::de::{self, DeserializeSeed, IgnoredAny, MapAccess, SeqAccess, Visitor};
-use std::borrow::Cow;
 use std::fmt;
 
 macro_rules! keys {
@@ -384,7 +383,7 @@ impl<'de> Visitor<'de> for Node<'_, 'de> {
         let Some(doc) = self.doc else {
             return element_value(map, self.scope);
         };
-        while let Some(KeyStr(key)) = map.next_key()? {
+        while let Some(key) = map.next_key::<Str>()? {
             let child = match (self.scope, &*key) {
                 (Scope::Top, "Event") => Some(Scope::Event),
                 (Scope::Event, "System" | "EventData") => Some(Scope::Inner),
@@ -419,7 +418,7 @@ impl<'de> Visitor<'de> for Node<'_, 'de> {
 fn element_value<'de, A: MapAccess<'de>>(mut map: A, scope: Scope) -> Result<Val<'de>, A::Error> {
     let mut found: Option<Val<'de>> = None;
     let mut attribute: Option<Val<'de>> = None;
-    while let Some(KeyStr(key)) = map.next_key()? {
+    while let Some(key) = map.next_key::<Str>()? {
         let wanted = match scope {
             Scope::Attributes => matches!(&*key, "SystemTime" | "Name"),
             _ => matches!(&*key, "#text" | "#attributes"),
@@ -449,25 +448,22 @@ fn element_value<'de, A: MapAccess<'de>>(mut map: A, scope: Scope) -> Result<Val
     Ok(found.or(attribute).unwrap_or(Val::Object))
 }
 
-/// A key, borrowed from the input when it has no escapes.
-struct KeyStr<'de>(Cow<'de, str>);
-
-impl<'de> de::Deserialize<'de> for KeyStr<'de> {
+impl<'de> de::Deserialize<'de> for Str<'de> {
     fn deserialize<D: de::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         struct V;
         impl<'de> Visitor<'de> for V {
-            type Value = KeyStr<'de>;
+            type Value = Str<'de>;
             fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-                f.write_str("a key")
+                f.write_str("a string")
             }
-            fn visit_borrowed_str<E>(self, v: &'de str) -> Result<KeyStr<'de>, E> {
-                Ok(KeyStr(Cow::Borrowed(v)))
+            fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Str<'de>, E> {
+                Ok(Str::Borrowed(v))
             }
-            fn visit_str<E>(self, v: &str) -> Result<KeyStr<'de>, E> {
-                Ok(KeyStr(Cow::Owned(v.to_string())))
+            fn visit_str<E>(self, v: &str) -> Result<Str<'de>, E> {
+                Ok(Str::Unescaped(v.into()))
             }
-            fn visit_string<E>(self, v: String) -> Result<KeyStr<'de>, E> {
-                Ok(KeyStr(Cow::Owned(v)))
+            fn visit_string<E>(self, v: String) -> Result<Str<'de>, E> {
+                Ok(Str::Unescaped(v.into()))
             }
         }
         d.deserialize_str(V)
