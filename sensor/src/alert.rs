@@ -18,7 +18,7 @@ pub fn alert_line(event: &ProcessEvent, rule: &RuleMeta, explain: Option<&[Step]
     let record = &event.process.record;
     let unknown_parent = ProcessRecord::default();
     let parent = event.ancestors().next().map(|e| &e.record);
-    let alert = Alert {
+    let alert = AlertJson {
         kind: "alert",
         timestamp: event
             .timestamp
@@ -50,7 +50,7 @@ pub fn alert_line(event: &ProcessEvent, rule: &RuleMeta, explain: Option<&[Step]
 }
 
 #[derive(Serialize)]
-struct Alert<'a> {
+struct AlertJson<'a> {
     kind: &'static str,
     timestamp: Option<String>,
     hostname: Option<&'a str>,

@@ -33,9 +33,13 @@ pub struct ProcessRecord {
 impl ProcessRecord {
     /// Fills `exe` from `image_path` when the source gave only the path.
     pub fn fill_exe(&mut self) {
-        if self.exe.is_none() {
-            self.exe = self.image_path.as_deref().map(|p| file_name(p).into());
-        }
+        fill_exe(&mut self.exe, &self.image_path);
+    }
+}
+
+fn fill_exe(exe: &mut Option<Text>, image_path: &Option<Text>) {
+    if exe.is_none() {
+        *exe = image_path.as_deref().map(|p| file_name(p).into());
     }
 }
 
@@ -50,9 +54,7 @@ pub struct ParentFields {
 
 impl ParentFields {
     pub fn fill_exe(&mut self) {
-        if self.exe.is_none() {
-            self.exe = self.image_path.as_deref().map(|p| file_name(p).into());
-        }
+        fill_exe(&mut self.exe, &self.image_path);
     }
 }
 
