@@ -1,6 +1,9 @@
 #!/usr/bin/env bash
-# Windows part of CI, run from Linux: clippy for both Windows targets, then the
-# spawnwatch unit tests built for x86_64-pc-windows-gnu and run under wine.
+# Windows part of CI, run from Linux: clippy for both Windows targets, the spawnwatch
+# unit tests built for x86_64-pc-windows-gnu and run under wine, then the real
+# spawnwatch.exe end to end under wine: replay gives the Linux binary's output byte for
+# byte, check / rules / test pass, and `run` fails cleanly (exit 2, a message that says
+# what failed) where ETW cannot start.
 #
 # Idempotent. Needs rustup; installs gcc-mingw-w64-x86-64 and wine with apt-get when they
 # are missing. Exits non-zero on the first failure.
@@ -74,9 +77,62 @@ if [ -d "$WINEPREFIX" ]; then
 fi
 run wineboot --init
 run wineserver --wait
-# The unit tests (all logic, plus the Win32 snapshot, device map and SID lookup); the
-# end-to-end tests drive the Linux binary and the shared recordings, on Linux.
-run cargo test --target x86_64-pc-windows-gnu -p spawnwatch --bins
+# The unit tests (all logic, plus the Win32 snapshot, device map, SID lookup, named
+# mutex and console handler). Release, like the binary below: one build of the
+# Windows dependencies serves both.
+run cargo test --release --target x86_64-pc-windows-gnu -p spawnwatch --bins
 run wineserver --wait
 
-section "done: clippy clean for both Windows targets, tests passed under wine"
+section "spawnwatch.exe end to end under wine"
+run cargo build --release --target x86_64-pc-windows-gnu -p spawnwatch
+# The Linux binary to compare with, built as `cargo test --workspace` builds it (a plain
+# `cargo build` unifies features differently and would compile the dependencies again):
+# the test run that follows in .ci/run reuses all of it.
+run cargo test --workspace --no-run
+EXE="$TARGET_DIR/x86_64-pc-windows-gnu/release/spawnwatch.exe"
+LINUX="$TARGET_DIR/debug/spawnwatch"
+DATA="$(cd "$ROOT/../shared/data" && pwd)"
+OUT="$TARGET_DIR/wine-e2e"
+rm -rf "$OUT"
+mkdir -p "$OUT"
+# A hang is a failure too.
+wine_exe() {
+    timeout 300 wine "$EXE" "$@"
+}
+
+# Every file, one at a time, by the same relative name on both sides (the name is in
+# the alerts): stdout and the exit code must be identical.
+compared=0
+while IFS= read -r file; do
+    name="${file//\//_}"
+    linux_rc=0
+    (cd "$DATA" && "$LINUX" replay --ordered "$file") >"$OUT/$name.linux" 2>"$OUT/$name.linux.err" || linux_rc=$?
+    wine_rc=0
+    (cd "$DATA" && wine_exe replay --ordered "$file") >"$OUT/$name.wine" 2>"$OUT/$name.wine.err" || wine_rc=$?
+    if [ "$linux_rc" != "$wine_rc" ] || ! cmp -s "$OUT/$name.linux" "$OUT/$name.wine"; then
+        echo "replay --ordered $file: Linux exit $linux_rc, wine exit $wine_rc; output differs:" >&2
+        diff "$OUT/$name.linux" "$OUT/$name.wine" | head -20 >&2 || true
+        tail -5 "$OUT/$name.wine.err" >&2
+        exit 1
+    fi
+    echo "replay --ordered $file: identical ($(wc -l <"$OUT/$name.wine") lines, exit $wine_rc)" >&2
+    compared=$((compared + 1))
+done < <(cd "$DATA" && find . -type f | sed 's|^\./||' | sort)
+[ "$compared" -gt 0 ] || { echo "no file in $DATA" >&2; exit 1; }
+
+run wine_exe check rules/
+run wine_exe rules >/dev/null
+run wine_exe test rules/
+
+# wine's StartTraceW is a stub: `run` must say which session failed and exit 2.
+run_rc=0
+wine_exe run -o "$(winepath -w "$OUT/run-alerts.jsonl")" >"$OUT/run.out" 2>"$OUT/run.err" || run_rc=$?
+cat "$OUT/run.err" >&2
+if [ "$run_rc" != 2 ] || grep -q "panicked" "$OUT/run.err" ||
+    ! grep -Eq "^spawnwatch: (ETW session spawnwatch-[a-z-]+ did not start|live ETW tracing needs administrator)" "$OUT/run.err"; then
+    echo "spawnwatch.exe run under wine: expected exit 2 naming the session that did not start, got exit $run_rc" >&2
+    exit 1
+fi
+run wineserver --wait
+
+section "done: clippy clean for both Windows targets, tests and spawnwatch.exe passed under wine"

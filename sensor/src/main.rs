@@ -7,11 +7,13 @@
 mod alert;
 mod check;
 mod event;
+mod host;
 mod latency;
 mod pipeline;
 mod record;
 mod reload;
 mod replay;
+mod restart;
 mod rules;
 mod ruletest;
 mod run;
@@ -217,7 +219,7 @@ fn replay_command(args: ReplayArgs) -> Result<ExitCode, String> {
 }
 
 fn run_command(args: RunArgs) -> Result<ExitCode, String> {
-    let start = run::platform_source()?;
+    let start = run::platform_source(run::Role::Sensor)?;
     let loaded = rules::load_or_report(&args.rules.rules, rules::Platform::Native)?;
     let ids: Vec<&str> = loaded
         .rules
@@ -245,14 +247,18 @@ fn run_command(args: RunArgs) -> Result<ExitCode, String> {
         record,
         stop: signals.stop.clone(),
         on_turn: Box::new(move |pipeline| reloader.poll(pipeline)),
+        restart: restart::Backoff::default(),
     };
-    let report = run::run(
+    let result = run::run(
         start,
         rules,
         sink,
         &pipeline_options(&args.output, storm::StormLimits::default().limit),
         config,
-    )?;
+    );
+    // A console close, log-off or shutdown waits for this before Windows ends us.
+    signals.finished.set();
+    let report = result?;
     eprintln!(
         "spawnwatch: stopped: {} process events evaluated, {} alerts, {} suppressed",
         report.evaluated,

@@ -128,19 +128,11 @@ fn reload_failed_line(diagnostics: &str) -> String {
     json!({
         "kind": "sensor",
         "timestamp": chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
-        "hostname": hostname(),
+        "hostname": crate::host::hostname(),
         "rule": {"id": "spawnwatch.reload-failed", "title": "Rule reload failed; the previous rules are still running", "severity": "medium", "attack": []},
         "diagnostics": diagnostics,
     })
     .to_string()
-}
-
-fn hostname() -> Option<String> {
-    std::env::var("COMPUTERNAME").ok().or_else(|| {
-        std::fs::read_to_string("/proc/sys/kernel/hostname")
-            .ok()
-            .map(|h| h.trim().to_string())
-    })
 }
 
 fn watch(

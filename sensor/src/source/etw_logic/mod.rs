@@ -4,6 +4,7 @@
 
 pub mod errors;
 pub mod join;
+pub mod lifecycle;
 pub mod options;
 pub mod paths;
 pub mod raw;

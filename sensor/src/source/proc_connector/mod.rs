@@ -254,7 +254,7 @@ pub fn seed() -> Vec<SourceEvent> {
 }
 
 fn seed_from(procfs: &ProcFs, users: &mut UserNames) -> Vec<SourceEvent> {
-    let hostname = procfs.hostname();
+    let hostname = host_name();
     procfs
         .pids()
         .into_iter()
@@ -264,6 +264,10 @@ fn seed_from(procfs: &ProcFs, users: &mut UserNames) -> Vec<SourceEvent> {
                 .then(|| source_event(Action::Existing, record, hostname.clone()))
         })
         .collect()
+}
+
+fn host_name() -> Option<Text> {
+    crate::host::hostname().map(Text::from)
 }
 
 fn source_event(action: Action, process: ProcessRecord, hostname: Option<Text>) -> SourceEvent {
@@ -336,12 +340,17 @@ impl Reader {
         true
     }
 
+    /// The reader cannot go on: before the kernel's answer `start` fails with the
+    /// reason; after it the run loop hears of it (and restarts the source).
     fn fail(&mut self, reason: String) {
         if let Ok(mut failure) = self.handler.counters.failure.lock() {
             *failure = Some(reason.clone());
         }
-        if let Some(ready) = self.ready.take() {
-            let _ = ready.send(Err(reason));
+        match self.ready.take() {
+            Some(ready) => {
+                let _ = ready.send(Err(reason));
+            }
+            None => self.handler.sink.ended(SOURCE, &reason),
         }
     }
 }
@@ -389,7 +398,7 @@ struct Handler {
 impl Handler {
     fn new(sink: LiveSink, procfs: ProcFs, users: UserNames, counters: Arc<Counters>) -> Handler {
         Handler {
-            hostname: procfs.hostname(),
+            hostname: host_name(),
             procfs,
             users,
             sink,

@@ -80,12 +80,6 @@ impl ProcFs {
             .collect()
     }
 
-    pub(crate) fn hostname(&self) -> Option<Text> {
-        let name = std::fs::read_to_string(self.root.join("sys/kernel/hostname")).ok()?;
-        let name = name.trim();
-        (!name.is_empty()).then(|| name.into())
-    }
-
     /// The record of `pid` as `/proc` shows it now, with `ppid` falling back to
     /// `known_ppid` (from the kernel's events). `exe` is the image's file name, or
     /// the comm when the image link could not be read (zombie, kernel thread).
@@ -357,20 +351,17 @@ pub(crate) mod tests {
     }
 
     #[test]
-    fn lists_pids_and_hostname() {
+    fn lists_pids() {
         let dir = tempfile::tempdir().unwrap();
         let procfs = ProcFs {
             root: dir.path().join("proc"),
         };
         fake_process(&procfs.root, 1, 0, 0, Some("/sbin/init"), &["/sbin/init"]);
         fake_process(&procfs.root, 77, 1, 0, Some("/usr/sbin/nginx"), &["nginx"]);
-        std::fs::create_dir_all(procfs.root.join("sys/kernel")).unwrap();
         std::fs::create_dir_all(procfs.root.join("self")).unwrap();
-        std::fs::write(procfs.root.join("sys/kernel/hostname"), "web01\n").unwrap();
         let mut pids = procfs.pids();
         pids.sort();
         assert_eq!(pids, [1, 77]);
-        assert_eq!(procfs.hostname().as_deref(), Some("web01"));
         assert_eq!(procfs.read(1).ppid, None, "PPid 0 is no parent");
     }
 

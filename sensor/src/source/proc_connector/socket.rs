@@ -92,6 +92,15 @@ impl ConnectorSocket {
         }
     }
 
+    /// A socket on any descriptor: tests play the kernel on the other end of a
+    /// datagram socketpair.
+    #[cfg(test)]
+    pub(crate) fn on(fd: OwnedFd, timeout: Duration) -> Result<ConnectorSocket, String> {
+        let socket = ConnectorSocket { fd };
+        socket.set_receive_timeout(timeout)?;
+        Ok(socket)
+    }
+
     fn set_receive_timeout(&self, timeout: Duration) -> Result<(), String> {
         let tv = libc::timeval {
             tv_sec: timeout.as_secs() as libc::time_t,

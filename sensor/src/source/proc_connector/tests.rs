@@ -331,6 +331,47 @@ fn seed_sees_this_process() {
     );
 }
 
+#[test]
+fn a_socket_that_fails_after_start_is_reported_as_an_end() {
+    use super::parse::tests::ack;
+    use std::os::fd::{AsRawFd, OwnedFd};
+    use std::os::unix::net::UnixDatagram;
+    // The test plays the kernel on the other end of a datagram socketpair.
+    let (ours, kernel) = UnixDatagram::pair().unwrap();
+    let fd = ours.as_raw_fd();
+    let socket = ConnectorSocket::on(OwnedFd::from(ours), RECEIVE_TIMEOUT).unwrap();
+    let nonce = 41;
+    kernel.send(&ack(nonce + 1)).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let (tx, _rx) = crossbeam_channel::bounded(16);
+    let (ends_tx, ends) = crossbeam_channel::unbounded();
+    let sink = LiveSink::new(tx, Arc::default()).reporting_ends_to(ends_tx);
+    let procfs = ProcFs {
+        root: dir.path().join("proc"),
+    };
+    let users = UserNames::new(passwd(dir.path()));
+    let connector = ProcConnector::launch(socket, nonce, sink, procfs, users).expect("launch");
+    // The socket breaks under the reader: its descriptor is no socket any more.
+    let null = std::fs::File::open("/dev/null").unwrap();
+    // SAFETY: both descriptors are open; `fd` stays owned by the reader's socket.
+    assert!(unsafe { libc::dup2(null.as_raw_fd(), fd) } >= 0);
+    let end = ends
+        .recv_timeout(Duration::from_secs(10))
+        .expect("the reader's end was not reported");
+    assert_eq!(end.part, "proc-connector");
+    assert!(
+        end.reason
+            .starts_with("receiving from the process-events connector"),
+        "{}",
+        end.reason
+    );
+    assert_eq!(
+        connector.stats().failure.as_deref(),
+        Some(end.reason.as_str())
+    );
+    stop_within_deadline(connector);
+}
+
 // ---- Against the real kernel (root only) ----
 
 /// Whether the real-kernel tests can run; prints why not.
