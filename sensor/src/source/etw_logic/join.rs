@@ -7,6 +7,16 @@
 //! joined late and completes the process table entry with an `Existing` event (never a
 //! second `Create`: the rules saw the process once).
 //!
+//! Two halves belong together when they name the same pid and parent pid and their
+//! event-header timestamps lie within [`JoinConfig::match_window`]. Only header times are
+//! compared: ferrisetw starts both sessions with the QPC clock and converts it from a
+//! reference taken at session start, so header times do not follow a later step of the
+//! system clock (w32time, VM time sync, `Set-Date`), while a payload's `CreateTime` or
+//! `ExitTime` does. Those payload times are only written out, as the event's time.
+//!
+//! A termination carries the image name of its start (a Kernel-Process ProcessStop has
+//! only an ANSI name cut to 14 characters).
+//!
 //! No clocks in here: the caller passes `now` (time since the source started) to every
 //! call, so tests drive time explicitly.
 
@@ -45,7 +55,11 @@ pub struct JoinConfig {
 impl Default for JoinConfig {
     fn default() -> Self {
         JoinConfig {
-            wait: Duration::from_millis(500),
+            // Each session flushes on its own 1 s timer, so the two halves of one
+            // process can arrive about a second apart on a quiet host; a shorter wait
+            // would report most processes with one half, the command line or the image
+            // path missing when the rules see them.
+            wait: Duration::from_millis(1500),
             match_window: Duration::from_secs(2),
             late_memory: Duration::from_secs(30),
             max_pending: 65_536,
@@ -87,8 +101,20 @@ enum Half {
 
 #[derive(Clone, Debug)]
 struct Ended {
-    timestamp: u64,
-    exe: Option<String>,
+    /// Header time: what the join compares.
+    key: u64,
+    /// The time written out: ProcessStop's `ExitTime` (the system clock, like the
+    /// create's `CreateTime`), else the header time.
+    output: u64,
+    /// The system logger End's own name, for a process whose start was never seen.
+    logger_exe: Option<String>,
+}
+
+/// What a terminate needs of the start of a process that was reported.
+#[derive(Debug)]
+struct Started {
+    key: u64,
+    exe: Option<Text>,
 }
 
 #[derive(Debug)]
@@ -104,21 +130,36 @@ struct Slot {
 }
 
 impl Slot {
+    /// The header time of the half that came first (0: unknown).
     fn key(&self) -> u64 {
         self.kernel
             .as_ref()
-            .map(kernel_key)
+            .map(|k| k.timestamp_filetime)
             .or_else(|| self.logger.as_ref().map(|l| l.timestamp_filetime))
             .unwrap_or(0)
     }
+
+    fn parent_pid(&self) -> Option<u32> {
+        self.kernel
+            .as_ref()
+            .and_then(|k| k.parent_pid)
+            .or_else(|| self.logger.as_ref().and_then(|l| l.parent_pid))
+    }
 }
 
-fn kernel_key(k: &KernelProcessStart) -> u64 {
-    if k.create_time_filetime != 0 {
-        k.create_time_filetime
-    } else {
-        k.timestamp_filetime
-    }
+/// Two header times at most `window` apart, or one unknown (0).
+fn near(a: u64, b: u64, window: u64) -> bool {
+    a == 0 || b == 0 || a.abs_diff(b) <= window
+}
+
+/// A process that started at header time `start` can be the one ending at `end`.
+fn started_before(start: u64, end: u64, window: u64) -> bool {
+    start == 0 || end == 0 || start <= end.saturating_add(window)
+}
+
+/// Two parent pids name the same parent, or one is unknown.
+fn same_parent(a: Option<u32>, b: Option<u32>) -> bool {
+    a.zip(b).is_none_or(|(a, b)| a == b)
 }
 
 #[derive(Debug)]
@@ -137,6 +178,8 @@ pub struct Joiner {
     last_rebuild: Option<Duration>,
     accounts: SidCache,
     known_images: HashMap<u32, String>,
+    /// Processes reported (created or running at start) and not yet terminated.
+    started: HashMap<u32, Started>,
     next_id: u64,
     slots: HashMap<u32, Vec<Slot>>,
     pending: usize,
@@ -168,6 +211,7 @@ impl Joiner {
             last_rebuild: None,
             accounts,
             known_images: HashMap::new(),
+            started: HashMap::new(),
             next_id: 0,
             slots: HashMap::new(),
             pending: 0,
@@ -215,15 +259,12 @@ impl Joiner {
             RawEvent::Logger(l) => match l.opcode {
                 SL_START => self.on_start(None, Some(l), now, &mut out),
                 SL_END => {
-                    let exe = non_empty(&l.image_file_name);
-                    self.on_terminate(
-                        Half::Logger,
-                        l.pid,
-                        l.timestamp_filetime,
-                        exe,
-                        now,
-                        &mut out,
-                    )
+                    let ended = Ended {
+                        key: l.timestamp_filetime,
+                        output: l.timestamp_filetime,
+                        logger_exe: complete_exe(&l.image_file_name, &l.command_line),
+                    };
+                    self.on_terminate(Half::Logger, l.pid, ended, now, &mut out)
                 }
                 SL_DC_START => {
                     self.counts.rundown += 1;
@@ -280,7 +321,7 @@ impl Joiner {
     }
 
     fn within(&self, a: u64, b: u64) -> bool {
-        a == 0 || b == 0 || a.abs_diff(b) <= self.window_100ns
+        near(a, b, self.window_100ns)
     }
 
     fn on_start(
@@ -290,9 +331,9 @@ impl Joiner {
         now: Duration,
         out: &mut Vec<SourceEvent>,
     ) {
-        let (pid, half, key) = match (&kernel, &logger) {
-            (Some(k), _) => (k.pid, Half::Kernel, kernel_key(k)),
-            (None, Some(l)) => (l.pid, Half::Logger, l.timestamp_filetime),
+        let (pid, half, key, parent) = match (&kernel, &logger) {
+            (Some(k), _) => (k.pid, Half::Kernel, k.timestamp_filetime, k.parent_pid),
+            (None, Some(l)) => (l.pid, Half::Logger, l.timestamp_filetime, l.parent_pid),
             (None, None) => return,
         };
         let partner = self.slots.get(&pid).and_then(|slots| {
@@ -301,7 +342,7 @@ impl Joiner {
                     Half::Kernel => s.kernel.is_none() && s.logger.is_some(),
                     Half::Logger => s.logger.is_none() && s.kernel.is_some(),
                 };
-                open && self.within(s.key(), key)
+                open && self.within(s.key(), key) && same_parent(s.parent_pid(), parent)
             })
         });
         let Some(index) = partner else {
@@ -341,31 +382,34 @@ impl Joiner {
     }
 
     fn on_kernel_stop(&mut self, s: KernelProcessStop, now: Duration, out: &mut Vec<SourceEvent>) {
-        let ts = if s.timestamp_filetime != 0 {
-            s.timestamp_filetime
-        } else {
-            s.exit_time_filetime
+        // Not its ImageName: ANSI, cut to 14 characters.
+        let ended = Ended {
+            key: s.timestamp_filetime,
+            output: if s.exit_time_filetime != 0 {
+                s.exit_time_filetime
+            } else {
+                s.timestamp_filetime
+            },
+            logger_exe: None,
         };
-        let exe = non_empty(&s.image_name);
-        self.on_terminate(Half::Kernel, s.pid, ts, exe, now, out);
+        self.on_terminate(Half::Kernel, s.pid, ended, now, out);
     }
 
     fn on_terminate(
         &mut self,
         half: Half,
         pid: u32,
-        timestamp: u64,
-        exe: Option<String>,
+        ended: Ended,
         now: Duration,
         out: &mut Vec<SourceEvent>,
     ) {
+        let timestamp = ended.key;
         // The other source's report of a termination already handled?
         let window = self.window_100ns;
-        let near = |a: u64, b: u64| a == 0 || b == 0 || a.abs_diff(b) <= window;
         if let Some(list) = self.terms.get_mut(&pid) {
             if let Some(i) = list
                 .iter()
-                .position(|t| t.half != half && near(t.timestamp, timestamp))
+                .position(|t| t.half != half && near(t.timestamp, timestamp, window))
             {
                 list.remove(i);
                 self.counts.duplicate_terminations += 1;
@@ -380,23 +424,19 @@ impl Joiner {
         });
         self.terms_q.push_back((expires, pid));
 
-        let ended = Ended { timestamp, exe };
         if let Some(slots) = self.slots.get_mut(&pid) {
             // A create still waiting for its partner: terminate right after it.
-            let started_before = |s: &Slot| {
-                let k = s.key();
-                k == 0 || timestamp == 0 || k <= timestamp.saturating_add(window)
-            };
+            let before = |s: &Slot| started_before(s.key(), timestamp, window);
             if let Some(slot) = slots
                 .iter_mut()
                 .rev()
-                .find(|s| !s.emitted && s.ended.is_none() && started_before(s))
+                .find(|s| !s.emitted && s.ended.is_none() && before(s))
             {
                 slot.ended = Some(ended);
                 return;
             }
             // Processes emitted alone: a late partner must not bring them back.
-            for slot in slots.iter_mut().filter(|s| s.emitted && started_before(s)) {
+            for slot in slots.iter_mut().filter(|s| s.emitted && before(s)) {
                 slot.ended.get_or_insert_with(|| ended.clone());
             }
         }
@@ -405,12 +445,23 @@ impl Joiner {
 
     fn push_terminate(&mut self, pid: u32, ended: Ended, out: &mut Vec<SourceEvent>) {
         self.counts.terminated += 1;
+        let window = self.window_100ns;
+        let started =
+            (self.started.remove(&pid)).filter(|s| started_before(s.key, ended.key, window));
         let process = ProcessRecord {
             pid,
-            exe: ended.exe.map(Text::from),
+            exe: started
+                .and_then(|s| s.exe)
+                .or(ended.logger_exe.map(Text::from)),
             ..Default::default()
         };
-        out.push(self.event(Action::Terminate, filetime_to_utc(ended.timestamp), process));
+        out.push(self.event(Action::Terminate, filetime_to_utc(ended.output), process));
+    }
+
+    /// Remembers a reported process for its terminate.
+    fn remember_start(&mut self, key: u64, process: &ProcessRecord) {
+        let exe = process.exe.clone();
+        self.started.insert(process.pid, Started { key, exe });
     }
 
     fn emit_alone(&mut self, pid: u32, id: u64, now: Duration, out: &mut Vec<SourceEvent>) {
@@ -510,6 +561,11 @@ impl Joiner {
         if p.ppid.is_none() {
             p.ppid = l.parent_pid;
         }
+        // A Start is logged by the process that called CreateProcess (a rundown's
+        // header names no creator).
+        if p.creator_pid.is_none() && l.opcode == SL_START && l.header_pid != 0 {
+            p.creator_pid = Some(l.header_pid);
+        }
         if p.image_path.is_none() {
             p.exe = complete_exe(&l.image_file_name, p.command_line.as_deref().unwrap_or(""))
                 .map(Text::from);
@@ -543,10 +599,12 @@ impl Joiner {
             self.logger_fields(l, &mut p);
         }
         p.fill_exe();
+        let header = kernel.map(|k| k.timestamp_filetime);
+        let header = header.or(logger.map(|l| l.timestamp_filetime));
+        self.remember_start(header.unwrap_or(0), &p);
         let timestamp = kernel
             .and_then(|k| filetime_to_utc(k.create_time_filetime))
-            .or_else(|| kernel.and_then(|k| filetime_to_utc(k.timestamp_filetime)))
-            .or_else(|| logger.and_then(|l| filetime_to_utc(l.timestamp_filetime)));
+            .or_else(|| header.and_then(filetime_to_utc));
         self.event(action, timestamp, p)
     }
 
@@ -563,6 +621,7 @@ impl Joiner {
                 p.image_path = Some(path.as_str().into());
             }
         }
+        self.remember_start(l.timestamp_filetime, &p);
         self.event(Action::Existing, filetime_to_utc(l.timestamp_filetime), p)
     }
 
@@ -575,10 +634,6 @@ impl Joiner {
         let hostname = self.config.hostname.as_deref().map(Text::from);
         SourceEvent::live(ORIGIN_KIND, action, timestamp, hostname, process)
     }
-}
-
-fn non_empty(s: &str) -> Option<String> {
-    (!s.is_empty()).then(|| s.to_string())
 }
 
 /// The EPROCESS short name keeps 15 characters (`UMWorkerProcess`): complete it from the
@@ -624,6 +679,7 @@ mod tests {
 
     fn joiner() -> Joiner {
         let config = JoinConfig {
+            wait: ms(500),
             hostname: Some("web01".into()),
             ..JoinConfig::default()
         };
@@ -663,6 +719,8 @@ mod tests {
         RawEvent::Logger(SystemLoggerProcess {
             opcode,
             pid,
+            // a Start is logged by its creator (here the parent), an End by the process
+            header_pid: if opcode == SL_START { ppid } else { pid },
             parent_pid: Some(ppid),
             session_id: Some(0),
             exit_status: Some(259),
@@ -799,7 +857,8 @@ mod tests {
         assert_eq!(p.exe.as_deref(), Some("UMWorkerProcess.exe"));
         assert_eq!(p.image_path, None);
         assert_eq!(p.ppid, Some(600));
-        assert_eq!(p.creator_pid, None);
+        // the Start's header names its creator
+        assert_eq!(p.creator_pid, Some(600));
         assert_eq!(p.user.as_deref(), Some(r"CONTOSO\web"));
         assert_eq!(out[0].timestamp, filetime_to_utc(CREATE_TIME));
         assert_eq!(j.counts().logger_only, 1);
@@ -845,6 +904,131 @@ mod tests {
             ),
             (1, 1, 1, 1)
         );
+    }
+
+    /// A Kernel-Process start whose payload `CreateTime` is `step` (100 ns) off its
+    /// header time, as after a step of the system clock.
+    fn kstart_stepped(pid: u32, ppid: u32, header: u64, step: i64) -> RawEvent {
+        let mut raw = kstart(pid, ppid, ppid, CMD, 0);
+        if let RawEvent::KernelStart(k) = &mut raw {
+            k.timestamp_filetime = header;
+            k.create_time_filetime = header.saturating_add_signed(step);
+        }
+        raw
+    }
+
+    fn kstop_stepped(pid: u32, header: u64, step: i64) -> RawEvent {
+        let mut raw = kstop(pid, "cmd.exe", header);
+        if let RawEvent::KernelStop(s) = &mut raw {
+            s.exit_time_filetime = header.saturating_add_signed(step);
+        }
+        raw
+    }
+
+    #[test]
+    fn a_clock_step_changes_nothing_the_join_compares() {
+        const SECOND: i64 = 10_000_000;
+        for step in [5 * SECOND, -5 * SECOND, 3600 * SECOND, -3600 * SECOND] {
+            for kernel_first in [true, false] {
+                let mut j = joiner();
+                let mut out = Vec::new();
+                // pid 900 twice: reused 10 s later, under another parent
+                for (i, (pid, ppid)) in [(900, 4012), (901, 4012), (900, 5000)].iter().enumerate() {
+                    let (pid, ppid) = (*pid, *ppid);
+                    let header = CREATE_TIME + i as u64 * 10_000 * MS;
+                    let now = ms(i as u64 * 10_000);
+                    let kernel = [
+                        kstart_stepped(pid, ppid, header, step),
+                        kstop_stepped(pid, header + 50 * MS, step),
+                    ];
+                    let system_logger = [
+                        logger(1, pid, ppid, "cmd.exe", CMDLINE, header + 4 * MS),
+                        logger(2, pid, ppid, "cmd.exe", "", header + 51 * MS),
+                    ];
+                    let (first, second) = if kernel_first {
+                        (kernel, system_logger)
+                    } else {
+                        (system_logger, kernel)
+                    };
+                    for (k, raw) in first.into_iter().enumerate() {
+                        out.extend(j.on_raw(raw, now + ms(k as u64)));
+                    }
+                    for (k, raw) in second.into_iter().enumerate() {
+                        out.extend(j.on_raw(raw, now + ms(400 + k as u64)));
+                    }
+                    out.extend(j.tick(now + ms(5_000)));
+                }
+                out.extend(j.flush(ms(60_000)));
+                let what = format!("step {step}, kernel first: {kernel_first}");
+                let seq: Vec<(Action, u32)> =
+                    out.iter().map(|e| (e.action, e.process.pid)).collect();
+                assert_eq!(
+                    seq,
+                    [
+                        (Action::Create, 900),
+                        (Action::Terminate, 900),
+                        (Action::Create, 901),
+                        (Action::Terminate, 901),
+                        (Action::Create, 900),
+                        (Action::Terminate, 900),
+                    ],
+                    "{what}"
+                );
+                for (i, create) in out.iter().step_by(2).enumerate() {
+                    let p = &create.process;
+                    assert!(p.command_line.is_some() && p.image_path.is_some(), "{what}");
+                    // the payload's CreateTime is what is written out
+                    let header = CREATE_TIME + i as u64 * 10_000 * MS;
+                    let create_time = header.saturating_add_signed(step);
+                    assert_eq!(create.timestamp, filetime_to_utc(create_time), "{what}");
+                }
+                let c = j.counts();
+                assert_eq!(
+                    (c.joined, c.kernel_only, c.logger_only, c.joined_late),
+                    (3, 0, 0, 0),
+                    "{what}"
+                );
+                assert_eq!((c.terminated, c.duplicate_terminations), (3, 3), "{what}");
+            }
+        }
+    }
+
+    #[test]
+    fn a_terminate_names_the_image_of_its_start_not_the_cut_stop_name() {
+        let mut j = joiner();
+        let image = r"\Device\HarddiskVolume3\Windows\System32\SearchProtocolHost.exe";
+        j.on_raw(kstart(700, 600, 600, image, CREATE_TIME), ms(0));
+        j.tick(ms(500));
+        let out = j.on_raw(
+            kstop(700, "SearchProtocol", CREATE_TIME + 900 * MS),
+            ms(900),
+        );
+        assert_eq!(out[0].action, Action::Terminate);
+        assert_eq!(
+            out[0].process.exe.as_deref(),
+            Some("SearchProtocolHost.exe")
+        );
+        // a process running at start: the rundown's name
+        j.on_raw(
+            logger(3, 710, 600, "SearchFilterHost.exe", "", CREATE_TIME),
+            ms(901),
+        );
+        let out = j.on_raw(kstop(710, "SearchFilterHo", CREATE_TIME + MS), ms(902));
+        assert_eq!(out[0].process.exe.as_deref(), Some("SearchFilterHost.exe"));
+        // a start never seen: no name rather than a cut one
+        let out = j.on_raw(kstop(720, "SearchIndexer.", CREATE_TIME + MS), ms(903));
+        assert_eq!(
+            (out[0].action, out[0].process.exe.as_deref()),
+            (Action::Terminate, None)
+        );
+        // the same pid again, after the terminate: its new start's name
+        j.on_raw(
+            kstart(700, 600, 600, CMD, CREATE_TIME + 2_000 * MS),
+            ms(2_000),
+        );
+        j.tick(ms(2_500));
+        let out = j.on_raw(kstop(700, "cmd.exe", CREATE_TIME + 2_100 * MS), ms(2_600));
+        assert_eq!(out[0].process.exe.as_deref(), Some("cmd.exe"));
     }
 
     #[test]
@@ -896,18 +1080,21 @@ mod tests {
 
     #[test]
     fn a_reused_pid_is_another_process() {
-        let mut j = joiner();
-        j.on_raw(kstart(800, 4, 4, CMD, CREATE_TIME), ms(0));
-        // same pid, logger half 10 s of event time later: not a partner
-        j.on_raw(
-            logger(1, 800, 4012, "cmd.exe", CMDLINE, CREATE_TIME + 10_000 * MS),
-            ms(100),
-        );
-        assert_eq!(j.pending(), 2);
-        let out = j.tick(ms(700));
-        assert_eq!(out.len(), 2);
-        let c = j.counts();
-        assert_eq!((c.joined, c.kernel_only, c.logger_only), (0, 1, 1));
+        // the logger half 10 s of header time later, or 3 ms later under another parent
+        for (delay, ppid) in [(10_000 * MS, 4012), (3 * MS, 5000)] {
+            let mut j = joiner();
+            j.on_raw(kstart(800, 4012, 4012, CMD, CREATE_TIME), ms(0));
+            j.on_raw(
+                logger(1, 800, ppid, "cmd.exe", CMDLINE, CREATE_TIME + delay),
+                ms(100),
+            );
+            assert_eq!(j.pending(), 2);
+            let out = j.tick(ms(700));
+            let parents: Vec<Option<u32>> = out.iter().map(|e| e.process.ppid).collect();
+            assert_eq!(parents, [Some(4012), Some(ppid)]);
+            let c = j.counts();
+            assert_eq!((c.joined, c.kernel_only, c.logger_only), (0, 1, 1));
+        }
     }
 
     #[test]

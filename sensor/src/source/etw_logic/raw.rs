@@ -98,6 +98,9 @@ pub struct SystemLoggerProcess {
     /// 1 start, 2 end, 3 DCStart (rundown), 4 DCEnd.
     pub opcode: u8,
     pub pid: u32,
+    /// `EventHeader.ProcessId`: for a Start the process that called CreateProcess, for
+    /// an End the process that ends.
+    pub header_pid: u32,
     pub parent_pid: Option<u32>,
     pub session_id: Option<u32>,
     pub exit_status: Option<i32>,
@@ -193,6 +196,7 @@ pub fn system_logger_event(h: &RecordHeader, f: &dyn EventFields) -> Extracted {
     Extracted::Event(RawEvent::Logger(SystemLoggerProcess {
         opcode: h.opcode,
         pid,
+        header_pid: h.process_id,
         parent_pid: f.u32("ParentId"),
         session_id: f.u32("SessionId"),
         exit_status: f.u32("ExitStatus").map(|v| v as i32),
