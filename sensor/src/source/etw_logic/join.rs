@@ -636,8 +636,9 @@ impl Joiner {
     }
 }
 
-/// The EPROCESS short name keeps 15 characters (`UMWorkerProcess`): complete it from the
-/// command line's `argv[0]` when that file name extends it.
+/// The system logger's `ImageFileName`, completed from the command line's `argv[0]` when
+/// that file name extends it: Windows 7 sends the EPROCESS name, cut to 15 characters
+/// (`UMWorkerProcess`); Windows 8 and later send the whole name, which this keeps.
 pub fn complete_exe(short: &str, command_line: &str) -> Option<String> {
     if short.is_empty() {
         return None;
@@ -704,13 +705,12 @@ mod tests {
         })
     }
 
-    fn kstop(pid: u32, name: &str, t: u64) -> RawEvent {
+    fn kstop(pid: u32, t: u64) -> RawEvent {
         RawEvent::KernelStop(KernelProcessStop {
             pid,
             create_time_filetime: 0,
             exit_time_filetime: t,
             exit_code: Some(0),
-            image_name: name.to_string(),
             timestamp_filetime: t,
         })
     }
@@ -873,7 +873,7 @@ mod tests {
             .on_raw(kstart(6000, 5120, 5120, whoami, CREATE_TIME), ms(0))
             .is_empty());
         assert!(j
-            .on_raw(kstop(6000, "whoami.exe", CREATE_TIME + 20 * MS), ms(1))
+            .on_raw(kstop(6000, CREATE_TIME + 20 * MS), ms(1))
             .is_empty());
         let out = j.tick(ms(500));
         let actions: Vec<Action> = out.iter().map(|e| e.action).collect();
@@ -918,7 +918,7 @@ mod tests {
     }
 
     fn kstop_stepped(pid: u32, header: u64, step: i64) -> RawEvent {
-        let mut raw = kstop(pid, "cmd.exe", header);
+        let mut raw = kstop(pid, header);
         if let RawEvent::KernelStop(s) = &mut raw {
             s.exit_time_filetime = header.saturating_add_signed(step);
         }
@@ -999,10 +999,7 @@ mod tests {
         let image = r"\Device\HarddiskVolume3\Windows\System32\SearchProtocolHost.exe";
         j.on_raw(kstart(700, 600, 600, image, CREATE_TIME), ms(0));
         j.tick(ms(500));
-        let out = j.on_raw(
-            kstop(700, "SearchProtocol", CREATE_TIME + 900 * MS),
-            ms(900),
-        );
+        let out = j.on_raw(kstop(700, CREATE_TIME + 900 * MS), ms(900));
         assert_eq!(out[0].action, Action::Terminate);
         assert_eq!(
             out[0].process.exe.as_deref(),
@@ -1013,10 +1010,10 @@ mod tests {
             logger(3, 710, 600, "SearchFilterHost.exe", "", CREATE_TIME),
             ms(901),
         );
-        let out = j.on_raw(kstop(710, "SearchFilterHo", CREATE_TIME + MS), ms(902));
+        let out = j.on_raw(kstop(710, CREATE_TIME + MS), ms(902));
         assert_eq!(out[0].process.exe.as_deref(), Some("SearchFilterHost.exe"));
         // a start never seen: no name rather than a cut one
-        let out = j.on_raw(kstop(720, "SearchIndexer.", CREATE_TIME + MS), ms(903));
+        let out = j.on_raw(kstop(720, CREATE_TIME + MS), ms(903));
         assert_eq!(
             (out[0].action, out[0].process.exe.as_deref()),
             (Action::Terminate, None)
@@ -1027,7 +1024,7 @@ mod tests {
             ms(2_000),
         );
         j.tick(ms(2_500));
-        let out = j.on_raw(kstop(700, "cmd.exe", CREATE_TIME + 2_100 * MS), ms(2_600));
+        let out = j.on_raw(kstop(700, CREATE_TIME + 2_100 * MS), ms(2_600));
         assert_eq!(out[0].process.exe.as_deref(), Some("cmd.exe"));
     }
 
@@ -1049,7 +1046,7 @@ mod tests {
         assert_eq!(actions, [Action::Create, Action::Terminate]);
         assert_full_create(&out[0]);
         assert!(j
-            .on_raw(kstop(5120, "cmd.exe", CREATE_TIME + 9 * MS), ms(310))
+            .on_raw(kstop(5120, CREATE_TIME + 9 * MS), ms(310))
             .is_empty());
         assert_eq!(j.counts().duplicate_terminations, 1);
         assert!(j.tick(ms(60_000)).is_empty());
@@ -1062,17 +1059,12 @@ mod tests {
         assert_eq!(out.len(), 1);
         assert_eq!(out[0].action, Action::Terminate);
         assert_eq!(out[0].process.exe.as_deref(), Some("svchost.exe"));
-        assert!(j
-            .on_raw(kstop(300, "svchost.exe", CREATE_TIME + MS), ms(5))
-            .is_empty());
+        assert!(j.on_raw(kstop(300, CREATE_TIME + MS), ms(5)).is_empty());
         // after the memory expires, the same pid's next termination is reported again
         j.tick(ms(31_000));
         assert_eq!(
-            j.on_raw(
-                kstop(300, "svchost.exe", CREATE_TIME + 400_000 * MS),
-                ms(31_001)
-            )
-            .len(),
+            j.on_raw(kstop(300, CREATE_TIME + 400_000 * MS), ms(31_001))
+                .len(),
             1
         );
         assert_eq!(j.counts().terminated, 2);

@@ -4,9 +4,12 @@
 
 pub mod errors;
 pub mod join;
+pub mod layout;
 pub mod options;
 pub mod paths;
 pub mod raw;
+#[cfg(test)]
+mod recorded_events;
 pub mod sid;
 pub mod snapshot;
 pub mod stats;
