@@ -10,13 +10,13 @@ use super::devices::device_map;
 use super::snapshot::processes;
 use super::win::wide;
 use crate::record::SourceEvent;
+use crate::source::etw_logic::accounts::SidCache;
 use crate::source::etw_logic::errors;
 use crate::source::etw_logic::join::{JoinCounts, Joiner};
 use crate::source::etw_logic::options::EtwOptions;
 use crate::source::etw_logic::raw::{
     self, Decoding, EventFields, Extracted, RawEvent, RecordHeader,
 };
-use crate::source::etw_logic::sid::SidCache;
 use crate::source::etw_logic::snapshot::existing_event;
 use crate::source::etw_logic::stats::{EtwStats, SessionLoss};
 use crate::source::live::LiveSink;

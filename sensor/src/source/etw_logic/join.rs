@@ -20,12 +20,13 @@
 //! No clocks in here: the caller passes `now` (time since the source started) to every
 //! call, so tests drive time explicitly.
 
+use super::accounts::{AccountCounts, SidCache};
 use super::paths::{DeviceMap, Resolved};
 use super::raw::{
     KernelProcessStart, KernelProcessStop, RawEvent, SystemLoggerProcess, SL_DC_END, SL_DC_START,
     SL_END, SL_START,
 };
-use super::sid::{integrity_level, wbemsid_to_string, SidCache};
+use super::sid::{integrity_level, wbemsid_to_string};
 use super::strings::{argv0, clean_command_line};
 use super::time::filetime_to_utc;
 use crate::record::{file_name, Action, ProcessRecord, SourceEvent, Text};
@@ -91,6 +92,8 @@ pub struct JoinCounts {
     pub map_rebuilds: u64,
     /// Processes emitted before their wait because too many were pending.
     pub overflow: u64,
+    /// Account name lookups (off the join thread).
+    pub accounts: AccountCounts,
 }
 
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]
@@ -236,13 +239,21 @@ impl Joiner {
     }
 
     pub fn counts(&self) -> JoinCounts {
-        self.counts
+        JoinCounts {
+            accounts: self.accounts.counts(),
+            ..self.counts
+        }
     }
 
     /// Processes waiting for their partner.
     #[cfg(test)]
     pub fn pending(&self) -> usize {
         self.pending
+    }
+
+    #[cfg(test)]
+    pub fn wait_for_account(&mut self, now: Duration) -> bool {
+        self.accounts.wait_for_answer(now)
     }
 
     /// When the next pending process is due (for the caller's receive timeout).
@@ -543,7 +554,7 @@ impl Joiner {
         }
     }
 
-    fn logger_fields(&mut self, l: &SystemLoggerProcess, p: &mut ProcessRecord) {
+    fn logger_fields(&mut self, l: &SystemLoggerProcess, p: &mut ProcessRecord, now: Duration) {
         let cmd = clean_command_line(&l.command_line);
         if !cmd.is_empty() {
             p.command_line = Some(cmd.into());
@@ -556,7 +567,7 @@ impl Joiner {
         p.user = p
             .sid
             .as_deref()
-            .and_then(|s| self.accounts.resolve(s))
+            .and_then(|s| self.accounts.resolve(s, now))
             .map(Text::from);
         if p.ppid.is_none() {
             p.ppid = l.parent_pid;
@@ -596,7 +607,7 @@ impl Joiner {
                 .map(Text::from);
         }
         if let Some(l) = logger {
-            self.logger_fields(l, &mut p);
+            self.logger_fields(l, &mut p, now);
         }
         p.fill_exe();
         let header = kernel.map(|k| k.timestamp_filetime);
@@ -608,12 +619,12 @@ impl Joiner {
         self.event(action, timestamp, p)
     }
 
-    fn rundown_event(&mut self, l: &SystemLoggerProcess, _now: Duration) -> SourceEvent {
+    fn rundown_event(&mut self, l: &SystemLoggerProcess, now: Duration) -> SourceEvent {
         let mut p = ProcessRecord {
             pid: l.pid,
             ..Default::default()
         };
-        self.logger_fields(l, &mut p);
+        self.logger_fields(l, &mut p, now);
         if let (Some(path), Some(exe)) = (self.known_images.get(&l.pid), p.exe.as_deref()) {
             let full = file_name(path).to_ascii_lowercase();
             if !exe.is_empty() && full.starts_with(&exe.to_ascii_lowercase()) {
@@ -656,20 +667,23 @@ pub fn complete_exe(short: &str, command_line: &str) -> Option<String> {
 mod tests {
     use super::*;
     use crate::record::{Location, Origin};
+    use crate::source::etw_logic::accounts::tests::gated;
+    use crate::source::etw_logic::accounts::AccountSettings;
     use crate::source::etw_logic::raw::tests::CREATE_TIME;
     use crate::source::etw_logic::sid::tests::{user_sid_bytes, wbemsid};
-    use crate::source::etw_logic::sid::AccountLookup;
     use std::sync::atomic::{AtomicU32, Ordering};
     use std::sync::Arc;
 
     const MS: u64 = 10_000; // 100 ns units per millisecond
+    const USER_SID: &str = "S-1-5-21-1004336348-1177238915-682003330-1001";
 
-    struct Accounts;
-    impl AccountLookup for Accounts {
-        fn lookup(&mut self, sid: &str) -> Option<String> {
-            (sid == "S-1-5-21-1004336348-1177238915-682003330-1001")
-                .then(|| r"CONTOSO\web".to_string())
-        }
+    /// An account cache that knows the test user already (lookups: `accounts`).
+    fn accounts() -> SidCache {
+        let (mut accounts, _lookup, open) = gated(AccountSettings::default());
+        open.send(()).unwrap();
+        assert_eq!(accounts.resolve(USER_SID, Duration::ZERO), None);
+        assert!(accounts.wait_for_answer(Duration::ZERO));
+        accounts
     }
 
     fn devices() -> DeviceMap {
@@ -684,7 +698,7 @@ mod tests {
             hostname: Some("web01".into()),
             ..JoinConfig::default()
         };
-        Joiner::new(config, devices(), SidCache::new(Box::new(Accounts), 16))
+        Joiner::new(config, devices(), accounts())
     }
 
     fn ms(n: u64) -> Duration {
@@ -750,10 +764,7 @@ mod tests {
             p.command_line.as_deref(),
             Some(r#"C:\Windows\system32\cmd.exe /c "cd /d C:\inetpub && whoami""#)
         );
-        assert_eq!(
-            p.sid.as_deref(),
-            Some("S-1-5-21-1004336348-1177238915-682003330-1001")
-        );
+        assert_eq!(p.sid.as_deref(), Some(USER_SID));
         assert_eq!(p.user.as_deref(), Some(r"CONTOSO\web"));
         assert_eq!(p.integrity_level.as_deref(), Some("High"));
         assert_eq!(ev.timestamp, filetime_to_utc(CREATE_TIME));
@@ -862,6 +873,35 @@ mod tests {
         assert_eq!(p.user.as_deref(), Some(r"CONTOSO\web"));
         assert_eq!(out[0].timestamp, filetime_to_utc(CREATE_TIME));
         assert_eq!(j.counts().logger_only, 1);
+    }
+
+    #[test]
+    fn no_event_waits_for_an_account_name() {
+        let (accounts, lookup, open) = gated(AccountSettings::default());
+        let config = JoinConfig {
+            wait: ms(500),
+            ..JoinConfig::default()
+        };
+        let mut j = Joiner::new(config, devices(), accounts);
+        // the lookup blocks until the gate opens; the process goes out with its SID
+        j.on_raw(
+            logger(1, 5120, 4012, "cmd.exe", CMDLINE, CREATE_TIME),
+            ms(0),
+        );
+        let out = j.tick(ms(500));
+        let p = &out[0].process;
+        assert_eq!(
+            (p.sid.as_deref(), p.user.as_deref()),
+            (Some(USER_SID), None)
+        );
+        // answered: the next process of that SID carries the name
+        open.send(()).unwrap();
+        assert!(j.wait_for_account(ms(600)));
+        let rundown = logger(3, 5121, 4012, "cmd.exe", CMDLINE, CREATE_TIME);
+        let out = j.on_raw(rundown, ms(700));
+        assert_eq!(out[0].process.user.as_deref(), Some(r"CONTOSO\web"));
+        assert_eq!(lookup.asked.lock().unwrap().len(), 1);
+        assert_eq!(j.counts().accounts.lookups, 1);
     }
 
     #[test]
@@ -1179,7 +1219,7 @@ mod tests {
             max_pending: 2,
             ..JoinConfig::default()
         };
-        let mut j = Joiner::new(config, devices(), SidCache::new(Box::new(Accounts), 4));
+        let mut j = Joiner::new(config, devices(), accounts());
         assert!(j
             .on_raw(kstart(1, 4, 4, CMD, CREATE_TIME), ms(0))
             .is_empty());

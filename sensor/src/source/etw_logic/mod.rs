@@ -2,6 +2,7 @@
 //! platform. The Windows glue in `source::etw` only copies fields out of ETW records
 //! into [`raw`] structs and calls Win32 APIs; everything else is here.
 
+pub mod accounts;
 pub mod errors;
 pub mod join;
 pub mod layout;

@@ -4,6 +4,7 @@
 //! properties as ferrisetw splits them from TDH's schema, extracted, joined. And through
 //! the fixed-layout fallback, which must read the kernel logger's events the same way.
 
+use super::accounts::{AccountLookup, SidCache};
 use super::join::{complete_exe, JoinConfig, Joiner};
 use super::layout::tests::{kernel_process_start, kernel_process_stop};
 use super::layout::{split, system_logger_process, InType, Property, Split};
@@ -12,7 +13,7 @@ use super::raw::{
     kernel_process_event, system_logger_event_or_fixed, Decoding, EventFields, Extracted, RawEvent,
     RecordHeader, SL_DC_END, SL_DC_START, SL_END, SL_START,
 };
-use super::sid::{sid_to_string, wbemsid_to_string, AccountLookup, SidCache};
+use super::sid::{sid_to_string, wbemsid_to_string};
 use super::strings::{clean_command_line, decode, Encoding};
 use super::time::filetime_to_utc;
 use crate::record::{file_name, Action, SourceEvent};
@@ -164,7 +165,7 @@ fn assert_split_matches(r: &Recorded, fields: &Split, schema: &[Property]) {
 
 struct NoAccounts;
 impl AccountLookup for NoAccounts {
-    fn lookup(&mut self, _sid: &str) -> Option<String> {
+    fn lookup(&self, _sid: &str) -> Option<String> {
         None
     }
 }

@@ -71,6 +71,10 @@ impl EtwStats {
             "terminated": j.terminated,
             "duplicate_terminations": j.duplicate_terminations,
             "path_misses": j.path_misses,
+            "account_lookups": j.accounts.lookups,
+            "account_lookups_failed": j.accounts.failed,
+            "account_lookups_timed_out": j.accounts.timed_out,
+            "account_lookups_skipped": j.accounts.skipped,
             "dropped_queue": self.queue_dropped,
             "etw_events_lost": self.etw_events_lost(),
             "etw_realtime_buffers_lost": self.etw_buffers_lost(),
@@ -85,6 +89,7 @@ impl EtwStats {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::source::etw_logic::accounts::AccountCounts;
 
     fn sample() -> EtwStats {
         EtwStats {
@@ -100,6 +105,11 @@ mod tests {
                 logger_only: 0,
                 rundown: 85,
                 terminated: 110,
+                accounts: AccountCounts {
+                    lookups: 5,
+                    timed_out: 2,
+                    ..AccountCounts::default()
+                },
                 ..JoinCounts::default()
             },
             kernel_process_loss: Some(SessionLoss {
@@ -118,6 +128,9 @@ mod tests {
         assert_eq!(v["joined"], 118);
         assert_eq!(v["kernel_process_events"], 120);
         assert_eq!(v["logger_fixed_layout"], 3);
+        assert_eq!(v["account_lookups"], 5);
+        assert_eq!(v["account_lookups_timed_out"], 2);
+        assert_eq!(v["account_lookups_skipped"], 0);
         assert_eq!(v["dropped_queue"], 2);
         assert_eq!(v["etw_events_lost"], 4);
         assert_eq!(v["sessions"]["kernel_process"]["realtime_buffers_lost"], 1);
