@@ -133,7 +133,8 @@ struct Slot {
 }
 
 impl Slot {
-    /// The header time of the half that came first (0: unknown).
+    /// The header time of its kernel half, else of its logger half (0: unknown); the
+    /// two sessions' header times share one clock.
     fn key(&self) -> u64 {
         self.kernel
             .as_ref()
