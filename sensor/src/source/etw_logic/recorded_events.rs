@@ -170,10 +170,14 @@ impl AccountLookup for NoAccounts {
     }
 }
 
+fn joiner() -> Joiner {
+    let accounts = SidCache::new(Box::new(NoAccounts), 16);
+    Joiner::new(JoinConfig::default(), DeviceMap::new(), accounts)
+}
+
 /// What the join makes of the event alone.
 fn joined(raw: RawEvent) -> Vec<SourceEvent> {
-    let accounts = SidCache::new(Box::new(NoAccounts), 16);
-    let mut j = Joiner::new(JoinConfig::default(), DeviceMap::new(), accounts);
+    let mut j = joiner();
     let mut out = j.on_raw(raw, Duration::ZERO);
     out.extend(j.flush(Duration::from_secs(1)));
     out
@@ -311,6 +315,64 @@ fn recorded_system_logger_events_decode_as_recorded_through_tdh_and_the_fixed_la
     for r in &events {
         check_system_logger(r);
     }
+}
+
+#[test]
+fn recorded_halves_of_one_process_join_into_one_create() {
+    let kernel = recordings("kernel_process.jsonl");
+    let logger = recordings("system_logger.jsonl");
+    let mut pairs = 0;
+    for k in kernel.iter().filter(|r| r.header.event_id == 1) {
+        let pid = k.expected_u32("ProcessID");
+        let same_trace = |l: &&Recorded| {
+            l.header.opcode == SL_START
+                && l.expected_u32("ProcessId") == pid
+                && l.line["origin"]["path"] == k.line["origin"]["path"]
+        };
+        let Some(l) = logger.iter().find(same_trace) else {
+            continue;
+        };
+        pairs += 1;
+        let extract = |r: &Recorded, header: RecordHeader| {
+            let schema = r.schema();
+            let fields = split(&schema, &r.user_data, header.pointer_size());
+            match r.source() {
+                "kernel_process" => kernel_process_event(&header, &fields),
+                _ => system_logger_event_or_fixed(&header, Some(&fields), &r.user_data).0,
+            }
+        };
+        // the recordings keep no header times: the logger's 3 ms after the kernel's
+        let mut lh = l.header;
+        lh.timestamp = k.header.timestamp + 30_000;
+        let (Extracted::Event(kraw), Extracted::Event(lraw)) =
+            (extract(k, k.header), extract(l, lh))
+        else {
+            panic!("{}", k.what())
+        };
+        let mut j = joiner();
+        let mut out = j.on_raw(kraw, Duration::ZERO);
+        out.extend(j.on_raw(lraw, Duration::from_millis(900)));
+        let [create] = &out[..] else {
+            panic!("{}: {out:?}", k.what())
+        };
+        let p = &create.process;
+        assert_eq!(create.action, Action::Create);
+        // \Device\Mup\clrmain\... becomes \\clrmain\...
+        let image = k.expected_str("ImageName");
+        assert!(p
+            .image_path
+            .as_deref()
+            .is_some_and(|p| p.ends_with(file_name(image))));
+        let command_line = clean_command_line(l.expected_str("CommandLine"));
+        assert_eq!(p.command_line.as_deref(), Some(command_line.as_str()));
+        assert_eq!(
+            (p.ppid, p.creator_pid),
+            (k.expected_u32("ParentProcessID"), Some(k.header.process_id))
+        );
+        assert_eq!(p.sid.as_deref(), l.expected("UserSID").as_str());
+        assert_eq!(j.counts().joined, 1);
+    }
+    assert_eq!(pairs, 2);
 }
 
 /// The first recorded logger Start of a version.
