@@ -15,12 +15,14 @@ use super::devices::device_map;
 use super::snapshot::processes;
 use super::win::wide;
 use crate::record::SourceEvent;
+use crate::source::etw_logic::accounts::SidCache;
 use crate::source::etw_logic::errors::{self, SessionKind};
 use crate::source::etw_logic::join::{JoinCounts, Joiner};
 use crate::source::etw_logic::lifecycle::{Control, Processing, Session, Trace, DRAIN_TIMEOUT};
 use crate::source::etw_logic::options::EtwOptions;
-use crate::source::etw_logic::raw::{self, EventFields, Extracted, RawEvent, RecordHeader};
-use crate::source::etw_logic::sid::SidCache;
+use crate::source::etw_logic::raw::{
+    self, Decoding, EventFields, Extracted, RawEvent, RecordHeader,
+};
 use crate::source::etw_logic::snapshot::existing_event;
 use crate::source::etw_logic::stats::{EtwStats, SessionLoss};
 use crate::source::live::LiveSink;
@@ -39,7 +41,8 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 use windows::core::PCWSTR;
 use windows::Win32::System::Diagnostics::Etw::{
-    ControlTraceW, CONTROLTRACE_HANDLE, EVENT_TRACE_CONTROL_QUERY, EVENT_TRACE_PROPERTIES,
+    ControlTraceW, CONTROLTRACE_HANDLE, EVENT_RECORD, EVENT_TRACE_CONTROL_QUERY,
+    EVENT_TRACE_PROPERTIES,
 };
 
 /// The fixed names of one role's sessions (a crashed run's are found and stopped at the
@@ -86,6 +89,7 @@ struct Shared {
     kernel_process_events: AtomicU64,
     system_logger_events: AtomicU64,
     unparsed: AtomicU64,
+    logger_fixed_layout: AtomicU64,
     queue_dropped: AtomicU64,
     join: Mutex<JoinCounts>,
     /// Tells the join thread to flush and end.
@@ -189,6 +193,7 @@ impl EtwSource {
             kernel_process_events: s.kernel_process_events.load(Ordering::Relaxed),
             system_logger_events: s.system_logger_events.load(Ordering::Relaxed),
             unparsed: s.unparsed.load(Ordering::Relaxed),
+            logger_fixed_layout: s.logger_fixed_layout.load(Ordering::Relaxed),
             queue_dropped: s.queue_dropped.load(Ordering::Relaxed),
             join: s.join.lock().map(|j| *j).unwrap_or_default(),
             kernel_process_loss: query_loss(self.names.kernel_process),
@@ -337,15 +342,21 @@ fn callback(
             return;
         }
         counter.fetch_add(1, Ordering::Relaxed);
-        let Ok(schema) = locator.event_schema(record) else {
-            shared.unparsed.fetch_add(1, Ordering::Relaxed);
-            return;
-        };
-        let parser = Parser::create(record, &schema);
-        let fields = ParserFields(&parser);
-        let extracted = match kind {
-            Kind::KernelProcess => raw::kernel_process_event(&header, &fields),
-            Kind::SystemLogger => raw::system_logger_event(&header, &fields),
+        let schema = locator.event_schema(record).ok();
+        let parser = schema.as_ref().map(|schema| Parser::create(record, schema));
+        let fields = parser.as_ref().map(ParserFields);
+        let tdh = fields.as_ref().map(|f| f as &dyn EventFields);
+        let extracted = match (kind, tdh) {
+            (Kind::KernelProcess, Some(fields)) => raw::kernel_process_event(&header, fields),
+            (Kind::KernelProcess, None) => Extracted::Malformed("no schema"),
+            (Kind::SystemLogger, _) => {
+                let (extracted, decoding) =
+                    raw::system_logger_event_or_fixed(&header, tdh, user_data(record));
+                if decoding == Decoding::FixedLayout && matches!(extracted, Extracted::Event(_)) {
+                    shared.logger_fixed_layout.fetch_add(1, Ordering::Relaxed);
+                }
+                extracted
+            }
         };
         match extracted {
             Extracted::Event(event) => {
@@ -358,6 +369,20 @@ fn callback(
                 shared.unparsed.fetch_add(1, Ordering::Relaxed);
             }
         }
+    }
+}
+
+/// The record's UserData. ferrisetw 1.2.0 keeps its own accessor crate-private; its
+/// `EventRecord` is `#[repr(transparent)]` over `EVENT_RECORD`.
+fn user_data(record: &EventRecord) -> &[u8] {
+    // SAFETY: the cast is sound by repr(transparent); ETW keeps `UserData` valid for
+    // `UserDataLength` bytes while the callback runs, which `record`'s lifetime spans.
+    unsafe {
+        let raw = &*(record as *const EventRecord).cast::<EVENT_RECORD>();
+        if raw.UserData.is_null() {
+            return &[];
+        }
+        std::slice::from_raw_parts(raw.UserData.cast::<u8>(), usize::from(raw.UserDataLength))
     }
 }
 
@@ -456,6 +481,23 @@ mod tests {
     fn a_session_that_does_not_run_has_no_loss_figures() {
         assert_eq!(query_loss("spawnwatch-test-no-such-session"), None);
         stop_stale("spawnwatch-test-no-such-session");
+    }
+
+    #[test]
+    fn user_data_is_the_records_payload() {
+        let mut payload = *b"\x08\x00\x00\x00cmd.exe\0";
+        let mut raw = EVENT_RECORD {
+            UserData: payload.as_mut_ptr().cast(),
+            UserDataLength: payload.len() as u16,
+            ..Default::default()
+        };
+        // SAFETY: EventRecord is repr(transparent) over EVENT_RECORD; `payload` outlives it.
+        let record = unsafe { &*(&raw as *const EVENT_RECORD).cast::<EventRecord>() };
+        assert_eq!(user_data(record), b"\x08\x00\x00\x00cmd.exe\0");
+        raw.UserData = std::ptr::null_mut();
+        // SAFETY: as above.
+        let record = unsafe { &*(&raw as *const EVENT_RECORD).cast::<EventRecord>() };
+        assert!(user_data(record).is_empty());
     }
 
     #[test]
