@@ -264,9 +264,9 @@ fn run_command(args: RunArgs) -> Result<ExitCode, String> {
 
 fn test_command(paths: &[PathBuf]) -> Result<ExitCode, String> {
     let loaded = rules::load_or_report(paths, rules::Platform::All)?;
-    let examples: Vec<ruletest::Example> = rules::test_files(paths)?
+    let examples: Vec<_> = rules::test_files(paths)?
         .iter()
-        .flat_map(|(name, text)| ruletest::parse(name, text))
+        .flat_map(ruletest::parse)
         .collect();
     if examples.is_empty() {
         return Err("no rule examples found: put them in a *.tests file beside the rules (see `spawnwatch test --help`)".into());
