@@ -174,6 +174,34 @@ fn replay_explain_shows_the_values_each_test_saw() {
 }
 
 #[test]
+fn workers_must_be_between_1_and_1024() {
+    let file = fixture("hosts.jsonl");
+    for bad in ["0", "1025", "20000"] {
+        let out = spawnwatch()
+            .args(["replay", "--workers", bad, file.to_str().unwrap()])
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "--workers {bad}: {stderr}");
+        assert!(
+            stderr.contains(&format!(
+                "invalid value '{bad}' for '--workers <N>': {bad} is not in 1..=1024"
+            )),
+            "{stderr}"
+        );
+        assert!(
+            out.stdout.is_empty(),
+            "nothing replayed with --workers {bad}"
+        );
+    }
+    for good in ["1", "1024"] {
+        let r = run(&["replay", "--workers", good, file.to_str().unwrap()]);
+        assert!(r.output.status.success(), "--workers {good}: {}", r.stderr);
+        assert_eq!(r.alerts().len(), 1, "--workers {good}");
+    }
+}
+
+#[test]
 fn a_rule_file_with_a_byte_order_mark_loads_and_one_not_in_utf8_is_located() {
     let dir = tempfile::tempdir().unwrap();
     let rule = "rule LOCAL { title: \"t\" severity: low attack: T1059\n  condition: exe == \"caf\u{1}.exe\" }\n";

@@ -94,8 +94,8 @@ struct OutputArgs {
     /// Threads doing per-event work: the one that keeps the process table (and
     /// parses or evaluates when it would wait), and N-1 more that parse JSON lines
     /// and evaluate rules. Default: the available cores.
-    #[arg(long, value_name = "N")]
-    workers: Option<usize>,
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=1024))]
+    workers: Option<u16>,
     /// Alert storms: after N alerts of one rule under one parent process within the
     /// window, write one summary line instead of each further alert; 0 = never.
     /// Default: 20 for `run`, 0 for `replay` (a hunt wants every hit).
@@ -189,7 +189,7 @@ fn main() -> ExitCode {
 fn pipeline_options(output: &OutputArgs, default_storm_limit: u32) -> pipeline::Options {
     let mut options = pipeline::Options::default();
     if let Some(n) = output.workers {
-        options.workers = n.max(1);
+        options.workers = n.into();
     }
     options.storm = storm::StormLimits {
         limit: output.storm_limit.unwrap_or(default_storm_limit),
