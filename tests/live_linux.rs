@@ -1,10 +1,12 @@
 //! End-to-end on the live Linux source: real processes, a real web server with a real
 //! web shell, bursts, hot reload. Needs root (the kernel connector and other users'
-//! /proc); without it each test says so and returns. Under CI (root) they must run.
+//! /proc), and the web-shell test nginx-light and php-fpm; without them each test says
+//! what it lacks and returns. Under CI (root, packages installed) they must run.
 #![cfg(target_os = "linux")]
 
 mod common;
 
+use common::needs::{self, Need};
 use serde_json::Value;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
@@ -22,17 +24,15 @@ fn is_root() -> bool {
 static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
 /// Returns the host to itself for this test, or `None` (saying why) when the test
-/// cannot run here. In CI it must run.
-fn live_host(test: &str) -> Option<std::sync::MutexGuard<'static, ()>> {
-    if is_root() {
-        return Some(ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner()));
-    }
-    assert!(
-        std::env::var_os("CI").is_none(),
-        "{test}: CI runs as root, so this test must run there"
+/// cannot run here: it needs root and `more`. Under CI it must run (see `needs`).
+fn live_host(more: &[Need]) -> Option<std::sync::MutexGuard<'static, ()>> {
+    let root = Need::new(
+        "root",
+        "for the kernel process connector: run the tests as root",
+        is_root(),
     );
-    eprintln!("{test}: skipped: needs root for the kernel process connector");
-    None
+    let needs: Vec<Need> = std::iter::once(root).chain(more.iter().cloned()).collect();
+    needs::met(&needs).then(|| ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner()))
 }
 
 /// A running `spawnwatch run`, its output file, and its stderr lines.
@@ -181,9 +181,9 @@ impl Drop for WebServer {
 }
 
 /// Debian names the binary after the PHP version (php-fpm8.2).
-fn php_fpm() -> PathBuf {
+fn php_fpm() -> Option<PathBuf> {
     std::fs::read_dir("/usr/sbin")
-        .unwrap()
+        .ok()?
         .filter_map(|e| e.ok().map(|e| e.path()))
         .find(|p| {
             p.file_name()
@@ -191,7 +191,51 @@ fn php_fpm() -> PathBuf {
                 .to_string_lossy()
                 .starts_with("php-fpm")
         })
-        .expect("a php-fpm binary in /usr/sbin (Debian package php-fpm)")
+}
+
+#[test]
+fn without_nginx_and_php_fpm_the_web_shell_test_is_skipped_outside_ci_and_fails_under_it() {
+    let missing = || {
+        vec![needs::debian_packages(&[
+            ("nginx-light", false),
+            ("php-fpm", false),
+        ])]
+    };
+    assert_eq!(
+        needs::verdict(&missing(), false),
+        needs::Verdict::Skip(
+            "skipped: needs nginx-light and php-fpm (apt-get install nginx-light php-fpm)".into()
+        )
+    );
+    assert_eq!(
+        needs::verdict(&missing(), true),
+        needs::Verdict::Fail("needs nginx-light and php-fpm (apt-get install nginx-light php-fpm); under CI (the CI environment variable is set) every test must run".into())
+    );
+    let one = [needs::debian_packages(&[
+        ("nginx-light", true),
+        ("php-fpm", false),
+    ])];
+    assert_eq!(
+        needs::verdict(&one, false),
+        needs::Verdict::Skip("skipped: needs php-fpm (apt-get install php-fpm)".into())
+    );
+    let all = [needs::debian_packages(&[
+        ("nginx-light", true),
+        ("php-fpm", true),
+    ])];
+    assert_eq!(needs::verdict(&all, true), needs::Verdict::Run);
+}
+
+/// What the web-shell test runs: nginx (with its fastcgi_params) and php-fpm.
+fn web_server_packages() -> Need {
+    needs::debian_packages(&[
+        (
+            "nginx-light",
+            Path::new("/usr/sbin/nginx").exists()
+                && Path::new("/etc/nginx/fastcgi_params").exists(),
+        ),
+        ("php-fpm", php_fpm().is_some()),
+    ])
 }
 
 fn free_port() -> u16 {
@@ -226,7 +270,7 @@ fn start_web_server(dir: &Path) -> WebServer {
         ),
     )
     .unwrap();
-    let fpm = Command::new(php_fpm())
+    let fpm = Command::new(php_fpm().expect("php-fpm, checked before"))
         .args(["-F", "-R", "-y", fpm_conf.to_str().unwrap()])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
@@ -292,7 +336,7 @@ fn get(port: u16, path: &str) -> String {
 
 #[test]
 fn a_php_web_shell_behind_nginx_is_caught_live() {
-    let Some(_host) = live_host("a_php_web_shell_behind_nginx_is_caught_live") else {
+    let Some(_host) = live_host(&[web_server_packages()]) else {
         return;
     };
     let dir = tempfile::tempdir().unwrap();
@@ -357,7 +401,7 @@ fn a_php_web_shell_behind_nginx_is_caught_live() {
 
 #[test]
 fn a_burst_of_5000_processes_is_accounted_for() {
-    let Some(_host) = live_host("a_burst_of_5000_processes_is_accounted_for") else {
+    let Some(_host) = live_host(&[]) else {
         return;
     };
     let dir = tempfile::tempdir().unwrap();
@@ -424,7 +468,7 @@ fn a_burst_of_5000_processes_is_accounted_for() {
 
 #[test]
 fn rules_reload_live_and_a_broken_file_keeps_the_old_set() {
-    let Some(_host) = live_host("rules_reload_live_and_a_broken_file_keeps_the_old_set") else {
+    let Some(_host) = live_host(&[]) else {
         return;
     };
     let dir = tempfile::tempdir().unwrap();
@@ -490,7 +534,7 @@ fn rules_reload_live_and_a_broken_file_keeps_the_old_set() {
 
 #[test]
 fn selftest_passes_on_this_host() {
-    let Some(_host) = live_host("selftest_passes_on_this_host") else {
+    let Some(_host) = live_host(&[]) else {
         return;
     };
     let stdout =

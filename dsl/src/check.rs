@@ -45,7 +45,15 @@ pub fn check_sources(sources: &[Source]) -> Checked {
     let parsed: Vec<Parsed> = sources
         .iter()
         .enumerate()
-        .map(|(i, s)| parse::parse(i, &s.text))
+        .map(|(i, s)| match s.encoding_error(i) {
+            // The lossy text would only add errors about the replacement characters.
+            Some(error) => {
+                let mut nothing = parse::parse(i, "");
+                nothing.diagnostics.push(error);
+                nothing
+            }
+            None => parse::parse(i, &s.text),
+        })
         .collect();
     let mut checker = Checker::new(sources, &parsed);
     checker.run();
@@ -177,7 +185,9 @@ const FIELD_ALIASES: [(&str, &str); 12] = [
     ("computer", "hostname"),
 ];
 
-fn field_suggestion(name: &str) -> Option<String> {
+/// The field name `name` was probably meant to be (a typo, or a Sysmon or Sigma
+/// spelling), for did-you-mean hints.
+pub fn field_suggestion(name: &str) -> Option<String> {
     let lower = name.to_ascii_lowercase();
     if let Some((_, to)) = FIELD_ALIASES.iter().find(|(from, _)| *from == lower) {
         return Some(to.to_string());

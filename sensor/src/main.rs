@@ -96,8 +96,8 @@ struct OutputArgs {
     /// Threads doing per-event work: the one that keeps the process table (and
     /// parses or evaluates when it would wait), and N-1 more that parse JSON lines
     /// and evaluate rules. Default: the available cores.
-    #[arg(long, value_name = "N")]
-    workers: Option<usize>,
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=1024))]
+    workers: Option<u16>,
     /// Alert storms: after N alerts of one rule under one parent process within the
     /// window, write one summary line instead of each further alert; 0 = never.
     /// Default: 20 for `run`, 0 for `replay` (a hunt wants every hit).
@@ -191,7 +191,7 @@ fn main() -> ExitCode {
 fn pipeline_options(output: &OutputArgs, default_storm_limit: u32) -> pipeline::Options {
     let mut options = pipeline::Options::default();
     if let Some(n) = output.workers {
-        options.workers = n.max(1);
+        options.workers = n.into();
     }
     options.storm = storm::StormLimits {
         limit: output.storm_limit.unwrap_or(default_storm_limit),
@@ -270,9 +270,9 @@ fn run_command(args: RunArgs) -> Result<ExitCode, String> {
 
 fn test_command(paths: &[PathBuf]) -> Result<ExitCode, String> {
     let loaded = rules::load_or_report(paths, rules::Platform::All)?;
-    let examples: Vec<ruletest::Example> = rules::test_files(paths)?
+    let examples: Vec<_> = rules::test_files(paths)?
         .iter()
-        .flat_map(|(name, text)| ruletest::parse(name, text))
+        .flat_map(ruletest::parse)
         .collect();
     if examples.is_empty() {
         return Err("no rule examples found: put them in a *.tests file beside the rules (see `spawnwatch test --help`)".into());

@@ -243,11 +243,7 @@ fn read_tail<R: Read + Seek>(
 mod tests {
     use super::*;
     use crate::record::Action;
-    use crate::source::replay::tests::events;
-
-    fn data(name: &str) -> String {
-        format!("{}/../../shared/data/{name}", env!("CARGO_MANIFEST_DIR"))
-    }
+    use crate::source::replay::tests::{data, events};
 
     fn read_bytes(bytes: Vec<u8>) -> Vec<ReadItem> {
         let shared = SharedBuf(Arc::new(bytes));
@@ -267,7 +263,7 @@ mod tests {
     #[test]
     fn sysmon_webshell_sample() {
         let items = read_bytes(
-            std::fs::read(data("LM_typical_IIS_webshell_sysmon_1_10_traces.evtx")).unwrap(),
+            std::fs::read(data!("LM_typical_IIS_webshell_sysmon_1_10_traces.evtx")).unwrap(),
         );
         assert_eq!(items.len(), 4);
         let events = events(&items);
@@ -285,7 +281,7 @@ mod tests {
 
     #[test]
     fn truncated_copy_keeps_the_records_before_the_cut() {
-        let whole = std::fs::read(data("ID4688-Tchopper-obfuscated-payload.evtx")).unwrap();
+        let whole = std::fs::read(data!("ID4688-Tchopper-obfuscated-payload.evtx")).unwrap();
         let full = events(&read_bytes(whole.clone())).len();
         for cut in [
             FILE_HEADER_SIZE + 3 * CHUNK_SIZE + 30_000,
@@ -313,7 +309,7 @@ mod tests {
 
     #[test]
     fn a_damaged_chunk_is_reported_and_the_rest_read() {
-        let mut bytes = std::fs::read(data("ID4688-Tchopper-obfuscated-payload.evtx")).unwrap();
+        let mut bytes = std::fs::read(data!("ID4688-Tchopper-obfuscated-payload.evtx")).unwrap();
         let full = events(&read_bytes(bytes.clone())).len();
         // Garble the middle of chunk 2's records.
         let at = (FILE_HEADER_SIZE + 2 * CHUNK_SIZE + 20_000) as usize;
