@@ -137,3 +137,37 @@ fn malformed_lines_are_reported_with_their_line_and_skipped() {
     assert!(r.stderr.contains("line 2"), "{}", r.stderr);
     assert!(r.stderr.contains("line 3"), "{}", r.stderr);
 }
+
+/// A flipped byte in a real recording (the first command line's `net user` becomes
+/// `Net user`) is found by the chunk's checksum: its records are counted as damaged
+/// and not replayed, rather than alerted on with altered values.
+#[test]
+fn a_flipped_byte_in_an_evtx_is_a_checksum_failure_naming_the_chunk() {
+    let mut bytes = std::fs::read(common::shared_data(
+        "LM_typical_IIS_webshell_sysmon_1_10_traces.evtx",
+    ))
+    .unwrap();
+    let net_user: Vec<u8> = "net user"
+        .encode_utf16()
+        .flat_map(u16::to_le_bytes)
+        .collect();
+    let at = bytes
+        .windows(net_user.len())
+        .position(|w| w == net_user)
+        .unwrap();
+    bytes[at] ^= 0x20;
+    let dir = tempfile::tempdir().unwrap();
+    let damaged = dir.path().join("damaged.evtx");
+    std::fs::write(&damaged, &bytes).unwrap();
+    let r = run(&["replay", damaged.to_str().unwrap()]);
+    assert_eq!(r.alerts().len(), 0, "{:#?}", r.alerts());
+    assert!(
+        r.stderr.contains("4 events read, 0 process events, 0 skipped, 4 malformed")
+            && r.stderr.contains(&format!(
+                "malformed checksum: 4 (first: {} record 1: chunk 0 (file offset 0x1000) fails its checksum",
+                damaged.display()
+            )),
+        "{}",
+        r.stderr
+    );
+}
