@@ -171,3 +171,59 @@ fn a_flipped_byte_in_an_evtx_is_a_checksum_failure_naming_the_chunk() {
         r.stderr
     );
 }
+
+/// A 1 MB zip can hold a gigabyte: its EVTX is unpacked to a temporary file, not into
+/// memory (the whole process stays far below the entry's size).
+#[cfg(target_os = "linux")]
+#[test]
+fn a_large_evtx_in_a_zip_is_replayed_in_bounded_memory() {
+    use std::io::Write;
+    const ZEROS: usize = 256 << 20;
+    let evtx = std::fs::read(common::shared_data(
+        "sigma_regr_cve_2025_55182_node_child.evtx",
+    ))
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("big.zip");
+    let mut zip = zip::ZipWriter::new(std::fs::File::create(&path).unwrap());
+    let options = zip::write::SimpleFileOptions::default()
+        .compression_method(zip::CompressionMethod::Deflated);
+    zip.start_file("big.evtx", options).unwrap();
+    zip.write_all(&evtx).unwrap();
+    // Chunks of zeros: room the log has not used yet, which the reader passes over.
+    let megabyte = vec![0; 1 << 20];
+    for _ in 0..ZEROS >> 20 {
+        zip.write_all(&megabyte).unwrap();
+    }
+    zip.finish().unwrap();
+    // Reaped by wait4 below, which also gives its peak memory.
+    #[allow(clippy::zombie_processes)]
+    let mut child = common::spawnwatch()
+        .args(["replay", "-o", "/dev/null", path.to_str().unwrap()])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut status = 0;
+    // SAFETY: a zeroed rusage is valid; wait4 fills it for the child just spawned.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    let pid = unsafe { libc::wait4(child.id() as i32, &mut status, 0, &mut usage) };
+    assert_eq!(pid, child.id() as i32);
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(child.stderr.as_mut().unwrap(), &mut stderr).unwrap();
+    assert!(
+        libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("replayed 1 file(s)") && stderr.contains(" 0 malformed"),
+        "{stderr}"
+    );
+    let peak_kib = usage.ru_maxrss as usize;
+    assert!(
+        peak_kib < 100 << 10,
+        "peak RSS {peak_kib} KiB for a {} MiB entry",
+        ZEROS >> 20
+    );
+}

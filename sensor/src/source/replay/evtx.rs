@@ -15,22 +15,13 @@ use crate::record::{Location, Origin, ReadItem};
 use chrono::{DateTime, Utc};
 use evtx::err::{ChunkError, EvtxError};
 use evtx::{EvtxChunkData, EvtxParser, EvtxRecord, ParserSettings};
+use std::fs::File;
 use std::io::{Read, Seek, SeekFrom};
 use std::sync::Arc;
 
 const FILE_HEADER_SIZE: u64 = 4096;
 const CHUNK_SIZE: u64 = 65536;
 const CHUNK_HEADER_SIZE: u64 = 512;
-
-/// An in-memory EVTX (an archive entry, stdin) that the parser and the tail check share.
-#[derive(Clone)]
-pub(crate) struct SharedBuf(pub(crate) Arc<Vec<u8>>);
-
-impl AsRef<[u8]> for SharedBuf {
-    fn as_ref(&self) -> &[u8] {
-        &self.0
-    }
-}
 
 /// An EVTX file whose header has been read.
 pub(crate) struct EvtxInput<R: Read + Seek> {
@@ -57,6 +48,12 @@ pub(crate) fn open<R: Read + Seek>(reader: R, tail: R) -> Result<EvtxInput<R>, S
         tail,
         declared_chunks,
     })
+}
+
+/// [`open`] on a file, with a second handle for the tail.
+pub(crate) fn open_file(file: File) -> Result<EvtxInput<File>, String> {
+    let tail = file.try_clone().map_err(|e| e.to_string())?;
+    open(file, tail)
 }
 
 /// Pushes every record of `input` into `sink` in file order; false when the sink is
@@ -374,10 +371,9 @@ mod tests {
     }
 
     fn read_bytes(bytes: Vec<u8>) -> Vec<ReadItem> {
-        let shared = SharedBuf(Arc::new(bytes));
         let input = open(
-            std::io::Cursor::new(shared.clone()),
-            std::io::Cursor::new(shared),
+            std::io::Cursor::new(bytes.clone()),
+            std::io::Cursor::new(bytes),
         )
         .unwrap();
         let mut items = Vec::new();

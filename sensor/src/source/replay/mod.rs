@@ -14,6 +14,7 @@ mod jsonl_pool;
 mod prefilter;
 mod producer;
 pub mod spawnwatch_line;
+mod spill;
 mod time;
 mod windows_event;
 
@@ -25,10 +26,6 @@ use std::io::{self, Cursor, Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use zip::ZipArchive;
-
-/// The most an EVTX or zip that cannot be read in place (an archive entry, stdin) may
-/// take in memory.
-const BUFFER_CAP: usize = 2 << 30;
 
 /// One thing to read: a file (a zip counts as one input whose entries are read in
 /// order) or stdin.
@@ -158,10 +155,7 @@ pub fn read(input: &Input, jobs: &JobQueue) -> Result<Items, ReplayError> {
             }
             file.seek(SeekFrom::Start(0)).map_err(unreadable)?;
             match format {
-                Format::Evtx => {
-                    let tail = file.try_clone().map_err(unreadable)?;
-                    read_evtx(file, tail, name)
-                }
+                Format::Evtx => read_evtx(file, name),
                 Format::Zip => read_zip(file, name),
                 _ => Err(not_a_log(&name, &prefix)),
             }
@@ -171,7 +165,7 @@ pub fn read(input: &Input, jobs: &JobQueue) -> Result<Items, ReplayError> {
 }
 
 /// Reads a stream that cannot seek (stdin): JSON lines stream through; an EVTX or a zip
-/// is buffered first (up to [`BUFFER_CAP`]).
+/// is copied to a temporary file first.
 fn read_stream<R: Read + Send + 'static>(
     mut reader: R,
     name: Arc<str>,
@@ -183,12 +177,12 @@ fn read_stream<R: Read + Send + 'static>(
         Format::JsonLines => read_json_lines(Cursor::new(prefix).chain(reader), name, jobs),
         Format::Unknown => Err(not_a_log(&name, &prefix)),
         format => {
-            let bytes = buffer_all(prefix, &mut reader).map_err(|e| ReplayError::new(&name, e))?;
+            let file = spill::spill(&prefix, &mut reader, spill::ENTRY_CAP)
+                .map_err(|e| ReplayError::new(&name, e))?;
             if format == Format::Evtx {
-                let shared = evtx::SharedBuf(Arc::new(bytes));
-                read_evtx(Cursor::new(shared.clone()), Cursor::new(shared), name)
+                read_evtx(file, name)
             } else {
-                read_zip(Cursor::new(bytes), name)
+                read_zip(file, name)
             }
         }
     }
@@ -206,12 +200,8 @@ fn no_thread(name: &str, e: &io::Error) -> ReplayError {
     ReplayError::new(name, format_args!("cannot start a reader thread: {e}"))
 }
 
-fn read_evtx<R: Read + Seek + Send + 'static>(
-    reader: R,
-    tail: R,
-    name: Arc<str>,
-) -> Result<Items, ReplayError> {
-    let input = evtx::open(reader, tail).map_err(|e| {
+fn read_evtx(file: File, name: Arc<str>) -> Result<Items, ReplayError> {
+    let input = evtx::open_file(file).map_err(|e| {
         ReplayError::new(
             &name,
             format_args!("cannot read the EVTX file header ({e}); the file may be cut short"),
@@ -224,11 +214,8 @@ fn read_evtx<R: Read + Seek + Send + 'static>(
     .map_err(|e| no_thread(&name, &e))
 }
 
-fn read_zip<R: Read + Seek + Send + 'static>(
-    reader: R,
-    name: Arc<str>,
-) -> Result<Items, ReplayError> {
-    let mut archive = ZipArchive::new(reader).map_err(|e| {
+fn read_zip(file: File, name: Arc<str>) -> Result<Items, ReplayError> {
+    let mut archive = ZipArchive::new(file).map_err(|e| {
         ReplayError::new(
             &name,
             format_args!("not a readable zip archive ({e}); the file may be cut short or damaged"),
@@ -236,7 +223,7 @@ fn read_zip<R: Read + Seek + Send + 'static>(
     })?;
     let archive_name = name.clone();
     producer::spawn(&name, "zip-entry", move |sink| {
-        archive::read_zip(&mut archive, &archive_name, 0, sink);
+        archive::read_zip(&mut archive, &archive_name, 0, spill::ENTRY_CAP, sink);
     })
     .map_err(|e| no_thread(&name, &e))
 }
@@ -312,31 +299,6 @@ pub(crate) fn peek(reader: &mut impl Read) -> io::Result<Vec<u8>> {
             Err(e) => return Err(e),
         }
     }
-}
-
-/// The rest of `reader` after `prefix`, up to [`BUFFER_CAP`]; grows as it reads (a size
-/// the input declares is not trusted).
-pub(crate) fn buffer_all(prefix: Vec<u8>, reader: &mut impl Read) -> Result<Vec<u8>, String> {
-    buffer_up_to(prefix, reader, BUFFER_CAP)
-}
-
-fn buffer_up_to(
-    mut prefix: Vec<u8>,
-    reader: &mut impl Read,
-    cap: usize,
-) -> Result<Vec<u8>, String> {
-    let room = (cap + 1).saturating_sub(prefix.len()) as u64;
-    reader
-        .take(room)
-        .read_to_end(&mut prefix)
-        .map_err(|e| format!("cannot read: {e}"))?;
-    if prefix.len() > cap {
-        return Err(format!(
-            "larger than {:.1} GiB: too large to buffer for reading; extract it and pass the file",
-            cap as f64 / f64::from(1 << 30)
-        ));
-    }
-    Ok(prefix)
 }
 
 /// Up to 16 bytes in hex and as text, for "not a log" messages.

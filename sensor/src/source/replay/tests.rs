@@ -312,6 +312,51 @@ fn zip_entries_are_read_in_order_and_each_detected() {
     );
 }
 
+/// The items of a zip read with `cap`.
+fn read_zip_capped(bytes: Vec<u8>, cap: u64) -> Vec<ReadItem> {
+    let mut archive = ZipArchive::new(Cursor::new(bytes)).unwrap();
+    producer::spawn("a.zip", "zip-entry", move |sink| {
+        archive::read_zip(&mut archive, "a.zip", 0, cap, sink);
+    })
+    .unwrap()
+    .collect()
+}
+
+#[test]
+fn an_entry_that_unpacks_past_the_cap_is_an_error_naming_it() {
+    let evtx = std::fs::read(data("sigma_regr_cve_2025_55182_node_child.evtx")).unwrap();
+    let line = br##"{"timestamp":"2026-11-27T10:00:01Z","action":"terminate","pid":9}"##;
+    let lines = [&line[..], b"\n"].concat().repeat(2_000);
+    let inner = zip_of(&[("deep.evtx", &evtx)]);
+    let bytes = zip_of(&[
+        ("big.evtx", &evtx),
+        ("big.jsonl", &lines),
+        ("big.zip", &inner),
+        ("small.jsonl", line),
+    ]);
+    let cap = evtx.len() as u64 - 1;
+    let items = read_zip_capped(bytes, cap);
+    let bad = malformed(&items);
+    let messages: Vec<&str> = bad.iter().map(|(_, _, m)| *m).collect();
+    assert_eq!(messages.len(), 3, "{messages:?}");
+    // The inner zip is small; what it holds is not, and the cap holds at every level.
+    let entries = ["big.evtx", "big.jsonl", "big.zip!deep.evtx"];
+    for (message, entry) in messages.iter().zip(entries) {
+        assert!(
+            message.starts_with(&format!("a.zip!{entry}: "))
+                && message.contains(&format!("larger than {cap} bytes unpacked")),
+            "{message}"
+        );
+    }
+    // Lines before the cap are read; the entry after the big ones is read whole.
+    let files: Vec<&str> = events(&items)
+        .iter()
+        .map(|e| e.origin.file.as_deref().unwrap())
+        .collect();
+    assert!(files.len() > 100 && files.len() < 2_000, "{}", files.len());
+    assert_eq!(files.last(), Some(&"a.zip!small.jsonl"));
+}
+
 #[test]
 fn malformed_lines_in_a_zip_entry_name_the_entry() {
     let bytes = zip_of(&[(
@@ -365,16 +410,6 @@ fn peek_reads_past_a_blank_start() {
     assert_eq!(prefix.len(), 20_002);
     let mut short = Cursor::new(b"{}".to_vec());
     assert_eq!(peek(&mut short).unwrap(), b"{}");
-}
-
-#[test]
-fn buffering_is_capped() {
-    let bytes = buffer_all(b"ab".to_vec(), &mut Cursor::new(b"cd".to_vec())).unwrap();
-    assert_eq!(bytes, b"abcd");
-    let exact = buffer_up_to(b"ab".to_vec(), &mut Cursor::new(b"cd".to_vec()), 4).unwrap();
-    assert_eq!(exact, b"abcd");
-    let message = buffer_up_to(b"ab".to_vec(), &mut Cursor::new(b"cde".to_vec()), 4).unwrap_err();
-    assert!(message.contains("too large"), "{message}");
 }
 
 #[test]
