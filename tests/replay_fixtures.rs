@@ -227,3 +227,73 @@ fn a_large_evtx_in_a_zip_is_replayed_in_bounded_memory() {
         ZEROS >> 20
     );
 }
+
+#[test]
+fn a_missing_input_is_reported_the_others_replayed_and_the_exit_code_is_2() {
+    let hosts = fixture("hosts.jsonl");
+    let r = run(&[
+        "replay",
+        "/nonexistent/Security.evtx",
+        hosts.to_str().unwrap(),
+        "/nonexistent/logs/",
+    ]);
+    assert_eq!(r.output.status.code(), Some(2), "{}", r.stderr);
+    assert_eq!(r.alerts().len(), 1, "{}", r.stderr);
+    for missing in ["/nonexistent/Security.evtx", "/nonexistent/logs/"] {
+        assert!(
+            r.stderr
+                .contains(&format!("spawnwatch: {missing}: cannot open: No such file")),
+            "{}",
+            r.stderr
+        );
+    }
+    assert!(
+        r.stderr.contains("replayed 1 file(s) (2 unreadable)"),
+        "{}",
+        r.stderr
+    );
+}
+
+#[test]
+fn an_empty_evtx_is_an_error_not_zero_events() {
+    let dir = tempfile::tempdir().unwrap();
+    let empty = dir.path().join("Security.evtx");
+    std::fs::write(&empty, b"").unwrap();
+    let r = run(&["replay", empty.to_str().unwrap()]);
+    assert_eq!(r.output.status.code(), Some(2), "{}", r.stderr);
+    assert!(
+        r.stderr
+            .contains(&format!("{}: empty (0 bytes)", empty.display())),
+        "{}",
+        r.stderr
+    );
+}
+
+#[test]
+fn a_directory_passes_over_files_that_are_not_logs_with_one_count() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("README.md"), "# Samples\n\nFrom a lab.\n").unwrap();
+    std::fs::write(
+        dir.path().join("SHA256SUMS"),
+        "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855  hosts.jsonl\n",
+    )
+    .unwrap();
+    std::fs::copy(fixture("hosts.jsonl"), dir.path().join("hosts.jsonl")).unwrap();
+    let r = run(&["replay", dir.path().to_str().unwrap()]);
+    assert!(r.output.status.success(), "{}", r.stderr);
+    assert_eq!(r.alerts().len(), 1);
+    assert!(!r.stderr.contains("not EVTX"), "{}", r.stderr);
+    assert!(
+        r.stderr.contains(&format!(
+            "not logs, passed over: 2 file(s) in the directories (first: {})",
+            dir.path().join("README.md").display()
+        )),
+        "{}",
+        r.stderr
+    );
+    // Named on the command line, a file that is not a log is still an error.
+    let readme = dir.path().join("README.md");
+    let r = run(&["replay", readme.to_str().unwrap()]);
+    assert_eq!(r.output.status.code(), Some(2));
+    assert!(r.stderr.contains("README.md: not EVTX"), "{}", r.stderr);
+}

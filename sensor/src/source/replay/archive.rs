@@ -6,9 +6,10 @@ use super::evtx as evtx_reader;
 use super::jsonl::JsonLines;
 use super::producer::Sink;
 use super::spill::{spill, Capped};
-use super::{first_bytes, peek, sniff, Format};
+use super::{first_bytes, named_binary, peek, sniff, Format, EMPTY_BINARY};
 use crate::record::{Location, ReadItem};
 use std::io::{Cursor, Read, Seek};
+use std::path::Path;
 use std::sync::Arc;
 use zip::ZipArchive;
 
@@ -64,6 +65,9 @@ pub(crate) fn read_zip<R: Read + Seek>(
             }
         };
         let going_on = match sniff(&prefix) {
+            Format::JsonLines if prefix.is_empty() && named_binary(Path::new(&*label)) => {
+                report(format!("{label}: {EMPTY_BINARY}"))
+            }
             Format::JsonLines => {
                 let lines = JsonLines::new(
                     Cursor::new(prefix).chain(&mut entry),

@@ -1,8 +1,9 @@
 //! Recorded logs to process events: EVTX (Sysmon 1/5, Security 4688/4689), JSON lines
 //! (flat or nested Windows events, spawnwatch's own `--record` lines) and zips of them.
 //!
-//! [`expand`] turns the command line into [`Input`]s; [`read`] detects each one's format
-//! from its first bytes and yields its records in file order as [`ReadItem`]s.
+//! [`expand`] turns the command line into [`Input`]s (a path that cannot be opened is an
+//! error in its place); [`read`] detects each one's format from its first bytes and
+//! yields its records in file order as [`ReadItem`]s.
 //! [`spawnwatch_line::to_event_line`] writes the lines `--record` saves and replay reads.
 
 mod archive;
@@ -33,6 +34,9 @@ use zip::ZipArchive;
 pub struct Input {
     source: Source,
     name: Arc<str>,
+    /// Found by walking a directory rather than named on the command line: a file that is
+    /// plainly not a log is passed over rather than reported.
+    walked: bool,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -47,6 +51,14 @@ impl Input {
         Input {
             name: path.display().to_string().into(),
             source: Source::Path(path),
+            walked: false,
+        }
+    }
+
+    fn walked(path: PathBuf) -> Input {
+        Input {
+            walked: true,
+            ..Input::file(path)
         }
     }
 
@@ -54,6 +66,7 @@ impl Input {
         Input {
             source: Source::Stdin,
             name: "<stdin>".into(),
+            walked: false,
         }
     }
 
@@ -66,20 +79,37 @@ impl Input {
 /// An error that stops one input, with a message that names it and says what to do.
 #[derive(Debug)]
 pub struct ReplayError {
-    message: String,
+    name: String,
+    what: String,
+    /// A file found in a directory that is plainly not a log (a README, a checksum list):
+    /// counted, not reported.
+    not_a_log: bool,
 }
 
 impl ReplayError {
     fn new(name: &str, what: impl fmt::Display) -> ReplayError {
         ReplayError {
-            message: format!("{name}: {what}"),
+            name: name.to_string(),
+            what: what.to_string(),
+            not_a_log: false,
         }
+    }
+
+    /// The input it is about.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Whether this is a file a directory walk found that is plainly not a log, to be
+    /// counted rather than reported.
+    pub fn passed_over(&self) -> bool {
+        self.not_a_log
     }
 }
 
 impl fmt::Display for ReplayError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.message)
+        write!(f, "{}: {}", self.name, self.what)
     }
 }
 
@@ -87,22 +117,22 @@ impl std::error::Error for ReplayError {}
 
 /// Expands the command-line arguments: files as given, directories walked recursively
 /// (entries sorted by name, hidden files and directories skipped, symlinks to
-/// directories not followed), `-` = stdin.
-pub fn expand(args: &[PathBuf]) -> Result<Vec<Input>, ReplayError> {
+/// directories not followed), `-` = stdin. A path that cannot be opened is an error in
+/// its place, and the others are still expanded.
+pub fn expand(args: &[PathBuf]) -> Vec<Result<Input, ReplayError>> {
     let mut inputs = Vec::new();
     for arg in args {
         if arg.as_os_str() == "-" {
-            inputs.push(Input::stdin());
+            inputs.push(Ok(Input::stdin()));
             continue;
         }
-        let metadata = fs::metadata(arg).map_err(|e| cannot_open(arg, &e))?;
-        if metadata.is_dir() {
-            walk(arg, &mut inputs)?;
-        } else {
-            inputs.push(Input::file(arg));
+        match fs::metadata(arg) {
+            Ok(metadata) if metadata.is_dir() => walk(arg, &mut inputs),
+            Ok(_) => inputs.push(Ok(Input::file(arg))),
+            Err(e) => inputs.push(Err(cannot_open(arg, &e))),
         }
     }
-    Ok(inputs)
+    inputs
 }
 
 fn cannot_open(path: &Path, e: &io::Error) -> ReplayError {
@@ -112,24 +142,27 @@ fn cannot_open(path: &Path, e: &io::Error) -> ReplayError {
     )
 }
 
-fn walk(dir: &Path, inputs: &mut Vec<Input>) -> Result<(), ReplayError> {
-    let mut entries = fs::read_dir(dir)
-        .and_then(|entries| entries.collect::<io::Result<Vec<_>>>())
-        .map_err(|e| cannot_open(dir, &e))?;
+fn walk(dir: &Path, inputs: &mut Vec<Result<Input, ReplayError>>) {
+    let entries = fs::read_dir(dir).and_then(|entries| entries.collect::<io::Result<Vec<_>>>());
+    let mut entries = match entries {
+        Ok(entries) => entries,
+        Err(e) => return inputs.push(Err(cannot_open(dir, &e))),
+    };
     entries.sort_by_key(|entry| entry.file_name());
     for entry in entries {
         if entry.file_name().as_encoded_bytes().first() == Some(&b'.') {
             continue;
         }
         let path = entry.path();
-        let kind = entry.file_type().map_err(|e| cannot_open(&path, &e))?;
-        if kind.is_dir() {
-            walk(&path, inputs)?;
-        } else if kind.is_file() || (kind.is_symlink() && path.is_file()) {
-            inputs.push(Input::file(path));
+        match entry.file_type() {
+            Ok(kind) if kind.is_dir() => walk(&path, inputs),
+            Ok(kind) if kind.is_file() || (kind.is_symlink() && path.is_file()) => {
+                inputs.push(Ok(Input::walked(path)));
+            }
+            Ok(_) => {}
+            Err(e) => inputs.push(Err(cannot_open(&path, &e))),
         }
     }
-    Ok(())
 }
 
 /// The records of one input, in file order.
@@ -144,9 +177,13 @@ pub fn read(input: &Input, jobs: &JobQueue) -> Result<Items, ReplayError> {
     match &input.source {
         Source::Path(path) => {
             let mut file = File::open(path).map_err(|e| cannot_open(path, &e))?;
+            let metadata = file.metadata().map_err(unreadable)?;
             // A pipe (`<(unzip -p ..)`) or a device cannot seek: read it like stdin.
-            if !file.metadata().map_err(unreadable)?.is_file() {
+            if !metadata.is_file() {
                 return read_stream(file, name, jobs);
+            }
+            if metadata.len() == 0 && named_binary(path) {
+                return Err(ReplayError::new(&name, EMPTY_BINARY));
             }
             let prefix = peek(&mut file).map_err(unreadable)?;
             let format = sniff(&prefix);
@@ -157,10 +194,36 @@ pub fn read(input: &Input, jobs: &JobQueue) -> Result<Items, ReplayError> {
             match format {
                 Format::Evtx => read_evtx(file, name),
                 Format::Zip => read_zip(file, name),
-                _ => Err(not_a_log(&name, &prefix)),
+                _ => {
+                    let mut error = not_a_log(&name, &prefix);
+                    error.not_a_log = input.walked && claimed_format(path).is_none();
+                    Err(error)
+                }
             }
         }
         Source::Stdin => read_stream(io::stdin(), name, jobs),
+    }
+}
+
+/// What an empty input whose name claims EVTX or zip is: no log at all (an empty
+/// JSON-lines file is an empty log).
+pub(crate) const EMPTY_BINARY: &str =
+    "empty (0 bytes): no log at all, not an empty one; it may have been cut short or not \
+     copied whole";
+
+/// Whether a name claims EVTX or zip.
+pub(crate) fn named_binary(path: &Path) -> bool {
+    matches!(claimed_format(path), Some(Format::Evtx | Format::Zip))
+}
+
+/// The format a file's extension claims, if any.
+fn claimed_format(path: &Path) -> Option<Format> {
+    let extension = path.extension()?.to_str()?.to_ascii_lowercase();
+    match extension.as_str() {
+        "evtx" => Some(Format::Evtx),
+        "zip" => Some(Format::Zip),
+        "json" | "jsonl" | "ndjson" => Some(Format::JsonLines),
+        _ => None,
     }
 }
 

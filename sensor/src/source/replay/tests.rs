@@ -235,12 +235,34 @@ fn a_missing_file_is_an_error_naming_it() {
         message.starts_with("/nonexistent/x.evtx: cannot open"),
         "{message}"
     );
-    let message = expand(&[PathBuf::from("/nonexistent/y")])
-        .unwrap_err()
-        .to_string();
+}
+
+#[test]
+fn a_missing_path_is_an_error_in_its_place_and_the_others_are_kept() {
+    let dir = tempfile::tempdir().unwrap();
+    let present = dir.path().join("a.jsonl");
+    fs::write(&present, b"{}").unwrap();
+    let expanded = expand(&[
+        PathBuf::from("/nonexistent/y"),
+        present.clone(),
+        PathBuf::from("/nonexistent/z.evtx"),
+    ]);
+    let shown: Vec<String> = expanded
+        .iter()
+        .map(|input| match input {
+            Ok(input) => input.name().to_string(),
+            Err(e) => e.to_string(),
+        })
+        .collect();
+    assert_eq!(shown.len(), 3, "{shown:?}");
     assert!(
-        message.starts_with("/nonexistent/y: cannot open"),
-        "{message}"
+        shown[0].starts_with("/nonexistent/y: cannot open"),
+        "{shown:?}"
+    );
+    assert_eq!(shown[1], present.display().to_string());
+    assert!(
+        shown[2].starts_with("/nonexistent/z.evtx: cannot open"),
+        "{shown:?}"
     );
 }
 
@@ -358,6 +380,14 @@ fn an_entry_that_unpacks_past_the_cap_is_an_error_naming_it() {
 }
 
 #[test]
+fn an_empty_evtx_entry_is_reported() {
+    let items = read_zip_capped(zip_of(&[("Security.evtx", b"")]), spill::ENTRY_CAP);
+    let bad = malformed(&items);
+    assert_eq!(bad.len(), 1, "{bad:?}");
+    assert_eq!(bad[0].2, format!("a.zip!Security.evtx: {EMPTY_BINARY}"));
+}
+
+#[test]
 fn malformed_lines_in_a_zip_entry_name_the_entry() {
     let bytes = zip_of(&[(
         "x.json",
@@ -404,6 +434,58 @@ fn sniffing() {
 }
 
 #[test]
+fn an_empty_file_named_evtx_or_zip_is_an_error() {
+    let dir = tempfile::tempdir().unwrap();
+    for name in ["x.evtx", "y.ZIP"] {
+        let path = dir.path().join(name);
+        fs::write(&path, b"").unwrap();
+        let message = read(&Input::file(&path), &jsonl_pool::test_workers(1))
+            .err()
+            .expect("an error")
+            .to_string();
+        assert_eq!(message, format!("{}: {EMPTY_BINARY}", path.display()));
+    }
+    let jsonl = dir.path().join("z.jsonl");
+    fs::write(&jsonl, b"").unwrap();
+    assert_eq!(read_all(&Input::file(jsonl)).len(), 0);
+}
+
+#[test]
+fn a_walked_file_that_is_plainly_not_a_log_is_passed_over() {
+    let dir = tempfile::tempdir().unwrap();
+    for (name, text) in [
+        ("README.md", "# Samples\n"),
+        ("SHA256SUMS", "e3b0c442  a.evtx\n"),
+        ("LICENSE", "   GNU GENERAL PUBLIC LICENSE\n"),
+        ("damaged.evtx", "not an evtx\n"),
+    ] {
+        fs::write(dir.path().join(name), text).unwrap();
+    }
+    let jobs = jsonl_pool::test_workers(1);
+    let passed_over: Vec<(String, bool)> = expand(&[dir.path().to_path_buf()])
+        .into_iter()
+        .map(|input| {
+            let input = input.unwrap();
+            let error = read(&input, &jobs).err().expect("an error");
+            let name = Path::new(input.name()).file_name().unwrap();
+            (name.to_string_lossy().into_owned(), error.passed_over())
+        })
+        .collect();
+    assert_eq!(
+        passed_over,
+        [
+            ("LICENSE".to_string(), true),
+            ("README.md".to_string(), true),
+            ("SHA256SUMS".to_string(), true),
+            ("damaged.evtx".to_string(), false),
+        ]
+    );
+    // Named on the command line, it is an error like any other.
+    let named = Input::file(dir.path().join("README.md"));
+    assert!(!read(&named, &jobs).err().unwrap().passed_over());
+}
+
+#[test]
 fn peek_reads_past_a_blank_start() {
     let mut input = Cursor::new([&b" ".repeat(20_000)[..], b"{}"].concat());
     let prefix = peek(&mut input).unwrap();
@@ -437,7 +519,10 @@ fn expand_walks_directories_sorted_skipping_hidden() {
         fs::write(path, b"{}").unwrap();
     }
     let explicit = root.join(".hidden");
-    let inputs = expand(&[root.to_path_buf(), PathBuf::from("-"), explicit.clone()]).unwrap();
+    let inputs: Vec<Input> = expand(&[root.to_path_buf(), PathBuf::from("-"), explicit.clone()])
+        .into_iter()
+        .collect::<Result<_, _>>()
+        .unwrap();
     let names: Vec<_> = inputs.iter().map(|i| i.name().to_string()).collect();
     let expected: Vec<String> = [
         root.join("a.evtx"),
