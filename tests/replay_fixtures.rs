@@ -17,6 +17,15 @@ fn replay(name: &str) -> common::Run {
     r
 }
 
+/// The alerts of a web shell's cmd.exe under w3wp.exe running whoami.exe.
+fn shell_then_whoami() -> [(String, String, String); 2] {
+    let triple = |rule: &str, exe: &str, parent: &str| (rule.into(), exe.into(), parent.into());
+    [
+        triple("CAR-2021-02-001", "cmd.exe", "w3wp.exe"),
+        triple("SW-WIN-002", "whoami.exe", "cmd.exe"),
+    ]
+}
+
 #[test]
 fn parent_fields_come_from_the_table_and_the_alert_is_exact() {
     let r = replay("parent_from_table.jsonl");
@@ -82,17 +91,7 @@ fn a_reused_pid_is_not_taken_for_the_old_parent() {
 #[test]
 fn pid_ppid_cycles_neither_hang_nor_loop() {
     let r = replay("cycle.jsonl");
-    assert_eq!(
-        r.triples(),
-        [
-            (
-                "CAR-2021-02-001".into(),
-                "cmd.exe".into(),
-                "w3wp.exe".into()
-            ),
-            ("SW-WIN-002".into(), "whoami.exe".into(), "cmd.exe".into()),
-        ]
-    );
+    assert_eq!(r.triples(), shell_then_whoami());
     assert_eq!(
         r.alerts()[0]["ancestors"],
         json!([{"pid": 10, "exe": "w3wp.exe", "image_path": "C:\\Windows\\System32\\inetsrv\\w3wp.exe"}])
@@ -296,4 +295,18 @@ fn a_directory_passes_over_files_that_are_not_logs_with_one_count() {
     let r = run(&["replay", readme.to_str().unwrap()]);
     assert_eq!(r.output.status.code(), Some(2));
     assert!(r.stderr.contains("README.md: not EVTX"), "{}", r.stderr);
+}
+
+#[test]
+fn a_capture_cut_mid_line_is_replayed_from_its_first_whole_line() {
+    let r = replay("cut_start.jsonl");
+    assert_eq!(r.triples(), shell_then_whoami());
+    assert!(
+        r.stderr.contains("1 malformed")
+            && r.stderr.contains("malformed json: 1 (first: ")
+            && r.stderr
+                .contains("cut_start.jsonl line 1: not a JSON object"),
+        "{}",
+        r.stderr
+    );
 }

@@ -2,8 +2,9 @@
 //! (flat or nested Windows events, spawnwatch's own `--record` lines) and zips of them.
 //!
 //! [`expand`] turns the command line into [`Input`]s (a path that cannot be opened is an
-//! error in its place); [`read`] detects each one's format from its first bytes and
-//! yields its records in file order as [`ReadItem`]s.
+//! error in its place); [`read`] detects each one's format from its first bytes (JSON
+//! lines also when only the lines after the first are objects) and yields its records in
+//! file order as [`ReadItem`]s.
 //! [`spawnwatch_line::to_event_line`] writes the lines `--record` saves and replay reads.
 
 mod archive;
@@ -313,35 +314,86 @@ pub(crate) enum Format {
 }
 
 const BOM: &[u8] = b"\xEF\xBB\xBF";
+/// How much of an input whose first line is not a JSON object is read to look for JSON
+/// lines after it (a capture cut mid-line, a garbage line at the top).
+const SNIFF_WINDOW: usize = 64 << 10;
+/// The most read to tell a format: a long blank start, or lines longer than the window.
+const PEEK_MAX: usize = 1 << 20;
 
 fn is_blank(b: &u8) -> bool {
     matches!(b, b' ' | b'\t' | b'\r' | b'\n')
 }
 
-pub(crate) fn sniff(prefix: &[u8]) -> Format {
+/// `prefix` without a byte-order mark, from its first non-blank byte; `None` if blank.
+fn text_of(prefix: &[u8]) -> Option<&[u8]> {
+    let text = prefix.strip_prefix(BOM).unwrap_or(prefix);
+    let first = text.iter().position(|b| !is_blank(b))?;
+    Some(&text[first..])
+}
+
+/// The binary format whose magic `prefix` starts with.
+fn magic(prefix: &[u8]) -> Option<Format> {
     if prefix.starts_with(b"ElfFile\0") {
-        return Format::Evtx;
+        return Some(Format::Evtx);
     }
     // A local file header, or the end record of an empty archive.
-    if prefix.starts_with(b"PK\x03\x04") || prefix.starts_with(b"PK\x05\x06") {
-        return Format::Zip;
+    let zip = prefix.starts_with(b"PK\x03\x04") || prefix.starts_with(b"PK\x05\x06");
+    zip.then_some(Format::Zip)
+}
+
+pub(crate) fn sniff(prefix: &[u8]) -> Format {
+    if let Some(format) = magic(prefix) {
+        return format;
     }
-    let text = prefix.strip_prefix(BOM).unwrap_or(prefix);
-    match text.iter().find(|b| !is_blank(b)) {
-        None | Some(b'{') => Format::JsonLines,
+    match text_of(prefix) {
+        None => Format::JsonLines,
+        Some(text) if text.starts_with(b"{") || json_lines_after_the_first(text) => {
+            Format::JsonLines
+        }
         Some(_) => Format::Unknown,
     }
 }
 
-/// Reads enough of an input to tell its format: at least 8 bytes and its first
-/// non-blank byte, or all of it when shorter. A long blank start stops at 1 MiB.
+/// Whether the lines after a first line that is not a JSON object are JSON lines: at
+/// least one of them is a JSON object, and no fewer of them are objects than are not
+/// (a text file with a JSON example in it is not a log).
+fn json_lines_after_the_first(text: &[u8]) -> bool {
+    let (mut objects, mut others) = (0, 0);
+    for line in text.split(|&b| b == b'\n').skip(1) {
+        let line = line.trim_ascii();
+        if line.is_empty() {
+            continue;
+        }
+        let object =
+            line.starts_with(b"{") && serde_json::from_slice::<serde::de::IgnoredAny>(line).is_ok();
+        if object {
+            objects += 1;
+        } else {
+            others += 1;
+        }
+    }
+    objects > 0 && objects >= others
+}
+
+/// Whether `prefix` is enough to tell the format: 8 bytes (a magic) and the first
+/// non-blank byte; when that is not `{`, the first [`SNIFF_WINDOW`] bytes and at least
+/// one whole line after the first.
+fn enough_to_sniff(prefix: &[u8]) -> bool {
+    let Some(text) = text_of(prefix).filter(|_| prefix.len() >= 8) else {
+        return false;
+    };
+    text.starts_with(b"{")
+        || magic(prefix).is_some()
+        || (prefix.len() >= SNIFF_WINDOW && memchr::memchr_iter(b'\n', text).nth(1).is_some())
+}
+
+/// Reads enough of an input to tell its format (see [`enough_to_sniff`]), or all of it
+/// when shorter, or at most [`PEEK_MAX`] bytes.
 pub(crate) fn peek(reader: &mut impl Read) -> io::Result<Vec<u8>> {
     const STEP: usize = 8192;
     let mut prefix = Vec::new();
     loop {
-        let text = prefix.strip_prefix(BOM).unwrap_or(&prefix);
-        let decided = prefix.len() >= 8 && text.iter().any(|b| !is_blank(b));
-        if decided || prefix.len() >= 1 << 20 {
+        if enough_to_sniff(&prefix) || prefix.len() >= PEEK_MAX {
             return Ok(prefix);
         }
         let len = prefix.len();

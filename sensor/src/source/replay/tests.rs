@@ -431,6 +431,51 @@ fn sniffing() {
     assert_eq!(sniff(b"[{\"a\":1}]"), Format::Unknown);
     assert_eq!(sniff(b"ElfFi"), Format::Unknown);
     assert_eq!(sniff(b"\x1f\x8b\x08"), Format::Unknown);
+    // A first line cut or garbled, then JSON lines (the last one may be cut by the end
+    // of what was read).
+    assert_eq!(sniff(b"ge\":\"x\"}\n{\"a\":1}\n{\"b\":"), Format::JsonLines);
+    assert_eq!(sniff(b"garbage\r\n\n{\"a\":1}"), Format::JsonLines);
+    assert_eq!(sniff(b"x\ny\n{\"a\":1}\n"), Format::JsonLines);
+    // A text with a JSON example in it, or with no object at all.
+    assert_eq!(
+        sniff(b"# Notes\nsee below\n{\"a\":1}\nthat is all\n"),
+        Format::Unknown
+    );
+    assert_eq!(sniff(b"# Notes\n{not json}\n[1]\n"), Format::Unknown);
+}
+
+#[test]
+fn peek_reads_on_for_json_lines_when_the_first_line_is_not_one() {
+    let line = br#"{"timestamp":"2026-11-27T10:00:01Z","action":"terminate","pid":9}"#;
+    let lines = [line, &b"\n"[..]].concat().repeat(2_000);
+    for first in [&b"cut\":1}"[..], &b"x".repeat(100_000)] {
+        let input = [first, b"\n", &lines].concat();
+        let prefix = peek(&mut Cursor::new(&input)).unwrap();
+        assert!(prefix.len() >= SNIFF_WINDOW.min(input.len()));
+        assert!(prefix.len() < input.len());
+        assert_eq!(sniff(&prefix), Format::JsonLines);
+    }
+}
+
+#[test]
+fn a_json_lines_file_cut_mid_line_is_read_from_its_first_whole_line() {
+    let text = std::fs::read(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../tests/fixtures/parent_from_table.jsonl"
+    ))
+    .unwrap();
+    let file = temp_file(&text[40..]);
+    let items = read_all(&Input::file(file.path()));
+    let bad = malformed(&items);
+    assert_eq!(bad.len(), 1, "{bad:?}");
+    assert_eq!((bad[0].0, bad[0].1), ("json", Location::Line(1)));
+    assert_eq!(
+        events(&items).len(),
+        text.split(|&b| b == b'\n')
+            .filter(|l| !l.is_empty())
+            .count()
+            - 1
+    );
 }
 
 #[test]
