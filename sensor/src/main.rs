@@ -210,8 +210,7 @@ fn replay_command(args: ReplayArgs) -> Result<ExitCode, String> {
     let started = std::time::Instant::now();
     let (counts, report) = replay::replay(&args.inputs, rules, sink, &options)?;
     replay::print_summary(&counts, &report, started.elapsed());
-    let nothing_read = counts.records == 0 && (counts.unreadable_files > 0 || counts.files == 0);
-    Ok(if nothing_read {
+    Ok(if counts.input_failed() {
         ExitCode::from(2)
     } else {
         ExitCode::SUCCESS

@@ -246,12 +246,34 @@ fn a_missing_file_is_an_error_naming_it() {
         message.starts_with("/nonexistent/x.evtx: cannot open"),
         "{message}"
     );
-    let message = expand(&[PathBuf::from("/nonexistent/y")])
-        .unwrap_err()
-        .to_string();
+}
+
+#[test]
+fn a_missing_path_is_an_error_in_its_place_and_the_others_are_kept() {
+    let dir = tempfile::tempdir().unwrap();
+    let present = dir.path().join("a.jsonl");
+    fs::write(&present, b"{}").unwrap();
+    let expanded = expand(&[
+        PathBuf::from("/nonexistent/y"),
+        present.clone(),
+        PathBuf::from("/nonexistent/z.evtx"),
+    ]);
+    let shown: Vec<String> = expanded
+        .iter()
+        .map(|input| match input {
+            Ok(input) => input.name().to_string(),
+            Err(e) => e.to_string(),
+        })
+        .collect();
+    assert_eq!(shown.len(), 3, "{shown:?}");
     assert!(
-        message.starts_with("/nonexistent/y: cannot open"),
-        "{message}"
+        shown[0].starts_with("/nonexistent/y: cannot open"),
+        "{shown:?}"
+    );
+    assert_eq!(shown[1], present.display().to_string());
+    assert!(
+        shown[2].starts_with("/nonexistent/z.evtx: cannot open"),
+        "{shown:?}"
     );
 }
 
@@ -323,6 +345,59 @@ fn zip_entries_are_read_in_order_and_each_detected() {
     );
 }
 
+/// The items of a zip read with `cap`.
+fn read_zip_capped(bytes: Vec<u8>, cap: u64) -> Vec<ReadItem> {
+    let mut archive = ZipArchive::new(Cursor::new(bytes)).unwrap();
+    producer::spawn("a.zip", "zip-entry", move |sink| {
+        archive::read_zip(&mut archive, "a.zip", 0, cap, sink);
+    })
+    .unwrap()
+    .collect()
+}
+
+#[test]
+fn an_entry_that_unpacks_past_the_cap_is_an_error_naming_it() {
+    let evtx = std::fs::read(data!("sigma_regr_cve_2025_55182_node_child.evtx")).unwrap();
+    let line = br##"{"timestamp":"2026-11-27T10:00:01Z","action":"terminate","pid":9}"##;
+    let lines = [&line[..], b"\n"].concat().repeat(2_000);
+    let inner = zip_of(&[("deep.evtx", &evtx)]);
+    let bytes = zip_of(&[
+        ("big.evtx", &evtx),
+        ("big.jsonl", &lines),
+        ("big.zip", &inner),
+        ("small.jsonl", line),
+    ]);
+    let cap = evtx.len() as u64 - 1;
+    let items = read_zip_capped(bytes, cap);
+    let bad = malformed(&items);
+    let messages: Vec<&str> = bad.iter().map(|(_, _, m)| *m).collect();
+    assert_eq!(messages.len(), 3, "{messages:?}");
+    // The inner zip is small; what it holds is not, and the cap holds at every level.
+    let entries = ["big.evtx", "big.jsonl", "big.zip!deep.evtx"];
+    for (message, entry) in messages.iter().zip(entries) {
+        assert!(
+            message.starts_with(&format!("a.zip!{entry}: "))
+                && message.contains(&format!("larger than {cap} bytes unpacked")),
+            "{message}"
+        );
+    }
+    // Lines before the cap are read; the entry after the big ones is read whole.
+    let files: Vec<&str> = events(&items)
+        .iter()
+        .map(|e| e.origin.file.as_deref().unwrap())
+        .collect();
+    assert!(files.len() > 100 && files.len() < 2_000, "{}", files.len());
+    assert_eq!(files.last(), Some(&"a.zip!small.jsonl"));
+}
+
+#[test]
+fn an_empty_evtx_entry_is_reported() {
+    let items = read_zip_capped(zip_of(&[("Security.evtx", b"")]), spill::ENTRY_CAP);
+    let bad = malformed(&items);
+    assert_eq!(bad.len(), 1, "{bad:?}");
+    assert_eq!(bad[0].2, format!("a.zip!Security.evtx: {EMPTY_BINARY}"));
+}
+
 #[test]
 fn malformed_lines_in_a_zip_entry_name_the_entry() {
     let bytes = zip_of(&[(
@@ -367,6 +442,103 @@ fn sniffing() {
     assert_eq!(sniff(b"[{\"a\":1}]"), Format::Unknown);
     assert_eq!(sniff(b"ElfFi"), Format::Unknown);
     assert_eq!(sniff(b"\x1f\x8b\x08"), Format::Unknown);
+    // A first line cut or garbled, then JSON lines (the last one may be cut by the end
+    // of what was read).
+    assert_eq!(sniff(b"ge\":\"x\"}\n{\"a\":1}\n{\"b\":"), Format::JsonLines);
+    assert_eq!(sniff(b"garbage\r\n\n{\"a\":1}"), Format::JsonLines);
+    assert_eq!(sniff(b"x\ny\n{\"a\":1}\n"), Format::JsonLines);
+    // A text with a JSON example in it, or with no object at all.
+    assert_eq!(
+        sniff(b"# Notes\nsee below\n{\"a\":1}\nthat is all\n"),
+        Format::Unknown
+    );
+    assert_eq!(sniff(b"# Notes\n{not json}\n[1]\n"), Format::Unknown);
+}
+
+#[test]
+fn peek_reads_on_for_json_lines_when_the_first_line_is_not_one() {
+    let line = br#"{"timestamp":"2026-11-27T10:00:01Z","action":"terminate","pid":9}"#;
+    let lines = [line, &b"\n"[..]].concat().repeat(2_000);
+    for first in [&b"cut\":1}"[..], &b"x".repeat(100_000)] {
+        let input = [first, b"\n", &lines].concat();
+        let prefix = peek(&mut Cursor::new(&input)).unwrap();
+        assert!(prefix.len() >= SNIFF_WINDOW.min(input.len()));
+        assert!(prefix.len() < input.len());
+        assert_eq!(sniff(&prefix), Format::JsonLines);
+    }
+}
+
+#[test]
+fn a_json_lines_file_cut_mid_line_is_read_from_its_first_whole_line() {
+    let text = std::fs::read(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../tests/fixtures/parent_from_table.jsonl"
+    ))
+    .unwrap();
+    let file = temp_file(&text[40..]);
+    let items = read_all(&Input::file(file.path()));
+    let bad = malformed(&items);
+    assert_eq!(bad.len(), 1, "{bad:?}");
+    assert_eq!((bad[0].0, bad[0].1), ("json", Location::Line(1)));
+    assert_eq!(
+        events(&items).len(),
+        text.split(|&b| b == b'\n')
+            .filter(|l| !l.is_empty())
+            .count()
+            - 1
+    );
+}
+
+#[test]
+fn an_empty_file_named_evtx_or_zip_is_an_error() {
+    let dir = tempfile::tempdir().unwrap();
+    for name in ["x.evtx", "y.ZIP"] {
+        let path = dir.path().join(name);
+        fs::write(&path, b"").unwrap();
+        let message = read(&Input::file(&path), &jsonl_pool::test_workers(1))
+            .err()
+            .expect("an error")
+            .to_string();
+        assert_eq!(message, format!("{}: {EMPTY_BINARY}", path.display()));
+    }
+    let jsonl = dir.path().join("z.jsonl");
+    fs::write(&jsonl, b"").unwrap();
+    assert_eq!(read_all(&Input::file(jsonl)).len(), 0);
+}
+
+#[test]
+fn a_walked_file_that_is_plainly_not_a_log_is_passed_over() {
+    let dir = tempfile::tempdir().unwrap();
+    for (name, text) in [
+        ("README.md", "# Samples\n"),
+        ("SHA256SUMS", "e3b0c442  a.evtx\n"),
+        ("LICENSE", "   GNU GENERAL PUBLIC LICENSE\n"),
+        ("damaged.evtx", "not an evtx\n"),
+    ] {
+        fs::write(dir.path().join(name), text).unwrap();
+    }
+    let jobs = jsonl_pool::test_workers(1);
+    let passed_over: Vec<(String, bool)> = expand(&[dir.path().to_path_buf()])
+        .into_iter()
+        .map(|input| {
+            let input = input.unwrap();
+            let error = read(&input, &jobs).err().expect("an error");
+            let name = Path::new(input.name()).file_name().unwrap();
+            (name.to_string_lossy().into_owned(), error.passed_over())
+        })
+        .collect();
+    assert_eq!(
+        passed_over,
+        [
+            ("LICENSE".to_string(), true),
+            ("README.md".to_string(), true),
+            ("SHA256SUMS".to_string(), true),
+            ("damaged.evtx".to_string(), false),
+        ]
+    );
+    // Named on the command line, it is an error like any other.
+    let named = Input::file(dir.path().join("README.md"));
+    assert!(!read(&named, &jobs).err().unwrap().passed_over());
 }
 
 #[test]
@@ -376,16 +548,6 @@ fn peek_reads_past_a_blank_start() {
     assert_eq!(prefix.len(), 20_002);
     let mut short = Cursor::new(b"{}".to_vec());
     assert_eq!(peek(&mut short).unwrap(), b"{}");
-}
-
-#[test]
-fn buffering_is_capped() {
-    let bytes = buffer_all(b"ab".to_vec(), &mut Cursor::new(b"cd".to_vec())).unwrap();
-    assert_eq!(bytes, b"abcd");
-    let exact = buffer_up_to(b"ab".to_vec(), &mut Cursor::new(b"cd".to_vec()), 4).unwrap();
-    assert_eq!(exact, b"abcd");
-    let message = buffer_up_to(b"ab".to_vec(), &mut Cursor::new(b"cde".to_vec()), 4).unwrap_err();
-    assert!(message.contains("too large"), "{message}");
 }
 
 #[test]
@@ -413,7 +575,10 @@ fn expand_walks_directories_sorted_skipping_hidden() {
         fs::write(path, b"{}").unwrap();
     }
     let explicit = root.join(".hidden");
-    let inputs = expand(&[root.to_path_buf(), PathBuf::from("-"), explicit.clone()]).unwrap();
+    let inputs: Vec<Input> = expand(&[root.to_path_buf(), PathBuf::from("-"), explicit.clone()])
+        .into_iter()
+        .collect::<Result<_, _>>()
+        .unwrap();
     let names: Vec<_> = inputs.iter().map(|i| i.name().to_string()).collect();
     let expected: Vec<String> = [
         root.join("a.evtx"),
