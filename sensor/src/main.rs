@@ -205,11 +205,20 @@ fn replay_command(args: ReplayArgs) -> Result<ExitCode, String> {
     let mut options = pipeline_options(&args.output, 0);
     options.ordered = args.ordered;
     options.explain = args.explain;
+    // A stream (`tail -F log | spawnwatch replay -o FILE -`) runs as long as a live
+    // sensor, so its output file is rotated the same way. Without one, a hangup still
+    // ends a replay, as it ends any command started from a terminal.
+    if args.output.output.is_some() {
+        signals::count_hangups(&options.hangups)
+            .map_err(|e| format!("cannot install the SIGHUP handler: {e}"))?;
+    }
+    // The reader of stdout has what it wanted (`| head`): stop now, quietly.
+    options.on_output_ended = || std::process::exit(0);
     let started = std::time::Instant::now();
     let (counts, report) = replay::replay(&args.inputs, rules, sink, &options)?;
     replay::print_summary(&counts, &report, started.elapsed());
     let nothing_read = counts.records == 0 && (counts.unreadable_files > 0 || counts.files == 0);
-    Ok(if nothing_read {
+    Ok(if nothing_read || report.lost() > 0 {
         ExitCode::from(2)
     } else {
         ExitCode::SUCCESS
@@ -246,20 +255,27 @@ fn run_command(args: RunArgs) -> Result<ExitCode, String> {
         stop: signals.stop.clone(),
         on_turn: Box::new(move |pipeline| reloader.poll(pipeline)),
     };
-    let report = run::run(
-        start,
-        rules,
-        sink,
-        &pipeline_options(&args.output, storm::StormLimits::default().limit),
-        config,
-    )?;
+    let mut options = pipeline_options(&args.output, storm::StormLimits::default().limit);
+    options.hangups = signals.hangups.clone();
+    let report = run::run(start, rules, sink, &options, config)?;
+    if report.output.ended {
+        // The reader of stdout has gone (`| head`): a quiet end, as any filter's.
+        return Ok(ExitCode::SUCCESS);
+    }
+    let recorded = report.record.as_ref();
     eprintln!(
-        "spawnwatch: stopped: {} process events evaluated, {} alerts, {} suppressed",
+        "spawnwatch: stopped: {} process events evaluated, {} alerts, {} suppressed, {} alerts lost{}",
         report.evaluated,
         report.total_alerts(),
-        report.suppressed
+        report.suppressed,
+        report.output.lost,
+        recorded.map_or(String::new(), |r| format!(", {} events not recorded", r.lost)),
     );
-    Ok(ExitCode::SUCCESS)
+    Ok(if report.lost() > 0 {
+        ExitCode::from(2)
+    } else {
+        ExitCode::SUCCESS
+    })
 }
 
 fn test_command(paths: &[PathBuf]) -> Result<ExitCode, String> {

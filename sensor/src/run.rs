@@ -2,12 +2,13 @@
 //!
 //! The source pushes into a bounded channel without ever blocking (a full channel drops
 //! and counts); this thread owns the process table, feeds the workers, writes the
-//! `--record` copy, prints the stats line, and on a stop request stops the source,
-//! drains what it already sent, flushes every alert and returns.
+//! `--record` copy, prints the stats line, and on a stop request (or when the output's
+//! reader is gone) stops the source, drains what it already sent, flushes every alert
+//! and returns.
 
 use crate::pipeline::{Counters, Options, Pipeline, Report, Rules};
 use crate::record::SourceEvent;
-use crate::sink::Sink;
+use crate::sink::{Delivery, Figures, Sink};
 use crate::source::live::{LiveCounters, LiveSink};
 use crossbeam_channel::{bounded, Receiver, RecvTimeoutError};
 use serde_json::{json, Value};
@@ -52,88 +53,96 @@ pub fn run(
     let (tx, rx) = bounded(options.capacity);
     let counters = Arc::new(LiveCounters::default());
     let mut pipeline = Pipeline::start(rules, sink, options);
-    let mut record = config.record.take();
+    let mut record =
+        (config.record.take()).map(|sink| Delivery::new(sink, "events", options.hangups.clone()));
+    let record_figures = record.as_ref().map(Delivery::figures);
     let (source, seed) = start(LiveSink::new(tx, counters.clone()))?;
     let seeded = seed.len();
     for event in seed {
-        forward(event, &mut pipeline, &mut record)?;
+        forward(event, &mut pipeline, &mut record);
     }
     eprintln!("spawnwatch: running: {seeded} processes already running are known as parents; Ctrl+C stops");
     let started = Instant::now();
     let mut last_stats = Instant::now();
-    while !config.stop.load(Ordering::Relaxed) {
+    while !config.stop.load(Ordering::Relaxed) && !pipeline.output_ended() {
         match rx.recv_timeout(TURN) {
-            Ok(event) => forward(event, &mut pipeline, &mut record)?,
+            Ok(event) => forward(event, &mut pipeline, &mut record),
             Err(RecvTimeoutError::Timeout) => {}
             Err(RecvTimeoutError::Disconnected) => break,
         }
         // A burst travels in batches; its last event must not wait for the next one.
-        if rx.is_empty() {
+        let idle = rx.is_empty();
+        if idle {
             pipeline.flush();
+        }
+        if let Some(record) = record.as_mut() {
+            record.maintain();
+            if idle {
+                record.flush();
+            }
         }
         (config.on_turn)(&pipeline);
         if last_stats.elapsed() >= config.stats_interval {
             last_stats = Instant::now();
-            emit_stats(&pipeline, source.stats(), &counters, started);
+            emit_stats(
+                &pipeline,
+                source.stats(),
+                &counters,
+                record_figures.as_deref(),
+                started,
+            );
             pipeline.tick(chrono::Utc::now());
         }
     }
     let final_figures = source.stats();
     source.stop();
-    drain(&rx, &mut pipeline, &mut record)?;
-    if let Some(record) = record.as_mut() {
-        record
-            .flush()
-            .map_err(|e| format!("writing the --record file failed: {e}"))?;
-    }
-    pipeline
+    drain(&rx, &mut pipeline, &mut record);
+    let recorded = record.map(Delivery::finish);
+    let mut report = pipeline
         .finish_with(move |totals, table_entries| {
             Some(stats_line(
                 totals,
                 table_entries,
                 final_figures,
                 &counters,
+                record_figures.as_deref(),
                 started,
             ))
         })
-        .map_err(|e| format!("writing alerts failed: {e}"))
+        .map_err(|e| format!("the pipeline failed: {e}"))?;
+    report.record = recorded;
+    Ok(report)
 }
 
-fn forward(
-    event: SourceEvent,
-    pipeline: &mut Pipeline,
-    record: &mut Option<Box<dyn Sink>>,
-) -> Result<(), String> {
+fn forward(event: SourceEvent, pipeline: &mut Pipeline, record: &mut Option<Delivery>) {
     if let Some(record) = record.as_mut() {
-        record
-            .write_line(&crate::source::replay::spawnwatch_line::to_event_line(
-                &event,
-            ))
-            .map_err(|e| format!("writing the --record file failed: {e}"))?;
+        let line = crate::source::replay::spawnwatch_line::to_event_line(&event);
+        record.push(line, true);
     }
     pipeline.push(event);
-    Ok(())
 }
 
 /// Everything the source sent before it stopped.
-fn drain(
-    rx: &Receiver<SourceEvent>,
-    pipeline: &mut Pipeline,
-    record: &mut Option<Box<dyn Sink>>,
-) -> Result<(), String> {
+fn drain(rx: &Receiver<SourceEvent>, pipeline: &mut Pipeline, record: &mut Option<Delivery>) {
     while let Ok(event) = rx.try_recv() {
-        forward(event, pipeline, record)?;
+        forward(event, pipeline, record);
     }
-    Ok(())
 }
 
 /// One stats line on stderr and as a JSON line of kind `stats` in the output.
-fn emit_stats(pipeline: &Pipeline, source: Value, counters: &LiveCounters, started: Instant) {
-    pipeline.write_sensor_line(stats_line(
+fn emit_stats(
+    pipeline: &Pipeline,
+    source: Value,
+    counters: &LiveCounters,
+    record: Option<&Figures>,
+    started: Instant,
+) {
+    pipeline.write_stats_line(stats_line(
         pipeline.counters(),
         pipeline.table_len(),
         source,
         counters,
+        record,
         started,
     ));
 }
@@ -144,12 +153,14 @@ fn stats_line(
     table_entries: usize,
     mut source: Value,
     counters: &LiveCounters,
+    record: Option<&Figures>,
     started: Instant,
 ) -> String {
     if let Some(figures) = source.as_object_mut() {
         figures.remove("kind");
     }
-    let stats = json!({
+    let load = |n: &std::sync::atomic::AtomicU64| n.load(Ordering::Relaxed);
+    let mut stats = json!({
         "kind": "stats",
         "timestamp": chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
         "uptime_s": started.elapsed().as_secs(),
@@ -158,10 +169,20 @@ fn stats_line(
         "evaluated": p.evaluated.load(Ordering::Relaxed),
         "alerts": p.alerts.load(Ordering::Relaxed),
         "suppressed": p.suppressed.load(Ordering::Relaxed),
+        "write_errors": load(&p.output.write_errors),
+        "alerts_unwritten": load(&p.output.unwritten),
+        "alerts_lost": load(&p.output.lost),
         "alert_latency_us": p.latency.take(),
         "table_entries": table_entries,
         "source": source,
     });
+    if let Some(record) = record {
+        stats["record"] = json!({
+            "write_errors": load(&record.write_errors),
+            "events_unwritten": load(&record.unwritten),
+            "events_lost": load(&record.lost),
+        });
+    }
     eprintln!("spawnwatch: stats {}", human(&stats));
     stats.to_string()
 }
@@ -315,16 +336,24 @@ mod tests {
             "every event sent before the stop is evaluated"
         );
         assert_eq!(
-            recorded.0.lock().unwrap().len(),
+            recorded.lines().len(),
             51,
             "the seed and every event are recorded"
         );
-        let lines = output.0.lock().unwrap();
+        let lines = output.lines();
         let stats: Value = serde_json::from_str(lines.last().unwrap()).unwrap();
         assert_eq!(stats["kind"], "stats");
         assert_eq!(stats["received"], 50);
         assert_eq!(stats["dropped_at_channel"], 0);
         assert_eq!(stats["evaluated"], 50);
+        assert_eq!(
+            (
+                stats["write_errors"].as_u64(),
+                stats["alerts_unwritten"].as_u64()
+            ),
+            (Some(0), Some(0))
+        );
+        assert_eq!(stats["record"]["events_lost"], 0);
         assert_eq!(
             stats["alert_latency_us"],
             Value::Null,
@@ -378,5 +407,121 @@ mod tests {
         assert_eq!(last["alerts"], 1);
         assert_eq!(last["alert_latency_us"]["count"], 1);
         assert!(last["alert_latency_us"]["p99"].is_u64());
+    }
+
+    /// A source that runs `produce` on its own thread, then holds on to its sink
+    /// (the channel stays open) until it is stopped.
+    struct Held {
+        thread: Option<std::thread::JoinHandle<()>>,
+        release: Option<crossbeam_channel::Sender<()>>,
+    }
+
+    impl Held {
+        fn start(produce: impl FnOnce(&LiveSink) + Send + 'static) -> Start {
+            Box::new(move |sink: LiveSink| {
+                let (release, released) = crossbeam_channel::bounded::<()>(0);
+                let thread = std::thread::spawn(move || {
+                    produce(&sink);
+                    let _ = released.recv();
+                });
+                let source = Held {
+                    thread: Some(thread),
+                    release: Some(release),
+                };
+                Ok((Box::new(source) as Box<dyn LiveSource>, vec![]))
+            })
+        }
+    }
+
+    impl LiveSource for Held {
+        fn stats(&self) -> Value {
+            json!({"kind": "test"})
+        }
+        fn stop(mut self: Box<Self>) {
+            drop(self.release.take());
+            self.thread.take().unwrap().join().unwrap();
+        }
+    }
+
+    fn alert_on_sh() -> Rules {
+        let loaded = dsl::load(&[dsl::Source::new(
+            "t.rules",
+            "rule T { title: \"t\" severity: high attack: [T1505.003] condition: exe == \"sh\" }",
+        )])
+        .unwrap();
+        Arc::new(ArcSwap::from_pointee(loaded.rules))
+    }
+
+    fn config(stop: Arc<AtomicBool>, record: Option<Box<dyn Sink>>) -> RunConfig {
+        RunConfig {
+            stats_interval: Duration::from_secs(3600),
+            record,
+            stop,
+            on_turn: Box::new(|_| {}),
+        }
+    }
+
+    /// `spawnwatch run | head -1`: once the reader has gone, the sensor stops by itself
+    /// (no stop request), cleanly, and loses nothing it should count.
+    #[test]
+    fn a_closed_output_stops_the_sensor_by_itself() {
+        let output = Memory::default();
+        output.fail_with(Some(std::io::ErrorKind::BrokenPipe));
+        let (done, finished) = crossbeam_channel::bounded(1);
+        let sink = Box::new(output.clone());
+        std::thread::spawn(move || {
+            let start = Held::start(|sink| assert!(sink.push(event(2, Action::Create))));
+            let config = config(Arc::new(AtomicBool::new(false)), None);
+            let report = run(start, alert_on_sh(), sink, &Options::default(), config);
+            let _ = done.send(report);
+        });
+        let report = finished
+            .recv_timeout(Duration::from_secs(30))
+            .expect("the sensor kept running after its output was closed")
+            .unwrap();
+        assert!(report.output.ended);
+        assert_eq!((report.output.lost, report.output.write_errors), (0, 0));
+    }
+
+    /// The disk of the --record file is full for the first ten events and cleared
+    /// before the next ten: the sensor keeps running and every event is recorded.
+    #[test]
+    fn a_failing_record_file_stops_nothing_and_loses_no_event() {
+        let recorded = Memory::default();
+        recorded.fail_with(Some(std::io::ErrorKind::StorageFull));
+        let failures = recorded.failures();
+        let stop = Arc::new(AtomicBool::new(false));
+        let (disk, stop_from_source) = (recorded.clone(), stop.clone());
+        let start = Held::start(move |sink| {
+            for pid in 2..12 {
+                assert!(sink.push(event(pid, Action::Create)));
+            }
+            let failed = failures.recv_timeout(Duration::from_secs(30));
+            assert_eq!(failed, Ok(std::io::ErrorKind::StorageFull));
+            disk.fail_with(None);
+            for pid in 12..22 {
+                assert!(sink.push(event(pid, Action::Create)));
+            }
+            stop_from_source.store(true, Ordering::Relaxed);
+        });
+        let rules: Rules = Arc::new(ArcSwap::from_pointee(RuleSet::compile(&[])));
+        let output = Box::new(Memory::default());
+        let record: Box<dyn Sink> = Box::new(recorded.clone());
+        let config = config(stop, Some(record));
+        let report = run(start, rules, output, &Options::default(), config).unwrap();
+        assert_eq!(report.evaluated, 20);
+        let pids: Vec<u64> = recorded
+            .lines()
+            .iter()
+            .map(|l| {
+                serde_json::from_str::<Value>(l).unwrap()["pid"]
+                    .as_u64()
+                    .unwrap()
+            })
+            .collect();
+        assert_eq!(pids, (2..22).collect::<Vec<u64>>());
+        let record = report.record.unwrap();
+        assert_eq!(record.lost, 0);
+        assert!(record.write_errors >= 1);
     }
 }

@@ -1,7 +1,9 @@
 //! Stop and reload requests as flags the run loop polls: Ctrl+C and SIGTERM (and, on
-//! Windows, closing the console) stop the sensor cleanly; SIGHUP reloads the rules. A
-//! second Ctrl+C ends the process at once, for when a clean stop hangs.
+//! Windows, closing the console) stop the sensor cleanly; SIGHUP reloads the rules and
+//! reopens the output files (log rotation). A second Ctrl+C ends the process at once,
+//! for when a clean stop hangs.
 
+use crate::sink::Hangups;
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 
@@ -9,6 +11,7 @@ use std::sync::Arc;
 pub struct Signals {
     pub stop: Arc<AtomicBool>,
     pub reload: Arc<AtomicBool>,
+    pub hangups: Hangups,
 }
 
 #[cfg(unix)]
@@ -22,7 +25,27 @@ pub fn install() -> Result<Signals, String> {
         flag::register(signal, signals.stop.clone()).map_err(fail)?;
     }
     flag::register(SIGHUP, signals.reload.clone()).map_err(fail)?;
+    count_hangups(&signals.hangups).map_err(fail)?;
     Ok(signals)
+}
+
+/// Counts SIGHUPs in `hangups` (and no longer lets one end the process).
+#[cfg(unix)]
+pub fn count_hangups(hangups: &Hangups) -> std::io::Result<()> {
+    let hangups = hangups.clone();
+    // SAFETY: the handler does one atomic add, which is async-signal-safe.
+    unsafe {
+        signal_hook::low_level::register(signal_hook::consts::SIGHUP, move || {
+            hangups.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        })
+    }?;
+    Ok(())
+}
+
+/// No SIGHUP here.
+#[cfg(not(unix))]
+pub fn count_hangups(_: &Hangups) -> std::io::Result<()> {
+    Ok(())
 }
 
 #[cfg(windows)]
