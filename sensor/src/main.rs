@@ -74,7 +74,8 @@ enum Command {
     /// FAIL; exit 0 only on PASS. Needs administrator / root.
     Selftest,
     /// Watch this host live (Windows: ETW; Linux: the kernel's process connector). Needs
-    /// administrator / root. Ctrl+C or SIGTERM stops cleanly; SIGHUP reloads the rules.
+    /// administrator / root. Ctrl+C or SIGTERM stops cleanly; SIGHUP reloads the rules and
+    /// reopens the output files (log rotation).
     Run(RunArgs),
 }
 
@@ -88,7 +89,9 @@ struct RuleArgs {
 
 #[derive(Args)]
 struct OutputArgs {
-    /// Append alerts to FILE instead of writing them to stdout.
+    /// Append alerts to FILE instead of writing them to stdout. FILE is reopened on
+    /// SIGHUP and when it is renamed away (log rotation); while it cannot be written
+    /// (a full disk), up to 10,000 alerts wait and are written once it can.
     #[arg(long, short = 'o', value_name = "FILE")]
     output: Option<PathBuf>,
     /// Threads doing per-event work: the one that keeps the process table (and
@@ -131,6 +134,7 @@ struct RunArgs {
     #[command(flatten)]
     output: OutputArgs,
     /// Also write every process event as spawnwatch event lines, to replay elsewhere.
+    /// Reopened and held like --output (up to 10,000 events).
     #[arg(long, value_name = "FILE")]
     record: Option<PathBuf>,
     /// Seconds between stats lines (stderr, and a `stats` line in the output).
