@@ -76,7 +76,8 @@ enum Command {
     /// FAIL; exit 0 only on PASS. Needs administrator / root.
     Selftest,
     /// Watch this host live (Windows: ETW; Linux: the kernel's process connector). Needs
-    /// administrator / root. Ctrl+C or SIGTERM stops cleanly; SIGHUP reloads the rules.
+    /// administrator / root. Ctrl+C or SIGTERM stops cleanly; SIGHUP reloads the rules and
+    /// reopens the output files (log rotation).
     Run(RunArgs),
 }
 
@@ -90,7 +91,9 @@ struct RuleArgs {
 
 #[derive(Args)]
 struct OutputArgs {
-    /// Append alerts to FILE instead of writing them to stdout.
+    /// Append alerts to FILE instead of writing them to stdout. FILE is reopened on
+    /// SIGHUP and when it is renamed away (log rotation); while it cannot be written
+    /// (a full disk), up to 10,000 alerts wait and are written once it can.
     #[arg(long, short = 'o', value_name = "FILE")]
     output: Option<PathBuf>,
     /// Threads doing per-event work: the one that keeps the process table (and
@@ -133,6 +136,7 @@ struct RunArgs {
     #[command(flatten)]
     output: OutputArgs,
     /// Also write every process event as spawnwatch event lines, to replay elsewhere.
+    /// Reopened and held like --output (up to 10,000 events).
     #[arg(long, value_name = "FILE")]
     record: Option<PathBuf>,
     /// Seconds between stats lines (stderr, and a `stats` line in the output).
@@ -207,10 +211,19 @@ fn replay_command(args: ReplayArgs) -> Result<ExitCode, String> {
     let mut options = pipeline_options(&args.output, 0);
     options.ordered = args.ordered;
     options.explain = args.explain;
+    // A stream (`tail -F log | spawnwatch replay -o FILE -`) runs as long as a live
+    // sensor, so its output file is rotated the same way. Without one, a hangup still
+    // ends a replay, as it ends any command started from a terminal.
+    if args.output.output.is_some() {
+        signals::count_hangups(&options.hangups)
+            .map_err(|e| format!("cannot install the SIGHUP handler: {e}"))?;
+    }
+    // The reader of stdout has what it wanted (`| head`): stop now, quietly.
+    options.on_output_ended = || std::process::exit(0);
     let started = std::time::Instant::now();
     let (counts, report) = replay::replay(&args.inputs, rules, sink, &options)?;
     replay::print_summary(&counts, &report, started.elapsed());
-    Ok(if counts.input_failed() {
+    Ok(if counts.input_failed() || report.lost() > 0 {
         ExitCode::from(2)
     } else {
         ExitCode::SUCCESS
@@ -248,23 +261,30 @@ fn run_command(args: RunArgs) -> Result<ExitCode, String> {
         on_turn: Box::new(move |pipeline| reloader.poll(pipeline)),
         restart: restart::Backoff::default(),
     };
-    let result = run::run(
-        start,
-        rules,
-        sink,
-        &pipeline_options(&args.output, storm::StormLimits::default().limit),
-        config,
-    );
+    let mut options = pipeline_options(&args.output, storm::StormLimits::default().limit);
+    options.hangups = signals.hangups.clone();
+    let result = run::run(start, rules, sink, &options, config);
     // A console close, log-off or shutdown waits for this before Windows ends us.
     signals.finished.set();
     let report = result?;
+    if report.output.ended {
+        // The reader of stdout has gone (`| head`): a quiet end, as any filter's.
+        return Ok(ExitCode::SUCCESS);
+    }
+    let recorded = report.record.as_ref();
     eprintln!(
-        "spawnwatch: stopped: {} process events evaluated, {} alerts, {} suppressed",
+        "spawnwatch: stopped: {} process events evaluated, {} alerts, {} suppressed, {} alerts lost{}",
         report.evaluated,
         report.total_alerts(),
-        report.suppressed
+        report.suppressed,
+        report.output.lost,
+        recorded.map_or(String::new(), |r| format!(", {} events not recorded", r.lost)),
     );
-    Ok(ExitCode::SUCCESS)
+    Ok(if report.lost() > 0 {
+        ExitCode::from(2)
+    } else {
+        ExitCode::SUCCESS
+    })
 }
 
 fn test_command(paths: &[PathBuf]) -> Result<ExitCode, String> {

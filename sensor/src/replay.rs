@@ -159,6 +159,14 @@ pub fn print_summary(counts: &ReadCounts, report: &Report, elapsed: Duration) {
             format!(" ({})", alerts.join(", "))
         }
     );
+    let output = &report.output;
+    if output.lost > 0 {
+        let _ = writeln!(
+            out,
+            "  lost: {} alerts could not be written to {} ({} write errors)",
+            output.lost, output.name, output.write_errors
+        );
+    }
     let rate = if secs > 0.0 {
         counts.records as f64 / secs
     } else {
@@ -259,17 +267,8 @@ mod tests {
             .unwrap();
             assert_eq!(counts.process_events, events);
             assert_eq!(report.total_alerts(), events);
-            let lines = memory.0.lock().unwrap();
-            let pids: Vec<u64> = lines
-                .iter()
-                .map(|l| {
-                    serde_json::from_str::<serde_json::Value>(l).unwrap()["process"]["pid"]
-                        .as_u64()
-                        .unwrap()
-                })
-                .collect();
             assert_eq!(
-                pids,
+                memory.alert_pids(),
                 (1..=events).collect::<Vec<u64>>(),
                 "{workers} workers"
             );

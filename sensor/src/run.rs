@@ -3,13 +3,14 @@
 //! The source pushes into a bounded channel without ever blocking (a full channel drops
 //! and counts); this thread owns the process table, feeds the workers, writes the
 //! `--record` copy, prints the stats line, restarts the source when a part of it stops
-//! on its own (see [`crate::restart`]), and on a stop request stops the source, drains
-//! what it already sent, flushes every alert and returns.
+//! on its own (see [`crate::restart`]), and on a stop request (or when the output's
+//! reader is gone) stops the source, drains what it already sent, flushes every alert
+//! and returns.
 
 use crate::pipeline::{Counters, Options, Pipeline, Report, Rules};
 use crate::record::SourceEvent;
 use crate::restart::{Backoff, Restarts};
-use crate::sink::Sink;
+use crate::sink::{Delivery, Figures, Sink};
 use crate::source::live::{LiveCounters, LiveSink, SourceEnd};
 use crossbeam_channel::{bounded, unbounded, Receiver};
 use serde_json::{json, Value};
@@ -69,24 +70,38 @@ pub fn run(
     // Kept here, so the channel stays open while the source is down.
     let live_sink = LiveSink::new(tx, counters.clone()).reporting_ends_to(ends_tx);
     let mut pipeline = Pipeline::start(rules, sink, options);
-    let mut record = config.record.take();
+    let mut record =
+        (config.record.take()).map(|sink| Delivery::new(sink, "events", options.hangups.clone()));
     let (source, seed) = start(live_sink.clone())?;
     let mut source = Some(source);
     let seeded = seed.len();
     for event in seed {
-        forward(event, &mut pipeline, &mut record)?;
+        forward(event, &mut pipeline, &mut record);
     }
     eprintln!("spawnwatch: running: {seeded} processes already running are known as parents; Ctrl+C stops");
     let started = Instant::now();
     let mut restarts = Restarts::new(config.restart, started);
+    let mut run_figures = RunFigures {
+        counters,
+        record: record.as_ref().map(Delivery::figures),
+        started,
+        restarts: 0,
+    };
     let mut last_stats = Instant::now();
-    while !config.stop.load(Ordering::Relaxed) {
+    while !config.stop.load(Ordering::Relaxed) && !pipeline.output_ended() {
         if let Ok(event) = rx.recv_timeout(TURN) {
-            forward(event, &mut pipeline, &mut record)?;
+            forward(event, &mut pipeline, &mut record);
         }
         // A burst travels in batches; its last event must not wait for the next one.
-        if rx.is_empty() {
+        let idle = rx.is_empty();
+        if idle {
             pipeline.flush();
+        }
+        if let Some(record) = record.as_mut() {
+            record.maintain();
+            if idle {
+                record.flush();
+            }
         }
         if let Ok(end) = ends.try_recv() {
             stop_after_end(end, &mut source, &ends, &mut restarts, &pipeline);
@@ -96,7 +111,7 @@ pub fn run(
                 Ok((restarted, seed)) => {
                     // Processes started while blind become known parents.
                     for event in seed {
-                        forward(event, &mut pipeline, &mut record)?;
+                        forward(event, &mut pipeline, &mut record);
                     }
                     source = Some(restarted);
                     if let Some(line) = restarts.started(Instant::now()) {
@@ -110,7 +125,8 @@ pub fn run(
         if last_stats.elapsed() >= config.stats_interval {
             last_stats = Instant::now();
             let figures = source_stats(source.as_deref());
-            emit_stats(&pipeline, figures, &counters, started, restarts.count());
+            run_figures.restarts = restarts.count();
+            emit_stats(&pipeline, figures, &run_figures);
             pipeline.tick(chrono::Utc::now());
         }
     }
@@ -119,25 +135,21 @@ pub fn run(
         source.stop();
     }
     drop(live_sink);
-    drain(&rx, &mut pipeline, &mut record)?;
-    if let Some(record) = record.as_mut() {
-        record
-            .flush()
-            .map_err(|e| format!("writing the --record file failed: {e}"))?;
-    }
-    let restart_count = restarts.count();
-    pipeline
+    drain(&rx, &mut pipeline, &mut record);
+    let recorded = record.map(Delivery::finish);
+    run_figures.restarts = restarts.count();
+    let mut report = pipeline
         .finish_with(move |totals, table_entries| {
             Some(stats_line(
                 totals,
                 table_entries,
                 final_figures,
-                &counters,
-                started,
-                restart_count,
+                &run_figures,
             ))
         })
-        .map_err(|e| format!("writing alerts failed: {e}"))
+        .map_err(|e| format!("the pipeline failed: {e}"))?;
+    report.record = recorded;
+    Ok(report)
 }
 
 /// A part of the source stopped: say so, and stop the rest of it (a restart starts the
@@ -162,78 +174,70 @@ fn source_stats(source: Option<&dyn LiveSource>) -> Value {
     source.map_or(Value::Null, LiveSource::stats)
 }
 
-fn forward(
-    event: SourceEvent,
-    pipeline: &mut Pipeline,
-    record: &mut Option<Box<dyn Sink>>,
-) -> Result<(), String> {
+fn forward(event: SourceEvent, pipeline: &mut Pipeline, record: &mut Option<Delivery>) {
     if let Some(record) = record.as_mut() {
-        record
-            .write_line(&crate::source::replay::spawnwatch_line::to_event_line(
-                &event,
-            ))
-            .map_err(|e| format!("writing the --record file failed: {e}"))?;
+        let line = crate::source::replay::spawnwatch_line::to_event_line(&event);
+        record.push(line, true);
     }
     pipeline.push(event);
-    Ok(())
 }
 
 /// Everything the source sent before it stopped.
-fn drain(
-    rx: &Receiver<SourceEvent>,
-    pipeline: &mut Pipeline,
-    record: &mut Option<Box<dyn Sink>>,
-) -> Result<(), String> {
+fn drain(rx: &Receiver<SourceEvent>, pipeline: &mut Pipeline, record: &mut Option<Delivery>) {
     while let Ok(event) = rx.try_recv() {
-        forward(event, pipeline, record)?;
+        forward(event, pipeline, record);
     }
-    Ok(())
+}
+
+/// The run's own figures for the stats line, beside the pipeline's and the source's.
+struct RunFigures {
+    counters: Arc<LiveCounters>,
+    /// The `--record` output's.
+    record: Option<Arc<Figures>>,
+    started: Instant,
+    restarts: u64,
 }
 
 /// One stats line on stderr and as a JSON line of kind `stats` in the output.
-fn emit_stats(
-    pipeline: &Pipeline,
-    source: Value,
-    counters: &LiveCounters,
-    started: Instant,
-    restarts: u64,
-) {
-    pipeline.write_sensor_line(stats_line(
+fn emit_stats(pipeline: &Pipeline, source: Value, run: &RunFigures) {
+    pipeline.write_stats_line(stats_line(
         pipeline.counters(),
         pipeline.table_len(),
         source,
-        counters,
-        started,
-        restarts,
+        run,
     ));
 }
 
 /// The stats figures as a JSON line, also printed on stderr.
-fn stats_line(
-    p: &Counters,
-    table_entries: usize,
-    mut source: Value,
-    counters: &LiveCounters,
-    started: Instant,
-    restarts: u64,
-) -> String {
+fn stats_line(p: &Counters, table_entries: usize, mut source: Value, run: &RunFigures) -> String {
     if let Some(figures) = source.as_object_mut() {
         figures.remove("kind");
     }
-    let stats = json!({
+    let load = |n: &std::sync::atomic::AtomicU64| n.load(Ordering::Relaxed);
+    let mut stats = json!({
         "kind": "stats",
         "timestamp": chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
-        "uptime_s": started.elapsed().as_secs(),
-        "received": counters.sent.load(Ordering::Relaxed),
-        "dropped_at_channel": counters.dropped.load(Ordering::Relaxed),
+        "uptime_s": run.started.elapsed().as_secs(),
+        "received": load(&run.counters.sent),
+        "dropped_at_channel": load(&run.counters.dropped),
         "evaluated": p.evaluated.load(Ordering::Relaxed),
         "alerts": p.alerts.load(Ordering::Relaxed),
         "suppressed": p.suppressed.load(Ordering::Relaxed),
+        "write_errors": load(&p.output.write_errors),
+        "alerts_unwritten": load(&p.output.unwritten),
+        "alerts_lost": load(&p.output.lost),
         "alert_latency_us": p.latency.take(),
         "table_entries": table_entries,
-        "session_restarts": restarts,
+        "session_restarts": run.restarts,
         "source": source,
     });
+    if let Some(record) = &run.record {
+        stats["record"] = json!({
+            "write_errors": load(&record.write_errors),
+            "events_unwritten": load(&record.unwritten),
+            "events_lost": load(&record.lost),
+        });
+    }
     eprintln!("spawnwatch: stats {}", human(&stats));
     stats.to_string()
 }
@@ -407,16 +411,24 @@ mod tests {
             "every event sent before the stop is evaluated"
         );
         assert_eq!(
-            recorded.0.lock().unwrap().len(),
+            recorded.lines().len(),
             51,
             "the seed and every event are recorded"
         );
-        let lines = output.0.lock().unwrap();
+        let lines = output.lines();
         let stats: Value = serde_json::from_str(lines.last().unwrap()).unwrap();
         assert_eq!(stats["kind"], "stats");
         assert_eq!(stats["received"], 50);
         assert_eq!(stats["dropped_at_channel"], 0);
         assert_eq!(stats["evaluated"], 50);
+        assert_eq!(
+            (
+                stats["write_errors"].as_u64(),
+                stats["alerts_unwritten"].as_u64()
+            ),
+            (Some(0), Some(0))
+        );
+        assert_eq!(stats["record"]["events_lost"], 0);
         assert_eq!(
             stats["alert_latency_us"],
             Value::Null,
@@ -529,7 +541,7 @@ mod tests {
         )
         .unwrap();
         let _ = finished.send(());
-        let lines = output.0.lock().unwrap();
+        let lines = output.lines();
         let parsed = lines.iter().map(|l| serde_json::from_str(l).unwrap());
         (parsed.collect(), calls.load(Ordering::Relaxed), report)
     }
@@ -587,5 +599,118 @@ mod tests {
         assert_eq!(sensor[1]["source"]["state"], "restarted");
         assert_eq!(sensor[1]["source"]["attempts"], 3);
         assert_eq!(lines.last().unwrap()["session_restarts"], 1);
+    }
+
+    /// A source that runs `produce` on its own thread, then holds on to its sink
+    /// (the channel stays open) until it is stopped.
+    struct Held {
+        thread: Option<std::thread::JoinHandle<()>>,
+        release: Option<crossbeam_channel::Sender<()>>,
+    }
+
+    impl Held {
+        /// Starts once: a restart would find `produce` already used.
+        fn start(produce: impl FnOnce(&LiveSink) + Send + 'static) -> Start {
+            let mut produce = Some(produce);
+            Box::new(move |sink: LiveSink| {
+                let produce = produce.take().ok_or("started twice")?;
+                let (release, released) = crossbeam_channel::bounded::<()>(0);
+                let thread = std::thread::spawn(move || {
+                    produce(&sink);
+                    let _ = released.recv();
+                });
+                let source = Held {
+                    thread: Some(thread),
+                    release: Some(release),
+                };
+                Ok((Box::new(source) as Box<dyn LiveSource>, vec![]))
+            })
+        }
+    }
+
+    impl LiveSource for Held {
+        fn stats(&self) -> Value {
+            json!({"kind": "test"})
+        }
+        fn stop(mut self: Box<Self>) {
+            drop(self.release.take());
+            self.thread.take().unwrap().join().unwrap();
+        }
+    }
+
+    fn alert_on_sh() -> Rules {
+        let loaded = dsl::load(&[dsl::Source::new(
+            "t.rules",
+            "rule T { title: \"t\" severity: high attack: [T1505.003] condition: exe == \"sh\" }",
+        )])
+        .unwrap();
+        Arc::new(ArcSwap::from_pointee(loaded.rules))
+    }
+
+    /// `spawnwatch run | head -1`: once the reader has gone, the sensor stops by itself
+    /// (no stop request), cleanly, and loses nothing it should count.
+    #[test]
+    fn a_closed_output_stops_the_sensor_by_itself() {
+        let output = Memory::default();
+        output.fail_with(Some(std::io::ErrorKind::BrokenPipe));
+        let (done, finished) = crossbeam_channel::bounded(1);
+        let sink = Box::new(output.clone());
+        std::thread::spawn(move || {
+            let start = Held::start(|sink| assert!(sink.push(event(2, Action::Create))));
+            let config = config(Arc::new(AtomicBool::new(false)));
+            let report = run(start, alert_on_sh(), sink, &Options::default(), config);
+            let _ = done.send(report);
+        });
+        let report = finished
+            .recv_timeout(Duration::from_secs(30))
+            .expect("the sensor kept running after its output was closed")
+            .unwrap();
+        assert!(report.output.ended);
+        assert_eq!((report.output.lost, report.output.write_errors), (0, 0));
+    }
+
+    /// The disk of the --record file is full for the first ten events and cleared
+    /// before the next ten: the sensor keeps running and every event is recorded.
+    #[test]
+    fn a_failing_record_file_stops_nothing_and_loses_no_event() {
+        let recorded = Memory::default();
+        recorded.fail_with(Some(std::io::ErrorKind::StorageFull));
+        let failures = recorded.failures();
+        let stop = Arc::new(AtomicBool::new(false));
+        let (disk, stop_from_source) = (recorded.clone(), stop.clone());
+        let start = Held::start(move |sink| {
+            for pid in 2..12 {
+                assert!(sink.push(event(pid, Action::Create)));
+            }
+            let failed = failures.recv_timeout(Duration::from_secs(30));
+            assert_eq!(failed, Ok(std::io::ErrorKind::StorageFull));
+            disk.fail_with(None);
+            for pid in 12..22 {
+                assert!(sink.push(event(pid, Action::Create)));
+            }
+            stop_from_source.store(true, Ordering::Relaxed);
+        });
+        let rules: Rules = Arc::new(ArcSwap::from_pointee(RuleSet::compile(&[])));
+        let output = Box::new(Memory::default());
+        let record: Box<dyn Sink> = Box::new(recorded.clone());
+        let config = RunConfig {
+            record: Some(record),
+            ..config(stop)
+        };
+        let report = run(start, rules, output, &Options::default(), config).unwrap();
+        assert_eq!(report.evaluated, 20);
+        let pids: Vec<u64> = recorded
+            .lines()
+            .iter()
+            .map(|l| {
+                serde_json::from_str::<Value>(l).unwrap()["pid"]
+                    .as_u64()
+                    .unwrap()
+            })
+            .collect();
+        assert_eq!(pids, (2..22).collect::<Vec<u64>>());
+        let record = report.record.unwrap();
+        assert_eq!(record.lost, 0);
+        assert!(record.write_errors >= 1);
     }
 }

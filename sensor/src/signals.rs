@@ -1,7 +1,7 @@
 //! Stop and reload requests as flags the run loop polls: Ctrl+C and SIGTERM (and, on
 //! Windows, Ctrl+Break and closing the console, logging off or shutting down) stop the
-//! sensor cleanly; SIGHUP reloads the rules. A second Ctrl+C ends the process at once,
-//! for when a clean stop hangs.
+//! sensor cleanly; SIGHUP reloads the rules and reopens the output files (log
+//! rotation). A second Ctrl+C ends the process at once, for when a clean stop hangs.
 //!
 //! Windows ends a console process as soon as its handler returns from a close, log-off
 //! or shutdown event (and about 5 s after the event in any case), so for those three
@@ -9,6 +9,7 @@
 //! has drained and flushed ([`Signals::finished`]). The `ctrlc` crate returns at once,
 //! which lost every event still buffered and left the ETW sessions running.
 
+use crate::sink::Hangups;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
@@ -19,6 +20,8 @@ pub struct Signals {
     pub reload: Arc<AtomicBool>,
     /// Set when the run has drained and flushed: what a console close waits for.
     pub finished: Arc<Finished>,
+    /// SIGHUPs so far: the outputs reopen their files on each (log rotation).
+    pub hangups: Hangups,
 }
 
 /// A one-way flag that can be waited on.
@@ -100,6 +103,7 @@ pub fn install() -> Result<Signals, String> {
         flag::register(signal, signals.stop.clone()).map_err(fail)?;
     }
     flag::register(SIGHUP, signals.reload.clone()).map_err(fail)?;
+    count_hangups(&signals.hangups).map_err(fail)?;
     Ok(signals)
 }
 
@@ -114,6 +118,25 @@ unsafe extern "system" fn console_handler(event: u32) -> windows::Win32::Foundat
         .get()
         .is_some_and(|s| s.console_event(event, CLOSE_GRACE, || std::process::exit(130)));
     handled.into()
+}
+
+/// Counts SIGHUPs in `hangups` (and no longer lets one end the process).
+#[cfg(unix)]
+pub fn count_hangups(hangups: &Hangups) -> std::io::Result<()> {
+    let hangups = hangups.clone();
+    // SAFETY: the handler does one atomic add, which is async-signal-safe.
+    unsafe {
+        signal_hook::low_level::register(signal_hook::consts::SIGHUP, move || {
+            hangups.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        })
+    }?;
+    Ok(())
+}
+
+/// No SIGHUP here.
+#[cfg(not(unix))]
+pub fn count_hangups(_: &Hangups) -> std::io::Result<()> {
+    Ok(())
 }
 
 #[cfg(windows)]
