@@ -7,6 +7,7 @@
 mod alert;
 mod check;
 mod event;
+mod facts;
 mod latency;
 mod pipeline;
 mod record;
@@ -246,13 +247,11 @@ fn run_command(args: RunArgs) -> Result<ExitCode, String> {
         stop: signals.stop.clone(),
         on_turn: Box::new(move |pipeline| reloader.poll(pipeline)),
     };
-    let report = run::run(
-        start,
-        rules,
-        sink,
-        &pipeline_options(&args.output, storm::StormLimits::default().limit),
-        config,
-    )?;
+    let options = pipeline::Options {
+        host: source::host_facts(),
+        ..pipeline_options(&args.output, storm::StormLimits::default().limit)
+    };
+    let report = run::run(start, rules, sink, &options, config)?;
     eprintln!(
         "spawnwatch: stopped: {} process events evaluated, {} alerts, {} suppressed",
         report.evaluated,

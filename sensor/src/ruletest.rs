@@ -152,7 +152,7 @@ pub fn run(rules: &RuleSet, examples: &[Example]) -> Outcome {
     outcome
 }
 
-const PROCESS_KEYS: [&str; 13] = [
+const PROCESS_KEYS: [&str; 15] = [
     "exe",
     "image_path",
     "command_line",
@@ -160,6 +160,8 @@ const PROCESS_KEYS: [&str; 13] = [
     "ppid",
     "creator_pid",
     "user",
+    "effective_user",
+    "listens",
     "sid",
     "integrity_level",
     "current_working_directory",
@@ -247,6 +249,7 @@ fn build_event(map: &Map<String, Value>) -> Result<ProcessEvent, String> {
         process: placed,
         ancestor_limit: 32,
         origin: event.origin,
+        host: None,
     })
 }
 
@@ -263,6 +266,13 @@ fn record(
         image_path: text(fields, "image_path")?,
         command_line: text(fields, "command_line")?,
         user: text(fields, "user")?,
+        effective_user: text(fields, "effective_user")?,
+        listens: match fields.get("listens") {
+            None | Some(Value::Null) => None,
+            Some(Value::Bool(yes)) => Some(*yes),
+            Some(_) => return Err("`listens` must be true or false".to_string()),
+        },
+        argv: None,
         sid: text(fields, "sid")?,
         integrity_level: text(fields, "integrity_level")?,
         current_working_directory: text(fields, "current_working_directory")?,

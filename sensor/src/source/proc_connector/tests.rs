@@ -474,7 +474,7 @@ fn real_exec_events_carry_image_command_line_and_ancestry() {
     assert_eq!(sh_create.process.image_path, canonical("/bin/sh"));
     assert_eq!(
         sh_create.process.command_line,
-        Some(format!("/bin/sh -c {script}").into())
+        Some(format!("/bin/sh -c '{script}'").into())
     );
     assert_eq!(sh_create.process.ppid, Some(me), "sh is this test's child");
     assert_eq!(sh_create.process.user.as_deref(), Some("root"));
@@ -555,7 +555,7 @@ fn real_forked_subshell_is_emitted_as_the_parent_of_its_exec() {
     assert_eq!(sub.ppid, Some(sh));
     assert_eq!(
         sub.command_line,
-        Some(format!("/bin/sh -c {script}").into())
+        Some(format!("/bin/sh -c '{script}'").into())
     );
     assert_eq!(seen[sh_at.unwrap()].process.ppid, Some(me));
 
