@@ -356,7 +356,7 @@ fn a_php_web_shell_behind_nginx_is_caught_live() {
     });
     let lines = sensor.stop();
     let alerts = alerts(&lines);
-    for command in ["sh -c id", "sh -c uname -a"] {
+    for command in ["sh -c id", "sh -c 'uname -a'"] {
         let shell = alerts
             .iter()
             .find(|a| a["process"]["command_line"] == command)

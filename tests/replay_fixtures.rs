@@ -44,12 +44,13 @@ fn parent_fields_come_from_the_table_and_the_alert_is_exact() {
             "rule": {"id": "CAR-2021-02-001", "title": "Webshell-indicative process tree", "severity": "high", "attack": ["T1505.003"]},
             "process": {
                 "pid": 4242, "ppid": 1000, "creator_pid": 1000, "exe": "cmd.exe",
-                "image_path": "C:\\Windows\\System32\\cmd.exe", "command_line": "cmd.exe /c whoami",
-                "user": "IIS APPPOOL\\DefaultAppPool", "sid": "S-1-5-82-3006700770-424185619-1745488364-794895919-4004696415",
+                "image_path": "C:\\Windows\\System32\\cmd.exe", "command_line": "cmd.exe /c whoami", "argv": null,
+                "user": "IIS APPPOOL\\DefaultAppPool", "effective_user": null, "sid": "S-1-5-82-3006700770-424185619-1745488364-794895919-4004696415",
                 "integrity_level": "High", "current_working_directory": "C:\\Windows\\System32\\inetsrv\\",
                 "original_file_name": "Cmd.Exe"
             },
-            "parent": {"pid": 1000, "exe": "w3wp.exe", "image_path": "C:\\Windows\\System32\\inetsrv\\w3wp.exe", "command_line": "w3wp.exe -ap \"DefaultAppPool\""},
+            "parent": {"pid": 1000, "exe": "w3wp.exe", "image_path": "C:\\Windows\\System32\\inetsrv\\w3wp.exe", "command_line": "w3wp.exe -ap \"DefaultAppPool\"",
+                       "user": "IIS APPPOOL\\DefaultAppPool", "listens": null},
             "ancestors": [
                 {"pid": 1000, "exe": "w3wp.exe", "image_path": "C:\\Windows\\System32\\inetsrv\\w3wp.exe"},
                 {"pid": 700, "exe": "svchost.exe", "image_path": "C:\\Windows\\System32\\svchost.exe"}

@@ -58,6 +58,7 @@ pub(crate) enum Node {
     Or(Vec<NodeId>),
     Not(NodeId),
     Exists(FieldRef),
+    Flag(FieldRef),
     Text(FieldRef, TextMatcher),
     Number(FieldRef, NumberOp, Vec<u64>),
     SameValue(FieldRef, FieldRef),
@@ -291,6 +292,7 @@ impl Arena {
             Cond::Or(items) => Node::Or(items.iter().map(|c| self.add(c)).collect()),
             Cond::Not(inner) => Node::Not(self.add(inner)),
             Cond::Exists(field) => Node::Exists(*field),
+            Cond::Flag(field) => Node::Flag(*field),
             Cond::Text(test) => Node::Text(test.field, compile_text(test)),
             Cond::Number(NumberTest { field, op, values }) => {
                 Node::Number(*field, *op, values.clone())
@@ -337,6 +339,7 @@ fn at_parent_of(cond: &Cond) -> Option<Cond> {
         Cond::And(items) if !items.is_empty() => Cond::And(all(items)?),
         Cond::Or(items) => Cond::Or(all(items)?),
         Cond::Exists(f) => Cond::Exists(up(f)),
+        Cond::Flag(f) => Cond::Flag(up(f)),
         Cond::Text(test) => Cond::Text(TextTest {
             field: up(&test.field),
             ..test.clone()

@@ -350,6 +350,24 @@ fn undefined_macro_hints() {
 }
 
 #[test]
+fn yes_no_fields_take_no_operator() {
+    let d = only(&rule("listens == \"true\""));
+    assert_eq!(d.code, "type-mismatch");
+    assert_eq!(d.message, "`listens` is a yes/no field: it takes no `==`");
+    assert_eq!(
+        d.hint.as_deref(),
+        Some("test it by its name: `listens`, `not listens`, or `listens exists` (known at all)")
+    );
+    let d = only(&rule("exe == parent_listens"));
+    assert_eq!(d.code, "type-mismatch");
+    assert_eq!(
+        d.message,
+        "`exe` and `parent_listens` hold different kinds of values (text and yes/no)"
+    );
+    assert!(codes(&rule("parent_listens and not listens")).is_empty());
+}
+
+#[test]
 fn undefined_list() {
     let text = "list web_servers = [\"w3wp.exe\"]\nlist all = [web_server, \"x\"]\n".to_string()
         + &rule("exe in all and parent_exe in web_srvers and exe in [nope]");

@@ -7,6 +7,7 @@
 mod alert;
 mod check;
 mod event;
+mod facts;
 mod host;
 mod latency;
 mod pipeline;
@@ -261,8 +262,11 @@ fn run_command(args: RunArgs) -> Result<ExitCode, String> {
         on_turn: Box::new(move |pipeline| reloader.poll(pipeline)),
         restart: restart::Backoff::default(),
     };
-    let mut options = pipeline_options(&args.output, storm::StormLimits::default().limit);
-    options.hangups = signals.hangups.clone();
+    let options = pipeline::Options {
+        host: source::host_facts(),
+        hangups: signals.hangups.clone(),
+        ..pipeline_options(&args.output, storm::StormLimits::default().limit)
+    };
     let result = run::run(start, rules, sink, &options, config);
     // A console close, log-off or shutdown waits for this before Windows ends us.
     signals.finished.set();

@@ -21,6 +21,7 @@
 
 use crate::alert::alert_line;
 use crate::event::ProcessEvent;
+use crate::facts::HostFacts;
 use crate::latency::AlertLatency;
 use crate::record::SourceEvent;
 use crate::sink::{Delivery, Figures, Hangups, Sink, Tally};
@@ -52,6 +53,8 @@ pub struct Options {
     pub capacity: usize,
     /// How many ancestors each event carries.
     pub ancestor_limit: usize,
+    /// The live host, asked for `listens` when a rule tests it; `None` in replay.
+    pub host: Option<&'static dyn HostFacts>,
     pub table: TableLimits,
     pub storm: StormLimits,
     /// SIGHUPs so far: the output is reopened after each.
@@ -69,6 +72,7 @@ impl Default for Options {
             explain: false,
             capacity: 4096,
             ancestor_limit: 32,
+            host: None,
             table: TableLimits::default(),
             storm: StormLimits::default(),
             hangups: Hangups::default(),
@@ -204,6 +208,7 @@ enum ToWriter {
 pub struct Pipeline {
     table: ProcessTable,
     ancestor_limit: usize,
+    host: Option<&'static dyn HostFacts>,
     /// Events not yet handed to the workers, and the number of the batch they will form.
     pending: Vec<ProcessEvent>,
     pending_since: Instant,
@@ -266,6 +271,7 @@ impl Pipeline {
         Pipeline {
             table: ProcessTable::new(options.table),
             ancestor_limit: options.ancestor_limit,
+            host: options.host,
             pending: Vec::with_capacity(BATCH),
             pending_since: Instant::now(),
             batch_seq: 0,
@@ -296,6 +302,7 @@ impl Pipeline {
             process,
             ancestor_limit: self.ancestor_limit,
             origin: event.origin,
+            host: self.host,
         };
         self.counters.evaluated.fetch_add(1, Ordering::Relaxed);
         self.pending.push(event);
@@ -768,7 +775,7 @@ mod tests {
         }
         assert_eq!(
             a["parent"],
-            serde_json::json!({"pid": 1000, "exe": "w3wp.exe", "image_path": null, "command_line": "w3wp.exe -ap DefaultAppPool"})
+            serde_json::json!({"pid": 1000, "exe": "w3wp.exe", "image_path": null, "command_line": "w3wp.exe -ap DefaultAppPool", "user": null, "listens": null})
         );
         assert_eq!(
             a["ancestors"],
@@ -813,7 +820,7 @@ mod tests {
         );
         assert_eq!(
             lines[0]["parent"],
-            serde_json::json!({"pid": 77, "exe": null, "image_path": null, "command_line": null})
+            serde_json::json!({"pid": 77, "exe": null, "image_path": null, "command_line": null, "user": null, "listens": null})
         );
         assert_eq!(lines[0]["ancestors"], serde_json::json!([]));
     }

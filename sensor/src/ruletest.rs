@@ -334,6 +334,7 @@ fn build_event(map: &Map<String, Value>) -> Result<ProcessEvent, String> {
         process: placed,
         ancestor_limit: 32,
         origin: event.origin,
+        host: None,
     })
 }
 
@@ -350,6 +351,13 @@ fn record(
         image_path: text(fields, "image_path")?,
         command_line: text(fields, "command_line")?,
         user: text(fields, "user")?,
+        effective_user: text(fields, "effective_user")?,
+        listens: match fields.get("listens") {
+            None | Some(Value::Null) => None,
+            Some(Value::Bool(yes)) => Some(*yes),
+            Some(_) => return Err("`listens` must be true or false".to_string()),
+        },
+        argv: None,
         sid: text(fields, "sid")?,
         integrity_level: text(fields, "integrity_level")?,
         current_working_directory: text(fields, "current_working_directory")?,

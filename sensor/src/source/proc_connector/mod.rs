@@ -28,7 +28,8 @@
 //!   2-core VM (debug build) about half of those a shell ran were gone in time, while
 //!   the shell itself, which waits for them, was nearly always read;
 //! - a process that execs again or rewrites its argv (setproctitle) before we read
-//!   it is reported with what `/proc` shows then;
+//!   it is reported with what `/proc` shows then, and two execs that read the same
+//!   (JDK's `jspawnhelper` execing the program) are reported once (`repeated_execs`);
 //! - failed execs, and what a process does besides fork/exec/exit, are not reported;
 //! - when the kernel overruns the socket (ENOBUFS), events are lost (`overruns`);
 //! - pids are those of the initial pid namespace, and user names come from the host's
@@ -40,6 +41,7 @@
 
 mod parse;
 mod procfs;
+mod repeat;
 mod socket;
 
 pub use parse::{parse_messages, ProcEvent};
@@ -82,6 +84,9 @@ pub struct ProcStats {
     pub emitted: u64,
     /// Processes whose image could not be read from `/proc` (gone or zombie).
     pub proc_missing: u64,
+    /// Execs not reported because they read the same as the process's last one
+    /// (see [`repeat`]).
+    pub repeated_execs: u64,
     /// Times the kernel overran the socket (ENOBUFS): events were lost.
     pub overruns: u64,
     /// Why the reader stopped on its own, if it did.
@@ -100,6 +105,7 @@ impl ProcStats {
             "thread_events": self.thread_events,
             "emitted": self.emitted,
             "proc_missing": self.proc_missing,
+            "repeated_execs": self.repeated_execs,
             "overruns": self.overruns,
             "failure": self.failure,
         })
@@ -115,6 +121,7 @@ struct Counters {
     thread_events: AtomicU64,
     emitted: AtomicU64,
     proc_missing: AtomicU64,
+    repeated_execs: AtomicU64,
     overruns: AtomicU64,
     failure: Mutex<Option<String>>,
 }
@@ -134,6 +141,7 @@ impl Counters {
             thread_events: get(&self.thread_events),
             emitted: get(&self.emitted),
             proc_missing: get(&self.proc_missing),
+            repeated_execs: get(&self.repeated_execs),
             overruns: get(&self.overruns),
             failure: self.failure.lock().map(|f| f.clone()).unwrap_or_default(),
         }
@@ -392,6 +400,7 @@ struct Handler {
     /// Processes forked since start that have neither exec'd, exited nor been emitted:
     /// child pid -> parent pid.
     forked: HashMap<u32, u32>,
+    last_exec: repeat::LastExec,
     prune_at: usize,
 }
 
@@ -404,6 +413,7 @@ impl Handler {
             sink,
             counters,
             forked: HashMap::new(),
+            last_exec: repeat::LastExec::default(),
             prune_at: PENDING_PRUNE_AT,
         }
     }
@@ -422,10 +432,11 @@ impl Handler {
                     bump(&self.counters.thread_events);
                     return true;
                 }
-                if self.forked.len() >= self.prune_at {
+                if self.forked.len().max(self.last_exec.len()) >= self.prune_at {
                     self.prune();
                 }
                 self.forked.insert(child_tgid, parent_tgid);
+                self.last_exec.forget(child_tgid);
                 true
             }
             ProcEvent::Exec { pid, tgid } => {
@@ -436,6 +447,10 @@ impl Handler {
                 }
                 let fork_parent = self.forked.remove(&tgid);
                 let record = self.read(tgid, fork_parent);
+                if self.last_exec.repeats(&record) {
+                    bump(&self.counters.repeated_execs);
+                    return true;
+                }
                 if let Some(ppid) = record.ppid {
                     if !self.emit_forked_ancestors(ppid) {
                         return false;
@@ -455,6 +470,7 @@ impl Handler {
                     return true;
                 }
                 self.forked.remove(&tgid);
+                self.last_exec.forget(tgid);
                 let process = ProcessRecord {
                     pid: tgid,
                     ppid: parent_tgid.filter(|&p| p != 0),
@@ -511,9 +527,10 @@ impl Handler {
 
     fn prune(&mut self) {
         let root = &self.procfs.root;
-        self.forked
-            .retain(|pid, _| root.join(pid.to_string()).exists());
-        self.prune_at = PENDING_PRUNE_AT.max(2 * self.forked.len());
+        let alive = |pid: u32| root.join(pid.to_string()).exists();
+        self.forked.retain(|&pid, _| alive(pid));
+        self.last_exec.retain(alive);
+        self.prune_at = PENDING_PRUNE_AT.max(2 * self.forked.len().max(self.last_exec.len()));
     }
 }
 

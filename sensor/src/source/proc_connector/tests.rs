@@ -167,6 +167,39 @@ fn a_vanished_process_is_reported_with_its_fork_parent_and_counted() {
     assert_eq!(f.handler.counters.snapshot().proc_missing, 2);
 }
 
+/// JDK 17 starts a program through jspawnhelper, which execs it in the same process:
+/// read after the second exec, both execs read as the program.
+#[test]
+fn two_execs_that_read_the_same_are_reported_once() {
+    let mut f = fixture(8);
+    f.handler.handle(fork(100, 200));
+    fake_process(
+        &f.root,
+        200,
+        100,
+        997,
+        Some("/usr/bin/dash"),
+        &["/bin/sh", "-c", "id"],
+    );
+    f.handler.handle(exec(200));
+    f.handler.handle(exec(200));
+    // An exec that reads otherwise is another program.
+    std::fs::remove_dir_all(f.root.join("200")).unwrap();
+    fake_process(&f.root, 200, 100, 997, Some("/usr/bin/id"), &["id"]);
+    f.handler.handle(exec(200));
+    // Once the process has exited, its pid's next holder starts afresh.
+    f.handler.handle(exit(200, 100));
+    f.handler.handle(fork(100, 200));
+    f.handler.handle(exec(200));
+    let got: Vec<_> =
+        f.rx.try_iter()
+            .map(|e| summary(&e).3.map(String::from))
+            .collect();
+    let name = |n: &str| Some(n.to_string());
+    assert_eq!(got, [name("dash"), name("id"), None, name("id")]);
+    assert_eq!(f.handler.counters.snapshot().repeated_execs, 1);
+}
+
 #[test]
 fn exec_in_a_known_pid_is_a_new_create_and_threads_are_ignored() {
     let mut f = fixture(8);
@@ -515,7 +548,7 @@ fn real_exec_events_carry_image_command_line_and_ancestry() {
     assert_eq!(sh_create.process.image_path, canonical("/bin/sh"));
     assert_eq!(
         sh_create.process.command_line,
-        Some(format!("/bin/sh -c {script}").into())
+        Some(format!("/bin/sh -c '{script}'").into())
     );
     assert_eq!(sh_create.process.ppid, Some(me), "sh is this test's child");
     assert_eq!(sh_create.process.user.as_deref(), Some("root"));
@@ -596,7 +629,7 @@ fn real_forked_subshell_is_emitted_as_the_parent_of_its_exec() {
     assert_eq!(sub.ppid, Some(sh));
     assert_eq!(
         sub.command_line,
-        Some(format!("/bin/sh -c {script}").into())
+        Some(format!("/bin/sh -c '{script}'").into())
     );
     assert_eq!(seen[sh_at.unwrap()].process.ppid, Some(me));
 

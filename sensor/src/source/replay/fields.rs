@@ -91,9 +91,12 @@ keys! {
     Exe = "exe",
     ParentExe = "parent_exe",
     Sid = "sid",
+    Argv = "argv",
+    EffectiveUser = "effective_user",
 }
 
-/// A value as far as a mapping cares: scalars kept, containers only noted.
+/// A value as far as a mapping cares: scalars and lists of strings (`argv`) kept, other
+/// containers only noted.
 #[derive(Clone, Debug, PartialEq)]
 pub(crate) enum Val<'a> {
     Str(Str<'a>),
@@ -103,6 +106,8 @@ pub(crate) enum Val<'a> {
     Bool(bool),
     Null,
     Object,
+    /// An array of strings only (empty included).
+    Strings(Vec<Str<'a>>),
     Array,
 }
 
@@ -149,7 +154,7 @@ impl Val<'_> {
             Val::Bool(_) => "a boolean",
             Val::Null => "null",
             Val::Object => "an object",
-            Val::Array => "an array",
+            Val::Strings(_) | Val::Array => "an array",
         }
     }
 }
@@ -372,9 +377,20 @@ impl<'de> Visitor<'de> for Node<'_, 'de> {
         Ok(Val::Null)
     }
 
+    /// Only a known key's value gets here (or a record that is no object).
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Val<'de>, A::Error> {
-        while seq.next_element::<IgnoredAny>()?.is_some() {}
-        Ok(Val::Array)
+        let mut strings = Some(Vec::new());
+        let item = || Node {
+            doc: None,
+            scope: Scope::Inner,
+        };
+        while let Some(value) = seq.next_element_seed(item())? {
+            match (value, &mut strings) {
+                (Val::Str(s), Some(list)) => list.push(s),
+                _ => strings = None,
+            }
+        }
+        Ok(strings.map_or(Val::Array, Val::Strings))
     }
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Val<'de>, A::Error> {
