@@ -267,3 +267,28 @@ fn an_unknown_field_in_a_rule_example_is_an_error_with_a_did_you_mean() {
     );
     assert_eq!(stdout.lines().last().unwrap(), "1 passed, 1 failed");
 }
+
+/// `spawnwatch rules | head -1`: a reader that has gone ends a report command quietly,
+/// as it ends any Unix filter, never with a panic. The pipe's reading end is closed
+/// before the command starts, so every write meets it closed.
+#[test]
+fn report_commands_end_quietly_when_their_reader_has_gone() {
+    for args in [
+        &["rules"][..],
+        &["check"],
+        &["check", "--format", "json"],
+        &["test", "rules"],
+    ] {
+        let (reader, writer) = std::io::pipe().unwrap();
+        drop(reader);
+        let out = spawnwatch()
+            .args(args)
+            .current_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/.."))
+            .stdout(writer)
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!stderr.contains("panicked"), "{args:?}: {stderr}");
+        assert_eq!(out.status.code(), Some(0), "{args:?}: {stderr}");
+    }
+}

@@ -4,6 +4,14 @@
 //! (rules) -> writer (JSON alert lines). Live sources and replay share everything after
 //! the source.
 
+/// `println!` for a command's own report: see [`sink::stdout::print_line`].
+#[macro_export]
+macro_rules! outln {
+    ($($arg:tt)*) => {
+        $crate::sink::stdout::print_line(format_args!($($arg)*))
+    };
+}
+
 mod alert;
 mod check;
 mod event;
@@ -302,12 +310,12 @@ fn test_command(paths: &[PathBuf]) -> Result<ExitCode, String> {
     }
     let outcome = ruletest::run(&loaded.rules, &examples);
     for failure in &outcome.failures {
-        println!("{failure}\n");
+        outln!("{failure}\n");
     }
     for rule in &outcome.untested {
-        println!("warning: {rule}");
+        outln!("warning: {rule}");
     }
-    println!(
+    outln!(
         "{} passed, {} failed",
         outcome.passed,
         outcome.failures.len()

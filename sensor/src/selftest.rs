@@ -92,14 +92,19 @@ pub fn selftest() -> Result<bool, String> {
     let p = &PROVOCATION;
     match outcome {
         Ok(alert) => {
-            println!(
+            outln!(
                 "PASS: {} -> {} raised {} ({}) within {:.1} s; {} process events seen",
-                alert.0, p.child_exe, p.rule, alert.1, alert.2, report.evaluated
+                alert.0,
+                p.child_exe,
+                p.rule,
+                alert.1,
+                alert.2,
+                report.evaluated
             );
             Ok(true)
         }
         Err(what) => {
-            println!(
+            outln!(
                 "FAIL: expected {} for {} -> {} within {} s; {what}; {} process events seen",
                 p.rule,
                 p.server_name,

@@ -11,7 +11,7 @@ mod delivery;
 mod file;
 #[cfg(test)]
 mod memory;
-mod stdout;
+pub mod stdout;
 mod stream;
 
 pub use channel::ChannelSink;
