@@ -277,8 +277,8 @@ impl LiveSource for crate::source::proc_connector::ProcConnector {
 #[cfg(target_os = "linux")]
 pub fn platform_source(_role: Role) -> Result<Start, String> {
     use crate::source::proc_connector::{seed, ProcConnector};
-    if unsafe { libc::geteuid() } != 0 {
-        eprintln!("spawnwatch: warning: not running as root: other users' processes will lack image paths and command lines (run with sudo)");
+    for warning in crate::source::proc_connector::check_privileges()? {
+        eprintln!("spawnwatch: warning: {warning}");
     }
     Ok(Box::new(|sink| {
         let source = ProcConnector::start(sink)?;
