@@ -9,6 +9,7 @@
 use crate::pipeline::{Counters, Options, Pipeline, Report, Rules};
 use crate::record::SourceEvent;
 use crate::restart::{Backoff, Restarts};
+use crate::service::StatsFile;
 use crate::sink::Sink;
 use crate::source::live::{LiveCounters, LiveSink, SourceEnd};
 use crossbeam_channel::{bounded, unbounded, Receiver};
@@ -35,6 +36,8 @@ pub struct RunConfig {
     pub on_turn: Box<dyn FnMut(&Pipeline)>,
     /// How soon a source that stopped on its own is started again.
     pub restart: Backoff,
+    /// Where the latest stats line is kept (`--stats-file`), for `service status`.
+    pub stats_file: Option<StatsFile>,
 }
 
 /// How often the loop wakes without events, to notice a stop request.
@@ -110,7 +113,15 @@ pub fn run(
         if last_stats.elapsed() >= config.stats_interval {
             last_stats = Instant::now();
             let figures = source_stats(source.as_deref());
-            emit_stats(&pipeline, figures, &counters, started, restarts.count());
+            let kept = config.stats_file.as_ref();
+            emit_stats(
+                &pipeline,
+                figures,
+                &counters,
+                started,
+                restarts.count(),
+                kept,
+            );
             pipeline.tick(chrono::Utc::now());
         }
     }
@@ -126,16 +137,19 @@ pub fn run(
             .map_err(|e| format!("writing the --record file failed: {e}"))?;
     }
     let restart_count = restarts.count();
+    let stats_file = config.stats_file.take();
     pipeline
         .finish_with(move |totals, table_entries| {
-            Some(stats_line(
+            let line = stats_line(
                 totals,
                 table_entries,
                 final_figures,
                 &counters,
                 started,
                 restart_count,
-            ))
+            );
+            keep_stats(stats_file.as_ref(), &line);
+            Some(line)
         })
         .map_err(|e| format!("writing alerts failed: {e}"))
 }
@@ -197,15 +211,24 @@ fn emit_stats(
     counters: &LiveCounters,
     started: Instant,
     restarts: u64,
+    stats_file: Option<&StatsFile>,
 ) {
-    pipeline.write_sensor_line(stats_line(
+    let line = stats_line(
         pipeline.counters(),
         pipeline.table_len(),
         source,
         counters,
         started,
         restarts,
-    ));
+    );
+    keep_stats(stats_file, &line);
+    pipeline.write_sensor_line(line);
+}
+
+fn keep_stats(file: Option<&StatsFile>, line: &str) {
+    if let Some(file) = file {
+        file.save(line);
+    }
 }
 
 /// The stats figures as a JSON line, also printed on stderr.
@@ -359,6 +382,7 @@ mod tests {
             stop,
             on_turn: Box::new(|_| {}),
             restart: Backoff::default(),
+            stats_file: None,
         }
     }
 
@@ -393,8 +417,11 @@ mod tests {
             ))
         });
         let rules = no_rules();
+        let kept = tempfile::tempdir().unwrap();
+        let stats_path = kept.path().join("stats.json");
         let config = RunConfig {
             record: Some(Box::new(recorded.clone())),
+            stats_file: Some(StatsFile::new(stats_path.clone())),
             ..config(stop)
         };
         let options = Options {
@@ -421,6 +448,11 @@ mod tests {
             stats["alert_latency_us"],
             Value::Null,
             "no alert, no figures"
+        );
+        assert_eq!(
+            std::fs::read_to_string(&stats_path).unwrap(),
+            format!("{}\n", lines.last().unwrap()),
+            "--stats-file keeps the final stats line"
         );
     }
 

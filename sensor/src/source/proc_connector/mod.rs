@@ -44,7 +44,7 @@ mod procfs;
 mod socket;
 
 pub use parse::{parse_messages, ProcEvent};
-pub use privileges::check_privileges;
+pub use privileges::{check_privileges, NEEDED as NEEDED_CAPABILITIES};
 pub use procfs::{ProcFs, UserNames};
 
 use crate::record::{Action, ProcessRecord, SourceEvent, Text};

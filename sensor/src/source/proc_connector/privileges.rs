@@ -19,7 +19,7 @@ const CAP_NET_ADMIN: u32 = 12;
 const CAP_SYS_PTRACE: u32 = 19;
 
 /// What the systemd unit grants: every capability the sensor uses, and no other.
-const NEEDED: [&str; 2] = ["CAP_NET_ADMIN", "CAP_SYS_PTRACE"];
+pub const NEEDED: [&str; 2] = ["CAP_NET_ADMIN", "CAP_SYS_PTRACE"];
 
 /// Ok with warnings to print, or an error naming the missing capability.
 pub fn check_privileges() -> Result<Vec<String>, String> {
