@@ -6,6 +6,7 @@
 
 mod alert;
 mod check;
+mod end_session;
 mod event;
 mod host;
 mod latency;

@@ -161,6 +161,12 @@ mod tests {
         service_options(&run(), &given, &layout())
     }
 
+    /// `path` as the service is given it: absolute, in the platform's form.
+    fn absolute(path: &str) -> String {
+        let path = std::path::absolute(path).unwrap();
+        path.to_str().unwrap().to_string()
+    }
+
     fn strings(args: &[OsString]) -> Vec<String> {
         args.iter()
             .map(|a| a.to_string_lossy().into_owned())
@@ -185,7 +191,6 @@ mod tests {
 
     #[test]
     fn every_form_comes_out_long_with_absolute_paths() {
-        let cwd = std::env::current_dir().unwrap();
         let options = options(&[
             "-r",
             "local.rules",
@@ -198,19 +203,24 @@ mod tests {
             "/srv/events.jsonl",
         ])
         .unwrap();
-        let local = cwd.join("local.rules");
-        let alerts = cwd.join("out/alerts.jsonl");
+        let [local, etc, alerts, events] = [
+            "local.rules",
+            "/etc/spawnwatch/rules",
+            "out/alerts.jsonl",
+            "/srv/events.jsonl",
+        ]
+        .map(absolute);
         assert_eq!(
             strings(&options.args),
             [
                 "--rules",
-                local.to_str().unwrap(),
+                &local,
                 "--rules",
-                "/etc/spawnwatch/rules",
+                &etc,
                 "--output",
-                alerts.to_str().unwrap(),
+                &alerts,
                 "--record",
-                "/srv/events.jsonl",
+                &events,
                 "--workers",
                 "3",
                 "--explain",
@@ -218,15 +228,12 @@ mod tests {
                 "/var/lib/spawnwatch/stats.json"
             ]
         );
-        assert_eq!(
-            options.reads,
-            [local, PathBuf::from("/etc/spawnwatch/rules")]
-        );
+        assert_eq!(options.reads, [PathBuf::from(local), PathBuf::from(etc)]);
         assert_eq!(
             options.writes,
             [
-                alerts,
-                PathBuf::from("/srv/events.jsonl"),
+                PathBuf::from(alerts),
+                PathBuf::from(events),
                 layout().stats_file
             ]
         );
@@ -237,7 +244,7 @@ mod tests {
         let options = options(&["--stats-interval", "60", "-o", "/a.jsonl"]).unwrap();
         assert_eq!(
             strings(&options.args)[..4],
-            ["--output", "/a.jsonl", "--stats-interval", "60"],
+            ["--output", &absolute("/a.jsonl"), "--stats-interval", "60"],
             "given, so kept, even at its default value"
         );
     }

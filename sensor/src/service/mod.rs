@@ -15,11 +15,15 @@
 
 mod args;
 // Driven by the Windows service glue; tested everywhere.
+#[cfg(windows)]
+mod eventlog;
 #[cfg_attr(not(windows), allow(dead_code))]
 mod lifecycle;
 mod stats_file;
 #[cfg(target_os = "linux")]
 mod systemd;
+#[cfg(windows)]
+mod windows;
 
 pub use stats_file::StatsFile;
 
@@ -105,6 +109,17 @@ pub fn command(command: ServiceCommand, sensor: Sensor) -> Result<ExitCode, Stri
     platform::command(command, sensor)
 }
 
+/// `service status`'s exit code: 0 when the service runs, 3 when it does not (what
+/// `systemctl status` answers).
+#[cfg(any(target_os = "linux", windows))]
+fn status_code(running: bool) -> ExitCode {
+    if running {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(3)
+    }
+}
+
 #[cfg(target_os = "linux")]
 mod platform {
     use super::systemd::{self, System};
@@ -133,11 +148,14 @@ mod platform {
             ServiceCommand::Start => systemd::systemctl(host, "start")?,
             ServiceCommand::Stop => systemd::systemctl(host, "stop")?,
             ServiceCommand::Status => {
-                // Fails (systemctl exits 3) when the unit is not running: the last
-                // stats line is printed all the same.
+                // systemctl fails when the unit does not run: the last stats line is
+                // printed all the same.
                 let running = systemd::systemctl(host, "status");
+                if let Err(e) = &running {
+                    say(e.clone());
+                }
                 stats_file::print_last(&systemd::layout().stats_file);
-                running?;
+                return Ok(super::status_code(running.is_ok()));
             }
             ServiceCommand::Run(run) => {
                 return Err(format!(
@@ -150,7 +168,12 @@ mod platform {
     }
 }
 
-#[cfg(not(target_os = "linux"))]
+#[cfg(windows)]
+mod platform {
+    pub use super::windows::command;
+}
+
+#[cfg(not(any(target_os = "linux", windows)))]
 mod platform {
     use super::{Sensor, ServiceCommand};
     use std::process::ExitCode;
