@@ -46,6 +46,7 @@ pub use window::watch;
 mod window {
     use super::answer;
     use crate::signals::{Signals, CLOSE_GRACE};
+    use std::cell::OnceCell;
     use std::sync::OnceLock;
     use windows::core::w;
     use windows::Win32::Foundation::{HWND, LPARAM, LRESULT, WPARAM};
@@ -55,9 +56,14 @@ mod window {
         WINDOW_EX_STYLE, WINDOW_STYLE, WNDCLASSW,
     };
 
-    /// The signals the window acts on, and its handle: one window per process.
-    static WATCHED: OnceLock<Signals> = OnceLock::new();
-    static WINDOW: OnceLock<Result<isize, String>> = OnceLock::new();
+    thread_local! {
+        /// The signals the window of this thread acts on: Windows calls `window_proc`
+        /// on the thread that created the window, also for messages sent from others.
+        static WATCHED: OnceCell<Signals> = const { OnceCell::new() };
+    }
+
+    /// The window class, registered once per process.
+    static CLASS: OnceLock<Result<(), String>> = OnceLock::new();
 
     unsafe extern "system" fn window_proc(
         window: HWND,
@@ -65,9 +71,11 @@ mod window {
         wparam: WPARAM,
         lparam: LPARAM,
     ) -> LRESULT {
-        let handled = WATCHED
-            .get()
-            .and_then(|signals| answer(signals, message, wparam.0 != 0, CLOSE_GRACE));
+        let handled = WATCHED.with(|watched| {
+            watched
+                .get()
+                .and_then(|signals| answer(signals, message, wparam.0 != 0, CLOSE_GRACE))
+        });
         match handled {
             Some(result) => LRESULT(result),
             // SAFETY: the arguments are the ones Windows passed.
@@ -75,29 +83,30 @@ mod window {
         }
     }
 
-    /// Starts the hidden window's thread (once per process) and returns its handle
-    /// once the window exists.
+    /// Starts a hidden window on a thread of its own that stops `signals`' run when the
+    /// session ends; returns its handle once the window exists.
     pub fn watch(signals: &Signals) -> Result<isize, String> {
-        let _ = WATCHED.set(signals.clone());
-        WINDOW
-            .get_or_init(|| {
-                let (tx, rx) = crossbeam_channel::bounded(1);
-                std::thread::Builder::new()
-                    .name("end-session".into())
-                    .spawn(move || match create() {
-                        Ok(window) => {
-                            let _ = tx.send(Ok(window.0));
-                            pump();
-                        }
-                        Err(e) => {
-                            let _ = tx.send(Err(e));
-                        }
-                    })
-                    .map_err(|e| format!("cannot start the end-session thread: {e}"))?;
-                rx.recv()
-                    .map_err(|_| "the end-session thread ended at once".to_string())?
+        let signals = signals.clone();
+        let (tx, rx) = crossbeam_channel::bounded(1);
+        std::thread::Builder::new()
+            .name("end-session".into())
+            .spawn(move || {
+                WATCHED.with(|watched| {
+                    let _ = watched.set(signals);
+                });
+                match create() {
+                    Ok(window) => {
+                        let _ = tx.send(Ok(window.0));
+                        pump();
+                    }
+                    Err(e) => {
+                        let _ = tx.send(Err(e));
+                    }
+                }
             })
-            .clone()
+            .map_err(|e| format!("cannot start the end-session thread: {e}"))?;
+        rx.recv()
+            .map_err(|_| "the end-session thread ended at once".to_string())?
     }
 
     fn create() -> Result<HWND, String> {
@@ -111,15 +120,20 @@ mod window {
         // process; a top-level window (not message-only: those miss WM_ENDSESSION).
         unsafe {
             let instance = GetModuleHandleW(None).map_err(|e| format!("GetModuleHandleW: {e}"))?;
-            let class = WNDCLASSW {
-                lpfnWndProc: Some(window_proc),
-                hInstance: instance.into(),
-                lpszClassName: w!("spawnwatch-end-session"),
-                ..Default::default()
-            };
-            if RegisterClassW(&class) == 0 {
-                return Err(fail("RegisterClassW"));
-            }
+            CLASS
+                .get_or_init(|| {
+                    let class = WNDCLASSW {
+                        lpfnWndProc: Some(window_proc),
+                        hInstance: instance.into(),
+                        lpszClassName: w!("spawnwatch-end-session"),
+                        ..Default::default()
+                    };
+                    match RegisterClassW(&class) {
+                        0 => Err(fail("RegisterClassW")),
+                        _ => Ok(()),
+                    }
+                })
+                .clone()?;
             let window = CreateWindowExW(
                 WINDOW_EX_STYLE(0),
                 w!("spawnwatch-end-session"),
@@ -186,6 +200,25 @@ mod window {
             assert!(rx.try_recv().is_err(), "returned before the run flushed");
             signals.finished.set();
             assert_eq!(rx.recv_timeout(Duration::from_secs(10)), Ok(0));
+        }
+
+        #[test]
+        fn each_window_stops_the_run_it_watches_and_no_other() {
+            let (first, second) = (Signals::default(), Signals::default());
+            let first_window = watch(&first).expect("the first window");
+            let second_window = watch(&second).expect("the second window");
+            assert_ne!(first_window, second_window);
+            // Drained already: the answer comes at once.
+            second.finished.set();
+            // SAFETY: a window of this process; the answer is a plain number.
+            let answer =
+                unsafe { SendMessageW(HWND(second_window), WM_ENDSESSION, WPARAM(1), LPARAM(0)) };
+            assert_eq!(answer.0, 0);
+            assert!(second.stop.load(Ordering::Relaxed), "its own run stops");
+            assert!(
+                !first.stop.load(Ordering::Relaxed),
+                "the other one's does not"
+            );
         }
     }
 }
