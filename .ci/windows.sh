@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Windows part of CI, run from Linux: clippy for both Windows targets, the spawnwatch
-# unit tests built for x86_64-pc-windows-gnu and run under wine, then the real
+# unit tests built for x86_64-pc-windows-gnu and run under wine (and wine's own end of
+# session against the hidden window that hears log-off and shutdown), then the real
 # spawnwatch.exe end to end under wine: replay gives the Linux binary's output byte for
 # byte, check / rules / test pass, `run` fails cleanly (exit 2, a message that says
 # what failed) where ETW cannot start, and `service install` registers a service that
@@ -86,6 +87,13 @@ run wineserver --wait
 # mutex and console handler). Release, like the binary below: one build of the
 # Windows dependencies serves both.
 run cargo test --release --target x86_64-pc-windows-gnu -p spawnwatch --bins
+run wineserver --wait
+# A log-off as wine makes it (wineboot --end-session: WM_QUERYENDSESSION and
+# WM_ENDSESSION to every top-level window, then each of their processes ended) must
+# stop a process holding `run`'s signals and let it flush first. Alone: it ends every
+# windowed process of the prefix.
+run cargo test --release --target x86_64-pc-windows-gnu -p spawnwatch --bins -- --ignored --exact \
+    end_session::window::tests::the_end_of_a_real_session_stops_the_run_and_lets_it_flush_before_the_process_ends
 run wineserver --wait
 
 section "spawnwatch.exe end to end under wine"

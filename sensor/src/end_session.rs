@@ -10,7 +10,8 @@
 //! after that message returns).
 //!
 //! The answers are here in plain numbers, tested on every platform; the window is thin
-//! Win32 glue, tested under wine by sending it the messages.
+//! Win32 glue, tested under wine by sending it the messages and by ending wine's
+//! session (`wineboot --end-session`) around a process that holds it.
 
 use crate::signals::Signals;
 use std::time::Duration;
@@ -200,6 +201,94 @@ mod window {
             assert!(rx.try_recv().is_err(), "returned before the run flushed");
             signals.finished.set();
             assert_eq!(rx.recv_timeout(Duration::from_secs(10)), Ok(0));
+        }
+
+        /// Set in the child process of the end-of-session test: where it writes that
+        /// it flushed.
+        const CHILD: &str = "SPAWNWATCH_END_SESSION_CHILD";
+        const READY: &str = "end-session child: ready";
+
+        /// What wine does at the end of a session (`wineboot --end-session`, as
+        /// Windows does at a log-off): WM_QUERYENDSESSION and WM_ENDSESSION to every
+        /// top-level window, then the end of each process whose windows answered. A
+        /// child process installs the signals as `run` does and, once stopped, writes
+        /// that it flushed before it sets `finished`: that file is there only if the
+        /// stop reached it and the process was ended no sooner than its flush.
+        #[test]
+        #[ignore = "ends every windowed process of the wine prefix (wineboot --end-session): run alone under wine by .ci/windows.sh"]
+        fn the_end_of_a_real_session_stops_the_run_and_lets_it_flush_before_the_process_ends() {
+            if let Some(flushed) = std::env::var_os(CHILD) {
+                return end_session_child(flushed.into());
+            }
+            let dir = tempfile::tempdir().unwrap();
+            let flushed = dir.path().join("flushed");
+            let mut child = std::process::Command::new(std::env::current_exe().unwrap())
+                .args([
+                    "--exact",
+                    "end_session::window::tests::the_end_of_a_real_session_stops_the_run_and_lets_it_flush_before_the_process_ends",
+                    "--ignored",
+                    "--nocapture",
+                ])
+                .env(CHILD, &flushed)
+                .stdout(std::process::Stdio::piped())
+                .spawn()
+                .unwrap();
+            let stdout = child.stdout.take().unwrap();
+            let (ready_tx, ready_rx) = crossbeam_channel::bounded(1);
+            std::thread::spawn(move || {
+                use std::io::BufRead;
+                let ready = std::io::BufReader::new(stdout)
+                    .lines()
+                    .map_while(Result::ok)
+                    .any(|line| line == READY);
+                let _ = ready_tx.send(ready);
+            });
+            assert_eq!(
+                ready_rx.recv_timeout(Duration::from_secs(60)),
+                Ok(true),
+                "the child did not get its window"
+            );
+            let ended = std::process::Command::new("wineboot")
+                .arg("--end-session")
+                .status()
+                .expect("wineboot (this test runs under wine)");
+            assert!(ended.success(), "wineboot --end-session: {ended}");
+            let (exit_tx, exit_rx) = crossbeam_channel::bounded(1);
+            std::thread::spawn(move || {
+                let _ = exit_tx.send(child.wait().map(|status| status.code()));
+            });
+            let code = exit_rx
+                .recv_timeout(Duration::from_secs(60))
+                .expect("the session ended, the child still runs")
+                .unwrap();
+            // 0: TerminateProcess(.., 0) by wineboot; 101: the child never heard the
+            // session end; 3: it was never ended.
+            assert_eq!(
+                code,
+                Some(0),
+                "the child was not ended by the end of the session"
+            );
+            assert_eq!(
+                std::fs::read_to_string(&flushed).ok().as_deref(),
+                Some("flushed"),
+                "the child was ended before it flushed"
+            );
+        }
+
+        /// The child: signals installed as `run` installs them; once stopped, "flushes"
+        /// and says so, then waits to be ended (exit 3 if it never is).
+        fn end_session_child(flushed: std::path::PathBuf) {
+            let signals = crate::signals::install().unwrap();
+            println!("{READY}");
+            let deadline = std::time::Instant::now() + Duration::from_secs(60);
+            while !signals.stop.load(Ordering::Relaxed) {
+                assert!(std::time::Instant::now() < deadline, "never stopped");
+                std::thread::park_timeout(Duration::from_millis(50));
+            }
+            std::fs::write(flushed, "flushed").unwrap();
+            signals.finished.set();
+            std::thread::park_timeout(Duration::from_secs(60));
+            std::process::exit(3);
         }
 
         #[test]
