@@ -8,6 +8,7 @@ mod common;
 use serde_json::Value;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
@@ -178,10 +179,13 @@ struct WebServer {
 
 impl Drop for WebServer {
     fn drop(&mut self) {
-        let _ = self.nginx.kill();
-        let _ = self.fpm.kill();
-        let _ = self.nginx.wait();
-        let _ = self.fpm.wait();
+        // Each server is a process group of its own (master and workers): killing
+        // the master alone left its workers running, orphaned, after every test.
+        for server in [&mut self.nginx, &mut self.fpm] {
+            // SAFETY: kill(2) on a process group this test created.
+            unsafe { libc::kill(-(server.id() as libc::pid_t), libc::SIGKILL) };
+            let _ = server.wait();
+        }
     }
 }
 
@@ -233,6 +237,7 @@ fn start_web_server(dir: &Path) -> WebServer {
     .unwrap();
     let fpm = Command::new(php_fpm())
         .args(["-F", "-R", "-y", fpm_conf.to_str().unwrap()])
+        .process_group(0)
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
@@ -265,6 +270,7 @@ http {{
             "-e",
             dir.join("nginx.err").to_str().unwrap(),
         ])
+        .process_group(0)
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
