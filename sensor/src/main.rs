@@ -14,6 +14,7 @@ macro_rules! outln {
 
 mod alert;
 mod check;
+mod end_session;
 mod event;
 mod facts;
 mod host;
@@ -27,6 +28,7 @@ mod rules;
 mod ruletest;
 mod run;
 mod selftest;
+mod service;
 mod signals;
 mod sink;
 mod source;
@@ -37,7 +39,7 @@ mod table;
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-use clap::{Args, Parser, Subcommand, ValueEnum};
+use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand, ValueEnum};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -88,6 +90,11 @@ enum Command {
     /// administrator / root. Ctrl+C or SIGTERM stops cleanly; SIGHUP reloads the rules and
     /// reopens the output files (log rotation).
     Run(RunArgs),
+    /// Run the sensor as a service that starts at boot: a Windows service (LocalSystem,
+    /// restarted on failure) or a systemd unit (its own user, two capabilities).
+    /// `spawnwatch service install --help` says more.
+    #[command(subcommand)]
+    Service(service::ServiceCommand),
 }
 
 #[derive(Args)]
@@ -151,6 +158,10 @@ struct RunArgs {
     /// Seconds between stats lines (stderr, and a `stats` line in the output).
     #[arg(long, value_name = "SECS", default_value_t = 60)]
     stats_interval: u64,
+    /// Also keep the latest stats line in FILE, replaced each time (what
+    /// `spawnwatch service status` prints).
+    #[arg(long, value_name = "FILE")]
+    stats_file: Option<PathBuf>,
 }
 
 #[derive(Args)]
@@ -183,7 +194,10 @@ fn main() -> ExitCode {
         Command::Check(args) => check::run(&args.paths, matches!(args.format, Format::Json)),
         Command::Rules(args) => check::list(&args.paths),
         Command::Test(args) => test_command(&args.paths),
-        Command::Run(args) => run_command(args),
+        Command::Run(args) => {
+            signals::install().and_then(|signals| run_command(args, signals, Box::new(|| {})))
+        }
+        Command::Service(command) => service::command(command, sensor()),
         Command::Selftest => selftest::selftest().map(|passed| {
             if passed {
                 ExitCode::SUCCESS
@@ -239,7 +253,25 @@ fn replay_command(args: ReplayArgs) -> Result<ExitCode, String> {
     })
 }
 
-fn run_command(args: RunArgs) -> Result<ExitCode, String> {
+/// `run` as the service module sees it.
+fn sensor() -> service::Sensor {
+    let definition = Cli::command();
+    let definition = definition.find_subcommand("run").expect("the run command");
+    service::Sensor {
+        definition: definition.clone(),
+        run: |matches, signals, running| {
+            let args = RunArgs::from_arg_matches(matches).map_err(|e| e.to_string())?;
+            run_command(args, signals, running)
+        },
+    }
+}
+
+/// Runs the sensor until `signals.stop`; `running` is called once it watches.
+fn run_command(
+    args: RunArgs,
+    signals: signals::Signals,
+    running: Box<dyn FnOnce()>,
+) -> Result<ExitCode, String> {
     let start = run::platform_source(run::Role::Sensor)?;
     let loaded = rules::load_or_report(&args.rules.rules, rules::Platform::Native)?;
     let ids: Vec<&str> = loaded
@@ -249,7 +281,6 @@ fn run_command(args: RunArgs) -> Result<ExitCode, String> {
         .collect();
     eprintln!("spawnwatch: {} rules loaded: {}", ids.len(), ids.join(", "));
     let rules = std::sync::Arc::new(arc_swap::ArcSwap::from_pointee(loaded.rules));
-    let signals = signals::install()?;
     let mut reloader = reload::Reloader::new(
         args.rules.rules.clone(),
         rules.clone(),
@@ -267,8 +298,17 @@ fn run_command(args: RunArgs) -> Result<ExitCode, String> {
         stats_interval: std::time::Duration::from_secs(args.stats_interval.max(1)),
         record,
         stop: signals.stop.clone(),
-        on_turn: Box::new(move |pipeline| reloader.poll(pipeline)),
+        on_turn: Box::new({
+            let mut running = Some(running);
+            move |pipeline| {
+                if let Some(running) = running.take() {
+                    running();
+                }
+                reloader.poll(pipeline)
+            }
+        }),
         restart: restart::Backoff::default(),
+        stats_file: args.stats_file.map(service::StatsFile::new),
     };
     let options = pipeline::Options {
         host: source::host_facts(),

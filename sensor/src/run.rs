@@ -10,6 +10,7 @@
 use crate::pipeline::{Counters, Options, Pipeline, Report, Rules};
 use crate::record::SourceEvent;
 use crate::restart::{Backoff, Restarts};
+use crate::service::StatsFile;
 use crate::sink::{Delivery, Figures, Sink};
 use crate::source::live::{LiveCounters, LiveSink, SourceEnd};
 use crossbeam_channel::{bounded, unbounded, Receiver};
@@ -36,6 +37,8 @@ pub struct RunConfig {
     pub on_turn: Box<dyn FnMut(&Pipeline)>,
     /// How soon a source that stopped on its own is started again.
     pub restart: Backoff,
+    /// Where the latest stats line is kept (`--stats-file`), for `service status`.
+    pub stats_file: Option<StatsFile>,
 }
 
 /// How often the loop wakes without events, to notice a stop request.
@@ -86,6 +89,7 @@ pub fn run(
         record: record.as_ref().map(Delivery::figures),
         started,
         restarts: 0,
+        stats_file: config.stats_file.take(),
     };
     let mut last_stats = Instant::now();
     while !config.stop.load(Ordering::Relaxed) && !pipeline.output_ended() {
@@ -140,12 +144,9 @@ pub fn run(
     run_figures.restarts = restarts.count();
     let mut report = pipeline
         .finish_with(move |totals, table_entries| {
-            Some(stats_line(
-                totals,
-                table_entries,
-                final_figures,
-                &run_figures,
-            ))
+            let line = stats_line(totals, table_entries, final_figures, &run_figures);
+            keep_stats(run_figures.stats_file.as_ref(), &line);
+            Some(line)
         })
         .map_err(|e| format!("the pipeline failed: {e}"))?;
     report.record = recorded;
@@ -196,16 +197,21 @@ struct RunFigures {
     record: Option<Arc<Figures>>,
     started: Instant,
     restarts: u64,
+    /// `--stats-file`: where the latest stats line is kept.
+    stats_file: Option<StatsFile>,
 }
 
 /// One stats line on stderr and as a JSON line of kind `stats` in the output.
 fn emit_stats(pipeline: &Pipeline, source: Value, run: &RunFigures) {
-    pipeline.write_stats_line(stats_line(
-        pipeline.counters(),
-        pipeline.table_len(),
-        source,
-        run,
-    ));
+    let line = stats_line(pipeline.counters(), pipeline.table_len(), source, run);
+    keep_stats(run.stats_file.as_ref(), &line);
+    pipeline.write_stats_line(line);
+}
+
+fn keep_stats(file: Option<&StatsFile>, line: &str) {
+    if let Some(file) = file {
+        file.save(line);
+    }
 }
 
 /// The stats figures as a JSON line, also printed on stderr.
@@ -281,8 +287,8 @@ impl LiveSource for crate::source::proc_connector::ProcConnector {
 #[cfg(target_os = "linux")]
 pub fn platform_source(_role: Role) -> Result<Start, String> {
     use crate::source::proc_connector::{seed, ProcConnector};
-    if unsafe { libc::geteuid() } != 0 {
-        eprintln!("spawnwatch: warning: not running as root: other users' processes will lack image paths and command lines (run with sudo)");
+    for warning in crate::source::proc_connector::check_privileges()? {
+        eprintln!("spawnwatch: warning: {warning}");
     }
     Ok(Box::new(|sink| {
         let source = ProcConnector::start(sink)?;
@@ -363,6 +369,7 @@ mod tests {
             stop,
             on_turn: Box::new(|_| {}),
             restart: Backoff::default(),
+            stats_file: None,
         }
     }
 
@@ -397,8 +404,11 @@ mod tests {
             ))
         });
         let rules = no_rules();
+        let kept = tempfile::tempdir().unwrap();
+        let stats_path = kept.path().join("stats.json");
         let config = RunConfig {
             record: Some(Box::new(recorded.clone())),
+            stats_file: Some(StatsFile::new(stats_path.clone())),
             ..config(stop)
         };
         let options = Options {
@@ -433,6 +443,11 @@ mod tests {
             stats["alert_latency_us"],
             Value::Null,
             "no alert, no figures"
+        );
+        assert_eq!(
+            std::fs::read_to_string(&stats_path).unwrap(),
+            format!("{}\n", lines.last().unwrap()),
+            "--stats-file keeps the final stats line"
         );
     }
 
