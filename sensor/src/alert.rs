@@ -35,7 +35,7 @@ pub fn alert_line(event: &ProcessEvent, rule: &RuleMeta, explain: Option<&[Step]
         // the table has no entry for it.
         parent: Fields {
             record: parent.unwrap_or(&unknown_parent),
-            pid: parent.map(|p| p.pid).or(record.ppid),
+            pid: parent.and_then(ProcessRecord::known_pid).or(record.ppid),
             fields: &PARENT_FIELDS,
         },
         ancestors: event
@@ -127,7 +127,7 @@ impl<'a> Fields<'a> {
     fn of(record: &'a ProcessRecord, fields: &'static [Field]) -> Fields<'a> {
         Fields {
             record,
-            pid: Some(record.pid),
+            pid: record.known_pid(),
             fields,
         }
     }

@@ -5,7 +5,7 @@
 //! `{"Event":{"System":{..},"EventData":{..}}}` form and EVTX records (which the `evtx`
 //! crate renders in the nested form).
 
-use super::flat_json;
+use super::{embedded, flat_json};
 use crate::record::Text;
 use compact_str::ToCompactString;
 use serde::de::{self, DeserializeSeed, IgnoredAny, MapAccess, SeqAccess, Visitor};
@@ -23,7 +23,7 @@ macro_rules! keys {
             pub(crate) fn lookup(name: &str) -> Option<Key> {
                 match name {
                     $($name => Some(Key::$variant),)*
-                    _ => None,
+                    _ => alias(name),
                 }
             }
 
@@ -91,7 +91,52 @@ keys! {
     Exe = "exe",
     ParentExe = "parent_exe",
     Sid = "sid",
+    // Azure Monitor's tables: the event data as a JSON or XML string (WindowsEvent's
+    // EventData may be either, the Event table's is XML), or the whole event as XML.
+    EventData = "EventData",
+    RawEventData = "RawEventData",
+    // Elastic's ECS fields (Winlogbeat, Elastic Agent), nested or dotted: what they mean
+    // depends on the event (see `ecs.rs`).
+    EcsPid = "process.pid",
+    EcsExecutable = "process.executable",
+    EcsCommandLine = "process.command_line",
+    EcsWorkingDirectory = "process.working_directory",
+    EcsOriginalFileName = "process.pe.original_file_name",
+    EcsParentPid = "process.parent.pid",
+    EcsParentExecutable = "process.parent.executable",
+    EcsParentCommandLine = "process.parent.command_line",
+    EcsUserName = "user.name",
+    EcsUserDomain = "user.domain",
+    EcsHostName = "host.name",
 }
+
+/// Other names of a key: where Winlogbeat, ECS and Log Analytics's `Event` table put
+/// the event's id, channel, provider and computer.
+fn alias(name: &str) -> Option<Key> {
+    Some(match name {
+        "winlog.event_id" | "event.code" => Key::EventId,
+        "winlog.channel" | "EventLog" => Key::Channel,
+        "winlog.provider_name" | "event.provider" => Key::ProviderName,
+        "Source" => Key::SourceName,
+        "winlog.computer_name" => Key::Computer,
+        _ => {
+            return name
+                .strip_prefix("winlog.event_data.")
+                .and_then(Key::lookup)
+        }
+    })
+}
+
+/// The ECS objects whose fields are read (`winlog.event_data` holds the raw names).
+const ECS_OBJECTS: [&str; 7] = [
+    "winlog",
+    "process",
+    "process.parent",
+    "process.pe",
+    "user",
+    "host",
+    "event",
+];
 
 /// A value as far as a mapping cares: scalars kept, containers only noted.
 #[derive(Clone, Debug, PartialEq)]
@@ -141,6 +186,20 @@ impl From<Str<'_>> for Text {
 }
 
 impl Val<'_> {
+    /// The same value, owning its text.
+    pub(super) fn into_owned<'b>(self) -> Val<'b> {
+        match self {
+            Val::Str(s) => Val::Str(Str::Unescaped(s.into())),
+            Val::UInt(n) => Val::UInt(n),
+            Val::Int(n) => Val::Int(n),
+            Val::Float(n) => Val::Float(n),
+            Val::Bool(b) => Val::Bool(b),
+            Val::Null => Val::Null,
+            Val::Object => Val::Object,
+            Val::Array => Val::Array,
+        }
+    }
+
     /// The JSON type, for "wrong-type" messages.
     pub(crate) fn type_name(&self) -> &'static str {
         match self {
@@ -198,11 +257,21 @@ impl<'a> Doc<'a> {
     fn fill(&mut self, bytes: &'a [u8]) -> Result<(), serde_json::Error> {
         // One UTF-8 check for the line, not one per string.
         let text = utf8(bytes)?;
-        if flat_json::fill(self, text).is_some() {
-            return Ok(());
+        if flat_json::fill(self, text).is_none() {
+            *self = Doc::empty();
+            self.fill_general(text)?;
         }
-        *self = Doc::empty();
-        self.fill_general(text)
+        embedded::expand(self).map_err(de::Error::custom)
+    }
+
+    /// Takes every key of `other` this table lacks, as owned values (`other` borrows
+    /// text that does not live as long).
+    pub(super) fn absorb(&mut self, other: Doc<'_>) {
+        for (slot, value) in self.slots.iter_mut().zip(other.slots) {
+            if slot.is_none() {
+                *slot = value.map(Val::into_owned);
+            }
+        }
     }
 
     /// Any JSON object, with serde_json.
@@ -303,8 +372,11 @@ pub(crate) fn parse_number(s: &str) -> Option<u64> {
 
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Scope {
-    /// The record's top level: flat keys, or `Event`.
+    /// The record's top level: flat keys, `Event`, or ECS objects (an Elasticsearch
+    /// export's `_source` is read as the top level too).
     Top,
+    /// Inside one of [`ECS_OBJECTS`]: its fields are keys by their dotted path.
+    Ecs(&'static str),
     /// Inside `Event`: only `System` and `EventData` are read.
     Event,
     /// Inside `System` or `EventData`, or the value of a key.
@@ -382,19 +454,24 @@ impl<'de> Visitor<'de> for Node<'_, 'de> {
             return element_value(map, self.scope);
         };
         while let Some(key) = map.next_key::<Str>()? {
-            let child = match (self.scope, &*key) {
-                (Scope::Top, "Event") => Some(Scope::Event),
-                (Scope::Event, "System" | "EventData") => Some(Scope::Inner),
-                _ => None,
+            let mut path = [0; 64];
+            let (child, key) = match self.scope {
+                Scope::Ecs(object) => ecs_child(object, &key, &mut path),
+                scope => (child_scope(scope, &key), Key::lookup(&key)),
             };
             if let Some(scope) = child {
-                map.next_value_seed(Node {
+                // An object is read into the table; anything else is the key's value
+                // (`user` is a spawnwatch line's string, or ECS's object).
+                let value = map.next_value_seed(Node {
                     doc: Some(&mut *doc),
                     scope,
                 })?;
+                if let Some(key) = key.filter(|_| value != Val::Object) {
+                    doc.set(key, value);
+                }
                 continue;
             }
-            match Key::lookup(&key).filter(|_| self.scope != Scope::Event) {
+            match key.filter(|_| self.scope != Scope::Event) {
                 Some(k) => {
                     let value = map.next_value_seed(Node {
                         doc: None,
@@ -409,6 +486,43 @@ impl<'de> Visitor<'de> for Node<'_, 'de> {
         }
         Ok(Val::Object)
     }
+}
+
+/// The scope an object under `key` is read in, if it is read into the table.
+fn child_scope(scope: Scope, key: &str) -> Option<Scope> {
+    match (scope, key) {
+        (Scope::Top, "Event") => Some(Scope::Event),
+        (Scope::Top, "_source") => Some(Scope::Top),
+        (Scope::Top, "EventData") | (Scope::Event, "System" | "EventData") => Some(Scope::Inner),
+        (Scope::Top, key) => ECS_OBJECTS
+            .iter()
+            .find(|&&object| object == key)
+            .map(|&object| Scope::Ecs(object)),
+        _ => None,
+    }
+}
+
+/// Inside ECS object `object`: the scope of an object under `key` and the key its
+/// value fills, by the dotted path (`process` + `pid` = `process.pid`).
+fn ecs_child(object: &str, key: &str, path: &mut [u8; 64]) -> (Option<Scope>, Option<Key>) {
+    if object == "winlog" && key == "event_data" {
+        return (Some(Scope::Inner), None);
+    }
+    let length = object.len() + 1 + key.len();
+    if length > path.len() {
+        return (None, None);
+    }
+    path[..object.len()].copy_from_slice(object.as_bytes());
+    path[object.len()] = b'.';
+    path[object.len() + 1..length].copy_from_slice(key.as_bytes());
+    let Ok(dotted) = std::str::from_utf8(&path[..length]) else {
+        return (None, None);
+    };
+    let child = ECS_OBJECTS
+        .iter()
+        .find(|&&object| object == dotted)
+        .map(|&object| Scope::Ecs(object));
+    (child, Key::lookup(dotted))
 }
 
 /// The scalar an XML element stands for: its `#text`, else its `SystemTime` or `Name`

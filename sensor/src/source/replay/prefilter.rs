@@ -13,6 +13,8 @@ const TEXT_WINDOW: usize = 512;
 
 pub(crate) struct Prefilter {
     event_id: Finder<'static>,
+    /// Winlogbeat's `winlog.event_id`, nested (`"event_id"`) or dotted.
+    ecs_event_id: Finder<'static>,
     text: Finder<'static>,
     action: Finder<'static>,
 }
@@ -21,13 +23,14 @@ impl Prefilter {
     pub(crate) fn new() -> Prefilter {
         Prefilter {
             event_id: Finder::new(b"\"EventID\""),
+            ecs_event_id: Finder::new(b"event_id\""),
             text: Finder::new(b"\"#text\""),
             action: Finder::new(b"\"action\""),
         }
     }
 
-    /// Whether `line` may hold a process event: an `EventID` key whose value is 1, 5,
-    /// 4688 or 4689 (a number or a string, any spacing, at any depth, or an object whose
+    /// Whether `line` may hold a process event: an `EventID` (or Winlogbeat's
+    /// `event_id`) key whose value is 1, 5, 4688 or 4689 (a number or a string, any spacing, at any depth, or an object whose
     /// `#text` is), or an `action` key (spawnwatch's own lines).
     ///
     /// Inside a JSON string every `"` is escaped, so `"EventID"` and `"action"` followed
@@ -43,6 +46,10 @@ impl Prefilter {
                 .event_id
                 .find_iter(line)
                 .any(|at| self.value_may_match(&line[at + b"\"EventID\"".len()..]))
+            || self
+                .ecs_event_id
+                .find_iter(line)
+                .any(|at| self.value_may_match(&line[at + b"event_id\"".len()..]))
     }
 
     /// `rest` starts right after a `"EventID"` or `"#text"` key.
@@ -148,6 +155,9 @@ mod tests {
             r##"{"EventID":"\u0031"}"##,
             r##"{"action":"create","pid":4242,"timestamp":"2026-11-27T10:00:00Z"}"##,
             r##"{"pid":4242,"action" : "terminate"}"##,
+            r##"{"winlog":{"channel":"Security","event_id":4688}}"##,
+            r##"{"winlog":{"event_id":"1"}}"##,
+            r##"{"winlog.event_id":"4689"}"##,
         ];
         for line in kept {
             assert!(keep(line), "dropped a process event: {line}");
@@ -177,6 +187,8 @@ mod tests {
             r##"{"Type":"action","EventID":3}"##,
             r##"{"Message":"no id at all"}"##,
             r##"{"EventID":99999999999999999999999}"##,
+            r##"{"winlog":{"event_id":"10"}}"##,
+            r##"{"message":"winlog.event_id\": 1"}"##,
             "",
         ];
         for line in dropped {

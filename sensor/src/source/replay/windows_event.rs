@@ -3,12 +3,14 @@
 
 use super::fields::{Doc, Key};
 use super::time::parse_time;
-use crate::record::{Action, Origin, ParentFields, ProcessRecord, ReadItem, SourceEvent, Text};
+use crate::record::{
+    Action, Origin, ParentFields, ProcessRecord, ReadItem, SourceEvent, Text, NO_PID,
+};
 use chrono::{DateTime, Utc};
 use compact_str::format_compact;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Kind {
+pub(super) enum Kind {
     SysmonCreate,
     SysmonTerminate,
     SecurityCreate,
@@ -81,13 +83,14 @@ fn kind(doc: &Doc) -> Option<Kind> {
 /// Maps one Windows event record. `fallback_time` is the EVTX record header's time, used
 /// when the fields carry none that parses.
 pub(crate) fn map_windows(
-    doc: &Doc,
+    doc: &mut Doc,
     origin: Origin,
     fallback_time: Option<DateTime<Utc>>,
 ) -> ReadItem {
     let Some(kind) = kind(doc) else {
         return ReadItem::Skipped;
     };
+    super::ecs::complete(doc, kind);
     let location = origin.location;
     match build(doc, kind, origin, fallback_time) {
         Ok(event) => ReadItem::Event(Box::new(event)),
@@ -111,7 +114,7 @@ fn build(
     let mut parent = ParentFields::default();
     let action = match kind {
         Kind::SysmonCreate => {
-            process.pid = required_pid(doc, kind, Key::ProcessId)?;
+            process.pid = created_pid(doc, kind, Key::ProcessId, Key::Image)?;
             process.ppid = pid(doc, kind, Key::ParentProcessId)?;
             process.image_path = doc.text(Key::Image);
             process.command_line = doc.text(Key::CommandLine);
@@ -130,7 +133,7 @@ fn build(
             Action::Terminate
         }
         Kind::SecurityCreate => {
-            process.pid = required_pid(doc, kind, Key::NewProcessId)?;
+            process.pid = created_pid(doc, kind, Key::NewProcessId, Key::NewProcessName)?;
             process.ppid = pid(doc, kind, Key::ProcessId)?;
             process.creator_pid = process.ppid;
             process.image_path = doc.text(Key::NewProcessName);
@@ -183,6 +186,16 @@ fn required_pid(doc: &Doc, kind: Kind, key: Key) -> Result<u32, Problem> {
             format!("{} without {}", kind.label(), key.name()),
         )
     })
+}
+
+/// A created process's pid, or [`NO_PID`] when the record has none but names the image
+/// (some NXLog exports drop Sysmon's `ProcessId`): the rules need only the names.
+fn created_pid(doc: &Doc, kind: Kind, key: Key, image: Key) -> Result<u32, Problem> {
+    match pid(doc, kind, key)? {
+        Some(pid) => Ok(pid),
+        None if doc.str(image).is_some() => Ok(NO_PID),
+        None => required_pid(doc, kind, key),
+    }
 }
 
 /// The account a 4688/4689 names: for a 4688 the new process's (`Target*`) when the
@@ -256,7 +269,7 @@ mod tests {
     }
 
     fn map(line: &str) -> ReadItem {
-        map_windows(&Doc::parse(line.as_bytes()).unwrap(), origin(), None)
+        map_windows(&mut Doc::parse(line.as_bytes()).unwrap(), origin(), None)
     }
 
     fn event(line: &str) -> SourceEvent {
@@ -437,6 +450,28 @@ mod tests {
     }
 
     #[test]
+    fn a_create_without_its_pid_is_kept_with_what_it_has() {
+        for line in [
+            r##"{"EventID":1,"Channel":"Microsoft-Windows-Sysmon/Operational","Image":"C:\\Windows\\System32\\cmd.exe","ParentProcessId":"7764","ParentImage":"C:\\Windows\\System32\\inetsrv\\w3wp.exe"}"##,
+            r##"{"EventID":4688,"Channel":"Security","NewProcessName":"C:\\Windows\\System32\\cmd.exe","ProcessId":"0x1e54","ParentProcessName":"C:\\Windows\\System32\\inetsrv\\w3wp.exe"}"##,
+        ] {
+            let e = event(line);
+            assert_eq!(e.process.known_pid(), None, "{line}");
+            assert_eq!(e.process.exe.as_deref(), Some("cmd.exe"));
+            assert_eq!(e.parent.exe.as_deref(), Some("w3wp.exe"));
+            assert!(e.process.ppid.is_some());
+        }
+        // A terminate names its process only by pid: without one it is malformed.
+        let (kind, message) = malformed(
+            r##"{"EventID":5,"Channel":"Sysmon","Image":"C:\\Windows\\System32\\cmd.exe"}"##,
+        );
+        assert_eq!(
+            (kind, message.as_str()),
+            ("missing-field", "Sysmon event 5 without ProcessId")
+        );
+    }
+
+    #[test]
     fn missing_and_bad_pids_are_malformed() {
         let (kind, message) = malformed(r##"{"EventID":4688,"Channel":"Security"}"##);
         assert_eq!(kind, "missing-field");
@@ -472,9 +507,9 @@ mod tests {
     #[test]
     fn fallback_time_when_fields_have_none() {
         let t = Utc.with_ymd_and_hms(2020, 1, 1, 0, 0, 0).unwrap();
-        let doc =
+        let mut doc =
             Doc::parse(br##"{"EventID":4689,"ProcessId":"0x10","TimeCreated":"junk"}"##).unwrap();
-        match map_windows(&doc, origin(), Some(t)) {
+        match map_windows(&mut doc, origin(), Some(t)) {
             ReadItem::Event(e) => assert_eq!(e.timestamp, Some(t)),
             other => panic!("{other:?}"),
         }
