@@ -243,7 +243,6 @@ mod tests {
         cut_in_steps(text.as_bytes(), usize::MAX)
     }
 
-
     fn cut_in_steps(bytes: &[u8], step: usize) -> Vec<String> {
         let mut cutter = ValueCutter::new(Trickle(bytes, step));
         let mut out = Vec::new();
