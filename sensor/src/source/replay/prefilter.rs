@@ -42,14 +42,20 @@ impl Prefilter {
         self.action
             .find_iter(line)
             .any(|at| colon_follows(&line[at + b"\"action\"".len()..]).is_some())
-            || self
-                .event_id
-                .find_iter(line)
-                .any(|at| self.value_may_match(&line[at + b"\"EventID\"".len()..]))
-            || self
-                .ecs_event_id
-                .find_iter(line)
-                .any(|at| self.value_may_match(&line[at + b"event_id\"".len()..]))
+            || self.id_may_match(line)
+    }
+
+    /// Whether an `EventID` key, or when there is none (ECS) an `event_id` key, has a
+    /// value that may be a process event's: a line is scanned a second time only when
+    /// it has no `EventID` at all.
+    fn id_may_match(&self, line: &[u8]) -> bool {
+        let mut keys = self.event_id.find_iter(line).peekable();
+        if keys.peek().is_some() {
+            return keys.any(|at| self.value_may_match(&line[at + b"\"EventID\"".len()..]));
+        }
+        self.ecs_event_id
+            .find_iter(line)
+            .any(|at| self.value_may_match(&line[at + b"event_id\"".len()..]))
     }
 
     /// `rest` starts right after a `"EventID"` or `"#text"` key.
