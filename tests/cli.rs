@@ -119,6 +119,7 @@ fn replay_help_lists_every_format_with_an_example() {
         "Azure Monitor WindowsEvent",
         "Log Analytics Event table",
         "Winlogbeat / Elastic ECS",
+        "Velociraptor parse_evtx rows",
         "pretty-printed JSON, arrays",
         "spawnwatch's own event lines",
         "gzip and Zstandard",

@@ -104,6 +104,34 @@ fn nxlog_sysmon_without_process_id_is_evaluated_and_counted() {
     );
 }
 
+/// Velociraptor's `parse_evtx` rows: `System` and `EventData` without `Event` around
+/// them, `{"Value":1}` for the id, the time as seconds since 1970.
+#[test]
+fn velociraptor_parse_evtx_rows() {
+    let r = replay("velociraptor-parse-evtx.jsonl");
+    assert_eq!(r.triples(), shell_then_tool("cmd.exe", "whoami.exe"));
+    let shell = r.alerts()[0];
+    assert_eq!(shell["timestamp"], "2024-06-02T12:41:03.117600Z");
+    assert_eq!(shell["hostname"], "WEB06.corp.example");
+    assert!(r
+        .stderr
+        .contains("3 events read, 2 process events, 1 skipped"));
+}
+
+/// A SIEM export that lower-cased every field, kept numbers as doubles (`4688.0`) and
+/// the time as milliseconds since 1970.
+#[test]
+fn an_export_with_other_letter_case_doubles_and_epoch_times() {
+    let r = replay("recased-security.jsonl");
+    assert_eq!(r.triples(), shell_then_tool("cmd.exe", "net.exe"));
+    let shell = r.alerts()[0];
+    assert_eq!(shell["process"]["pid"], 0x1a2c);
+    assert_eq!(shell["process"]["ppid"], 0x1f40);
+    assert_eq!(shell["process"]["user"], r"IIS APPPOOL\DefaultAppPool");
+    assert_eq!(shell["process"]["integrity_level"], "System");
+    assert_eq!(shell["timestamp"], "2024-06-02T12:41:03.117Z");
+}
+
 #[test]
 fn evtx_dump_json_output_with_record_headers() {
     let r = replay("evtx-dump.json");

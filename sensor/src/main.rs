@@ -53,11 +53,15 @@ Formats, detected per file from its content (no flag), each with an example:
   Azure Monitor WindowsEvent      spawnwatch replay WindowsEvent.json   (EventData an object or JSON text)
   Log Analytics Event table       spawnwatch replay Event.json   (EventData as XML)
   Winlogbeat / Elastic ECS        spawnwatch replay winlogbeat.ndjson   (also Elasticsearch hits, _source)
+  Velociraptor parse_evtx rows    spawnwatch replay EvtxHunter.json   (System, EventData; {\"Value\":1})
   pretty-printed JSON, arrays     spawnwatch replay export.json   (jq, evtx_dump -o json, exports)
   spawnwatch's own event lines    spawnwatch replay events.jsonl   (what `run --record` writes)
   gzip and Zstandard, streamed    spawnwatch replay sysmon.jsonl.gz events.jsonl.zst
   a zip of any of these           spawnwatch replay logs.zip
-  stdin                           unzip -p logs.zip | spawnwatch replay -";
+  stdin                           unzip -p logs.zip | spawnwatch replay -
+A Windows event's field names are read in any letter case (EventId, processid); numbers
+as numbers, doubles (4688.0), decimal or 0x hex strings; times as text or as seconds,
+milliseconds, microseconds or nanoseconds since 1970.";
 
 const EXAMPLES: &str = "\
 Examples:

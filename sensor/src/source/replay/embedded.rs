@@ -37,8 +37,8 @@ fn from_xml(xml: &str) -> Result<Doc<'static>, roxmltree::Error> {
     let mut doc = Doc::empty();
     for node in tree.descendants().filter(roxmltree::Node::is_element) {
         let (key, value) = match node.tag_name().name() {
-            "Data" => match node.attribute("Name").and_then(Key::lookup) {
-                Some(key) => (key, node.text()),
+            "Data" => match node.attribute("Name").and_then(Key::find) {
+                Some((key, _)) => (key, node.text()),
                 None => continue,
             },
             "EventID" => (Key::EventId, node.text()),

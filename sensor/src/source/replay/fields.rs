@@ -19,6 +19,7 @@ macro_rules! keys {
 
         impl Key {
             pub(crate) const COUNT: usize = [$($name),*].len();
+            const ALL: [Key; Key::COUNT] = [$(Key::$variant),*];
 
             pub(crate) fn lookup(name: &str) -> Option<Key> {
                 match name {
@@ -108,6 +109,42 @@ keys! {
     EcsUserName = "user.name",
     EcsUserDomain = "user.domain",
     EcsHostName = "host.name",
+}
+
+/// How a record spelled a key it has.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Spelling {
+    /// As the key is named (or one of its aliases).
+    Exact,
+    /// In other letter case (`EventId`, `processid`, `COMMANDLINE`).
+    Folded,
+}
+
+impl Key {
+    /// A key by its name as a record wrote it: exactly, or for a Windows event's own
+    /// fields in any letter case, which exports and pipelines change (`EventId`,
+    /// `processid`). spawnwatch's own lines and ECS's fields have one spelling.
+    pub(crate) fn find(name: &str) -> Option<(Key, Spelling)> {
+        if let Some(key) = Key::lookup(name) {
+            return Some((key, Spelling::Exact));
+        }
+        // NXLog's flat records carry the event's `ProcessID` (the process that logged
+        // it: Sysmon's own) beside Sysmon's `ProcessId`: never the same field.
+        if name == "ProcessID" {
+            return None;
+        }
+        Key::ALL
+            .into_iter()
+            .filter(|key| key.folds())
+            .find(|key| key.name().eq_ignore_ascii_case(name))
+            .map(|key| (key, Spelling::Folded))
+    }
+
+    /// Whether the key is a Windows event's field, found in any letter case.
+    fn folds(self) -> bool {
+        self as usize <= Key::MandatoryLabel as usize
+            || matches!(self, Key::EventData | Key::RawEventData)
+    }
 }
 
 /// Other names of a key: where Winlogbeat, ECS and Log Analytics's `Event` table put
@@ -305,6 +342,15 @@ impl<'a> Doc<'a> {
         self.slots[key as usize] = Some(value);
     }
 
+    /// Sets a key as [`Key::find`] found it: an exact spelling replaces what was there
+    /// (the last one written wins), another case only fills an empty slot, so
+    /// `ProcessId` wins over `processid` wherever each stands.
+    pub(super) fn put(&mut self, (key, spelling): (Key, Spelling), value: Val<'a>) {
+        if spelling == Spelling::Exact || self.get(key).is_none() {
+            self.set(key, value);
+        }
+    }
+
     /// A text field of a Windows event: numbers are written out, and `"-"`, `""`,
     /// null and containers mean unknown.
     pub(crate) fn text(&self, key: Key) -> Option<Text> {
@@ -338,11 +384,18 @@ impl<'a> Doc<'a> {
             },
             Val::Null => Ok(None),
             Val::Int(n) => Err(n.to_string()),
+            // Tools that hold every number as a double write `4688.0`.
+            Val::Float(n) if n.fract() == 0.0 && (0.0..=MAX_EXACT).contains(n) => {
+                Ok(Some(*n as u64))
+            }
             Val::Float(n) => Err(n.to_string()),
             other => Err(other.type_name().to_string()),
         }
     }
 }
+
+/// The largest whole number a double holds exactly (2^53).
+const MAX_EXACT: f64 = 9_007_199_254_740_992.0;
 
 fn utf8(bytes: &[u8]) -> Result<&str, serde_json::Error> {
     std::str::from_utf8(bytes).map_err(|e| {
@@ -457,7 +510,7 @@ impl<'de> Visitor<'de> for Node<'_, 'de> {
             let mut path = [0; 64];
             let (child, key) = match self.scope {
                 Scope::Ecs(object) => ecs_child(object, &key, &mut path),
-                scope => (child_scope(scope, &key), Key::lookup(&key)),
+                scope => (child_scope(scope, &key), Key::find(&key)),
             };
             if let Some(scope) = child {
                 // An object is read into the table; anything else is the key's value
@@ -467,7 +520,7 @@ impl<'de> Visitor<'de> for Node<'_, 'de> {
                     scope,
                 })?;
                 if let Some(key) = key.filter(|_| value != Val::Object) {
-                    doc.set(key, value);
+                    doc.put(key, value);
                 }
                 continue;
             }
@@ -477,7 +530,7 @@ impl<'de> Visitor<'de> for Node<'_, 'de> {
                         doc: None,
                         scope: Scope::Inner,
                     })?;
-                    doc.set(k, value);
+                    doc.put(k, value);
                 }
                 None => {
                     map.next_value::<IgnoredAny>()?;
@@ -488,13 +541,16 @@ impl<'de> Visitor<'de> for Node<'_, 'de> {
     }
 }
 
-/// The scope an object under `key` is read in, if it is read into the table.
+/// The scope an object under `key` is read in, if it is read into the table. The
+/// Windows event's own objects are found in any letter case, and `System` and
+/// `EventData` also without the `Event` around them (Velociraptor's `parse_evtx`).
 fn child_scope(scope: Scope, key: &str) -> Option<Scope> {
-    match (scope, key) {
-        (Scope::Top, "Event") => Some(Scope::Event),
-        (Scope::Top, "_source") => Some(Scope::Top),
-        (Scope::Top, "EventData") | (Scope::Event, "System" | "EventData") => Some(Scope::Inner),
-        (Scope::Top, key) => ECS_OBJECTS
+    let is = |name: &str| key.eq_ignore_ascii_case(name);
+    match scope {
+        Scope::Top if is("Event") => Some(Scope::Event),
+        Scope::Top if key == "_source" => Some(Scope::Top),
+        Scope::Top | Scope::Event if is("System") || is("EventData") => Some(Scope::Inner),
+        Scope::Top => ECS_OBJECTS
             .iter()
             .find(|&&object| object == key)
             .map(|&object| Scope::Ecs(object)),
@@ -504,7 +560,11 @@ fn child_scope(scope: Scope, key: &str) -> Option<Scope> {
 
 /// Inside ECS object `object`: the scope of an object under `key` and the key its
 /// value fills, by the dotted path (`process` + `pid` = `process.pid`).
-fn ecs_child(object: &str, key: &str, path: &mut [u8; 64]) -> (Option<Scope>, Option<Key>) {
+fn ecs_child(
+    object: &str,
+    key: &str,
+    path: &mut [u8; 64],
+) -> (Option<Scope>, Option<(Key, Spelling)>) {
     if object == "winlog" && key == "event_data" {
         return (Some(Scope::Inner), None);
     }
@@ -522,39 +582,40 @@ fn ecs_child(object: &str, key: &str, path: &mut [u8; 64]) -> (Option<Scope>, Op
         .iter()
         .find(|&&object| object == dotted)
         .map(|&object| Scope::Ecs(object));
-    (child, Key::lookup(dotted))
+    (child, Key::lookup(dotted).map(|key| (key, Spelling::Exact)))
 }
 
 /// The scalar an XML element stands for: its `#text`, else its `SystemTime` or `Name`
 /// attribute (the last one written of each); an object without either stays `Object`.
+/// Velociraptor's `parse_evtx` writes the text as `Value` and the attributes as plain
+/// members (`{"Value":1}`, `{"Name":"Microsoft-Windows-Sysmon"}`).
 fn element_value<'de, A: MapAccess<'de>>(mut map: A, scope: Scope) -> Result<Val<'de>, A::Error> {
     let mut found: Option<Val<'de>> = None;
     let mut attribute: Option<Val<'de>> = None;
     while let Some(key) = map.next_key::<Str>()? {
-        let wanted = match scope {
-            Scope::Attributes => matches!(&*key, "SystemTime" | "Name"),
-            _ => matches!(&*key, "#text" | "#attributes"),
-        };
-        if !wanted {
-            map.next_value::<IgnoredAny>()?;
-            continue;
-        }
-        let inner = if &*key == "#attributes" {
-            Scope::Attributes
-        } else {
-            Scope::Inner
+        let (slot, inner) = match (scope, &*key) {
+            (Scope::Attributes, "SystemTime" | "Name") => (&mut found, Scope::Inner),
+            (Scope::Attributes, _) => {
+                map.next_value::<IgnoredAny>()?;
+                continue;
+            }
+            (_, "#text" | "Value") => (&mut found, Scope::Inner),
+            (_, "#attributes") => (&mut attribute, Scope::Attributes),
+            (_, "SystemTime" | "Name") => (&mut attribute, Scope::Inner),
+            _ => {
+                map.next_value::<IgnoredAny>()?;
+                continue;
+            }
         };
         let value = map.next_value_seed(Node {
             doc: None,
             scope: inner,
         })?;
-        if !matches!(value, Val::Str(_) | Val::UInt(_) | Val::Int(_)) {
-            continue;
-        }
-        if &*key == "#attributes" {
-            attribute = Some(value);
-        } else {
-            found = Some(value);
+        if matches!(
+            value,
+            Val::Str(_) | Val::UInt(_) | Val::Int(_) | Val::Float(_)
+        ) {
+            *slot = Some(value);
         }
     }
     Ok(found.or(attribute).unwrap_or(Val::Object))
@@ -657,6 +718,60 @@ mod tests {
         assert_eq!(doc.number(Key::EventId), Ok(Some(5)));
         assert_eq!(doc.str(Key::Computer), Some("B"));
         assert_eq!(doc.str(Key::Image), Some("b"));
+    }
+
+    /// Exports re-case a Windows event's fields; both readers find them.
+    #[test]
+    fn windows_fields_in_other_letter_case_are_read_and_the_exact_spelling_wins() {
+        for line in [
+            r#"{"eventid":"1","processid":8,"IMAGE":"a.exe","ProcessId":7,"commandLine":"x"}"#,
+            r#"{"eventid":"1","ProcessId":7,"X":[1.5],"processid":8,"IMAGE":"a.exe","commandLine":"x"}"#,
+        ] {
+            let doc = Doc::parse(line.as_bytes()).unwrap();
+            assert_eq!(doc.number(Key::EventId), Ok(Some(1)), "{line}");
+            assert_eq!(doc.number(Key::ProcessId), Ok(Some(7)), "{line}");
+            assert_eq!(doc.str(Key::Image), Some("a.exe"), "{line}");
+            assert_eq!(doc.str(Key::CommandLine), Some("x"), "{line}");
+            assert_eq!(Doc::parse_general(line.as_bytes()).unwrap(), doc, "{line}");
+        }
+        let nested =
+            br#"{"event":{"system":{"EVENTID":4688},"eventdata":{"newprocessid":"0x10"}}}"#;
+        let doc = Doc::parse(nested).unwrap();
+        assert_eq!(doc.number(Key::EventId), Ok(Some(4688)));
+        assert_eq!(doc.number(Key::NewProcessId), Ok(Some(16)));
+        // NXLog's ProcessID is the process that logged the event, not Sysmon's field;
+        // spawnwatch's own keys and ECS's have one spelling.
+        let doc =
+            Doc::parse(br#"{"ProcessID":2212,"PID":1,"Action":"create","User":"u"}"#).unwrap();
+        assert_eq!(doc.get(Key::ProcessId), None);
+        assert_eq!(doc.get(Key::Pid), None);
+        assert_eq!(doc.get(Key::Action), None);
+        assert_eq!(
+            (doc.str(Key::User), doc.get(Key::LineUser)),
+            (Some("u"), None)
+        );
+    }
+
+    /// Velociraptor's `parse_evtx`: System and EventData at the top, `Value` for the
+    /// text, attributes as plain members.
+    #[test]
+    fn system_and_event_data_without_event_around_them() {
+        let line = br#"{"System":{"Provider":{"Name":"Microsoft-Windows-Sysmon","Guid":"{5770385F}"},"EventID":{"Value":1},"TimeCreated":{"SystemTime":1717332063.117},"Channel":"Microsoft-Windows-Sysmon/Operational","Computer":"WEB01"},"EventData":{"ProcessId":4242,"Image":"C:\\cmd.exe"}}"#;
+        let doc = Doc::parse(line).unwrap();
+        assert_eq!(doc.number(Key::EventId), Ok(Some(1)));
+        assert_eq!(doc.str(Key::Provider), Some("Microsoft-Windows-Sysmon"));
+        assert_eq!(doc.get(Key::TimeCreated), Some(&Val::Float(1717332063.117)));
+        assert_eq!(doc.str(Key::Computer), Some("WEB01"));
+        assert_eq!(doc.number(Key::ProcessId), Ok(Some(4242)));
+    }
+
+    #[test]
+    fn whole_numbers_written_as_doubles() {
+        let doc =
+            Doc::parse(br#"{"EventID":4688.0,"NewProcessId":1.5e3,"ProcessId":1.5}"#).unwrap();
+        assert_eq!(doc.number(Key::EventId), Ok(Some(4688)));
+        assert_eq!(doc.number(Key::NewProcessId), Ok(Some(1500)));
+        assert!(doc.number(Key::ProcessId).is_err());
     }
 
     #[test]

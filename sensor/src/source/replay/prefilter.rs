@@ -45,17 +45,19 @@ impl Prefilter {
             || self.id_may_match(line)
     }
 
-    /// Whether an `EventID` key, or when there is none (ECS) an `event_id` key, has a
-    /// value that may be a process event's: a line is scanned a second time only when
-    /// it has no `EventID` at all.
+    /// Whether an `EventID` key, or when there is none (ECS) an `event_id` key, or
+    /// when there is neither an `EventID` in other letter case, has a value that may be
+    /// a process event's: a line is scanned again only when it has no `EventID` at all.
     fn id_may_match(&self, line: &[u8]) -> bool {
         let mut keys = self.event_id.find_iter(line).peekable();
         if keys.peek().is_some() {
             return keys.any(|at| self.value_may_match(&line[at + b"\"EventID\"".len()..]));
         }
-        self.ecs_event_id
-            .find_iter(line)
-            .any(|at| self.value_may_match(&line[at + b"event_id\"".len()..]))
+        let mut ecs = self.ecs_event_id.find_iter(line).peekable();
+        if ecs.peek().is_some() {
+            return ecs.any(|at| self.value_may_match(&line[at + b"event_id\"".len()..]));
+        }
+        folded_keys(line, b"\"eventid\"").any(|rest| self.value_may_match(rest))
     }
 
     /// `rest` starts right after a `"EventID"` or `"#text"` key.
@@ -81,6 +83,17 @@ impl Prefilter {
             _ => false,
         }
     }
+}
+
+/// What follows each `key` (lower case, quotes included) written in any letter case.
+fn folded_keys<'l>(line: &'l [u8], key: &'static [u8]) -> impl Iterator<Item = &'l [u8]> {
+    let last = key[key.len() - 2];
+    memchr::memchr2_iter(last, last.to_ascii_uppercase(), line).filter_map(move |at| {
+        let start = (at + 2).checked_sub(key.len())?;
+        let end = at + 2;
+        let written = line.get(start..end)?;
+        written.eq_ignore_ascii_case(key).then(|| &line[end..])
+    })
 }
 
 /// After optional whitespace, a `:` and optional whitespace: what follows.
@@ -164,6 +177,9 @@ mod tests {
             r##"{"winlog":{"channel":"Security","event_id":4688}}"##,
             r##"{"winlog":{"event_id":"1"}}"##,
             r##"{"winlog.event_id":"4689"}"##,
+            r##"{"eventid":1}"##,
+            r##"{"EventId": "4688"}"##,
+            r##"{"Message":"x","EVENTID":{"Value":5}}"##,
         ];
         for line in kept {
             assert!(keep(line), "dropped a process event: {line}");
@@ -195,6 +211,8 @@ mod tests {
             r##"{"EventID":99999999999999999999999}"##,
             r##"{"winlog":{"event_id":"10"}}"##,
             r##"{"message":"winlog.event_id\": 1"}"##,
+            r##"{"eventid":3}"##,
+            r##"{"message":"eventid\": 1","EventId":10}"##,
             "",
         ];
         for line in dropped {

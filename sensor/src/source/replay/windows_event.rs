@@ -1,8 +1,8 @@
 //! Sysmon 1/5 and Security 4688/4689 to process events: one mapping over the field
 //! table, whatever carried the fields (EVTX, nested JSON, flat JSON).
 
-use super::fields::{Doc, Key};
-use super::time::parse_time;
+use super::fields::{Doc, Key, Val};
+use super::time::{from_epoch, parse_time};
 use crate::record::{
     Action, Origin, ParentFields, ProcessRecord, ReadItem, SourceEvent, Text, NO_PID,
 };
@@ -242,7 +242,7 @@ fn integrity_level(label: Text) -> Text {
 /// `TimeGenerated`), Sysmon's `UtcTime` last: every event kind in a file carries the
 /// former, so Sysmon and Security events of one file stay on one clock even where a
 /// collector wrote local time marked `Z` (the OTRF files: `@timestamp` is `UtcTime`
-/// minus the lab's UTC offset).
+/// minus the lab's UTC offset). Each as text, or as a number since 1970.
 fn timestamp(doc: &Doc) -> Option<DateTime<Utc>> {
     [
         Key::AtTimestamp,
@@ -251,7 +251,12 @@ fn timestamp(doc: &Doc) -> Option<DateTime<Utc>> {
         Key::UtcTime,
     ]
     .into_iter()
-    .find_map(|key| doc.str(key).and_then(parse_time))
+    .find_map(|key| match doc.get(key)? {
+        Val::Str(text) => parse_time(text),
+        Val::UInt(n) => from_epoch(*n as f64),
+        Val::Float(n) => from_epoch(*n),
+        _ => None,
+    })
 }
 
 #[cfg(test)]
