@@ -121,6 +121,7 @@ fn replay_help_lists_every_format_with_an_example() {
         "Winlogbeat / Elastic ECS",
         "Velociraptor parse_evtx rows",
         "pretty-printed JSON, arrays",
+        "envelopes of events",
         "spawnwatch's own event lines",
         "gzip and Zstandard",
         "a zip of any of these",

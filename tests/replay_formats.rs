@@ -104,6 +104,29 @@ fn nxlog_sysmon_without_process_id_is_evaluated_and_counted() {
     );
 }
 
+/// Azure Monitor's export envelope (`{"records":[..]}`: Event Hubs, diagnostic settings,
+/// storage), pretty-printed, around Sentinel `SecurityEvent` rows.
+#[test]
+fn an_azure_records_envelope() {
+    let r = replay("azure-export-records.json");
+    assert_eq!(r.triples(), shell_then_tool("cmd.exe", "systeminfo.exe"));
+    assert_eq!(r.alerts()[1]["source"]["line"], 36);
+    assert!(r
+        .stderr
+        .contains("2 events read, 2 process events, 0 skipped"));
+}
+
+/// An Elasticsearch `_search` response as curl saves it: one line, the events in
+/// `hits.hits`.
+#[test]
+fn an_elasticsearch_search_response() {
+    let r = replay("elasticsearch-search-response.json");
+    assert_eq!(r.triples(), shell_then_tool("cmd.exe", "whoami.exe"));
+    assert!(r
+        .stderr
+        .contains("2 events read, 2 process events, 0 skipped"));
+}
+
 /// Velociraptor's `parse_evtx` rows: `System` and `EventData` without `Event` around
 /// them, `{"Value":1}` for the id, the time as seconds since 1970.
 #[test]

@@ -55,6 +55,7 @@ Formats, detected per file from its content (no flag), each with an example:
   Winlogbeat / Elastic ECS        spawnwatch replay winlogbeat.ndjson   (also Elasticsearch hits, _source)
   Velociraptor parse_evtx rows    spawnwatch replay EvtxHunter.json   (System, EventData; {\"Value\":1})
   pretty-printed JSON, arrays     spawnwatch replay export.json   (jq, evtx_dump -o json, exports)
+  envelopes of events             spawnwatch replay search.json   (Azure {\"records\":[..]}, Elasticsearch _search)
   spawnwatch's own event lines    spawnwatch replay events.jsonl   (what `run --record` writes)
   gzip and Zstandard, streamed    spawnwatch replay sysmon.jsonl.gz events.jsonl.zst
   a zip of any of these           spawnwatch replay logs.zip

@@ -1,8 +1,10 @@
 //! JSON that is not one object a line: pretty-printed objects one after another, a JSON
 //! array of events (what `evtx_dump -o json`, jq and most exports write), or
-//! `evtx_dump`'s default output (each object after a `Record N` line). Each value is cut
-//! out of the stream by matching its brackets, outside strings, so a 1 GB array is read
-//! one event at a time. A value is numbered by the line it starts on.
+//! `evtx_dump`'s default output (each object after a `Record N` line), or an envelope
+//! around an array of events (Azure's `{"records":[..]}`, an Elasticsearch search
+//! response). Each value is cut out of the stream by matching its brackets, outside
+//! strings, so a 1 GB array is read one event at a time. A value is numbered by the line
+//! it starts on.
 
 use super::jsonl::{Cut, Window, MAX_LINE};
 use crate::record::{Location, ReadItem};
@@ -27,6 +29,8 @@ pub(crate) struct ValueCutter<R> {
     line: u64,
     /// Inside a top-level array: its elements are the values.
     in_array: bool,
+    /// How many objects of an envelope are around the array being read (0: none).
+    envelope: u32,
     /// The value being skipped is longer than [`MAX_LINE`]: its start line.
     too_long: Option<u64>,
 }
@@ -38,6 +42,7 @@ impl<R: Read> ValueCutter<R> {
             failed: false,
             line: 1,
             in_array: false,
+            envelope: 0,
             too_long: None,
         }
     }
@@ -82,6 +87,7 @@ impl<R: Read> ValueCutter<R> {
                     b']' if self.in_array => {
                         self.in_array = false;
                         self.consume(1);
+                        self.close_envelope()?;
                     }
                     0xEF if self.w.buf[self.w.start..self.w.end].starts_with(b"\xEF\xBB\xBF") => {
                         self.consume(3);
@@ -97,10 +103,54 @@ impl<R: Read> ValueCutter<R> {
         }
     }
 
+    /// Whether the object at `start` is an envelope (see [`envelope`]); if so, reads on
+    /// from the first byte inside its array of events.
+    fn open_envelope(&mut self) -> Result<bool, ReadItem> {
+        loop {
+            match envelope(&self.w.buf[self.w.start..self.w.end]) {
+                Envelope::Events { skip, depth } => {
+                    self.consume(skip);
+                    self.in_array = true;
+                    self.envelope = depth;
+                    return Ok(true);
+                }
+                Envelope::Not => return Ok(false),
+                Envelope::More if self.w.end - self.w.start >= ENVELOPE_MAX => return Ok(false),
+                Envelope::More => {
+                    if !self.fill()? {
+                        return Ok(false);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Passes over the rest of an envelope whose array of events just closed.
+    fn close_envelope(&mut self) -> Result<(), ReadItem> {
+        if self.envelope == 0 {
+            return Ok(());
+        }
+        let scan = Scan {
+            depth: std::mem::take(&mut self.envelope),
+            ..Scan::default()
+        };
+        let rest = match self.scan_length(scan)? {
+            Some(n) => n,
+            None => self.w.end - self.w.start,
+        };
+        self.consume(rest);
+        Ok(())
+    }
+
     /// The length of the value at `start` (an object or array), scanning more input as
     /// needed; `None` when the input ends inside it.
     fn value_length(&mut self) -> Result<Option<usize>, ReadItem> {
-        let mut scan = Scan::default();
+        self.scan_length(Scan::default())
+    }
+
+    /// How far from `start` the scan `scan` closes its brackets; `None` when the input
+    /// ends first.
+    fn scan_length(&mut self, mut scan: Scan) -> Result<Option<usize>, ReadItem> {
         loop {
             if let Some(n) = scan_value(&mut scan, &self.w.buf[self.w.start..self.w.end]) {
                 return Ok(Some(n));
@@ -178,6 +228,130 @@ fn scan_value(scan: &mut Scan, bytes: &[u8]) -> Option<usize> {
     None
 }
 
+/// How much of an object's start is read, at most, to tell an envelope from an event.
+const ENVELOPE_MAX: usize = 64 << 10;
+
+/// What the start of a top-level object says it is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Envelope {
+    /// An envelope: its events' array starts after the first `skip` bytes, inside
+    /// `depth` objects.
+    Events { skip: usize, depth: u32 },
+    /// An event, or anything else: one value.
+    Not,
+    /// The bytes end before they tell.
+    More,
+}
+
+/// The keys an Elasticsearch search response has before its `hits`. An envelope is
+/// told from an event by its keys up to the events' array: an event has none of these.
+const SEARCH_PREAMBLE: [&[u8]; 7] = [
+    b"took",
+    b"timed_out",
+    b"_shards",
+    b"terminated_early",
+    b"num_reduce_phases",
+    b"_scroll_id",
+    b"pit_id",
+];
+
+/// Whether `bytes` (from a top-level value's first byte) start an envelope around an
+/// array of events: Azure's `{"records":[..]}` (Event Hubs, diagnostic settings,
+/// storage exports) or an Elasticsearch search response
+/// (`{"took":..,"_shards":{..},"hits":{"total":..,"hits":[..]}}`).
+pub(crate) fn envelope(bytes: &[u8]) -> Envelope {
+    match events_array(bytes) {
+        Ok(Some((skip, depth))) => Envelope::Events { skip, depth },
+        Ok(None) => Envelope::Not,
+        Err(Short) => Envelope::More,
+    }
+}
+
+/// The bytes ended first.
+struct Short;
+
+fn events_array(b: &[u8]) -> Result<Option<(usize, u32)>, Short> {
+    let mut at = blank(b, 0)?;
+    if b[at] != b'{' {
+        return Ok(None);
+    }
+    at += 1;
+    let mut depth = 1;
+    loop {
+        at = blank(b, at)?;
+        if b[at] != b'"' {
+            return Ok(None);
+        }
+        let end = string_end(b, at + 1)?;
+        let key = &b[at + 1..end - 1];
+        at = blank(b, end)?;
+        if b[at] != b':' {
+            return Ok(None);
+        }
+        at = blank(b, at + 1)?;
+        match (depth, key, b[at]) {
+            (1, b"records", b'[') | (2, b"hits", b'[') => return Ok(Some((at + 1, depth))),
+            (1, b"hits", b'{') => {
+                depth = 2;
+                at += 1;
+                continue;
+            }
+            (1, key, _) if SEARCH_PREAMBLE.contains(&key) => {}
+            // Inside `hits`: `total`, `max_score`.
+            (2, _, _) => {}
+            _ => return Ok(None),
+        }
+        at = value_end(b, at)?;
+        at = blank(b, at)?;
+        if b[at] != b',' {
+            return Ok(None);
+        }
+        at += 1;
+    }
+}
+
+/// The first non-blank byte from `at`.
+fn blank(b: &[u8], at: usize) -> Result<usize, Short> {
+    let rest = b.get(at..).ok_or(Short)?;
+    let skipped = rest
+        .iter()
+        .take_while(|b| matches!(b, b' ' | b'\t' | b'\r' | b'\n'))
+        .count();
+    if at + skipped < b.len() {
+        Ok(at + skipped)
+    } else {
+        Err(Short)
+    }
+}
+
+/// Past the closing `"` of a string whose content starts at `at`.
+fn string_end(b: &[u8], mut at: usize) -> Result<usize, Short> {
+    loop {
+        let n = memchr::memchr2(b'"', b'\\', b.get(at..).ok_or(Short)?).ok_or(Short)?;
+        if b[at + n] == b'"' {
+            return Ok(at + n + 1);
+        }
+        at += n + 2;
+    }
+}
+
+/// Past the value that starts at `at`.
+fn value_end(b: &[u8], at: usize) -> Result<usize, Short> {
+    match b[at] {
+        b'{' | b'[' => scan_value(&mut Scan::default(), &b[at..])
+            .map(|n| at + n)
+            .ok_or(Short),
+        b'"' => string_end(b, at + 1),
+        _ => {
+            let n = b[at..]
+                .iter()
+                .position(|b| matches!(b, b',' | b'}' | b']' | b' ' | b'\t' | b'\r' | b'\n'))
+                .ok_or(Short)?;
+            Ok(at + n)
+        }
+    }
+}
+
 /// Whether a line is `evtx_dump`'s `Record N` header (`Record N (recovered)` for a
 /// record it carved out of slack space).
 pub(crate) fn record_header(line: &[u8]) -> bool {
@@ -197,6 +371,13 @@ impl<R: Read> Cut for ValueCutter<R> {
                 Ok(first) => first?,
                 Err(item) => return Some(Err(item)),
             };
+            if first == b'{' && !self.in_array {
+                match self.open_envelope() {
+                    Ok(true) => continue,
+                    Ok(false) => {}
+                    Err(item) => return Some(Err(item)),
+                }
+            }
             let line = self.line;
             let length = if matches!(first, b'{' | b'[') {
                 match self.value_length() {
@@ -349,6 +530,55 @@ mod tests {
         assert_eq!(count, events);
         // About 80 MB went through a buffer that never grew.
         assert_eq!(cutter.w.buf.len(), BUFFER);
+    }
+
+    #[test]
+    fn envelopes_are_told_from_events_by_their_first_keys() {
+        let search = r#"{"took":3,"timed_out":false,"_shards":{"total":1,"failed":0},"hits":{"total":{"value":2,"relation":"eq"},"max_score":null,"hits":[{"_source":{}}]}}"#;
+        let at = search.find("[{").unwrap() + 1;
+        assert_eq!(
+            envelope(search.as_bytes()),
+            Envelope::Events { skip: at, depth: 2 }
+        );
+        assert_eq!(
+            envelope(b"{ \"records\" :\n [ {}]}"),
+            Envelope::Events { skip: 16, depth: 1 }
+        );
+        for event in [
+            r#"{"EventID":1,"records":[]}"#,
+            r#"{"records":"x"}"#,
+            r#"{"took":1,"hits":{"hits":{}}}"#,
+            r#"{"_index":"winlogbeat","_source":{"hits":[]}}"#,
+            r#"{}"#,
+            r#"{"took":"a\"b","hits":7}"#,
+        ] {
+            assert_eq!(envelope(event.as_bytes()), Envelope::Not, "{event}");
+        }
+        for cut in [&search[..at - 1], "{", r#"{"took":1"#, r#"{"took":"a\"#] {
+            assert_eq!(envelope(cut.as_bytes()), Envelope::More, "{cut}");
+        }
+    }
+
+    #[test]
+    fn an_envelopes_events_are_the_values() {
+        let text = concat!(
+            "{\"records\": [{\"a\": 1},\n {\"b\": \"]}\"}], \"x\": {\"y\": [1]}}\n",
+            "{\"took\": 1, \"_shards\": {}, \"hits\": {\"max_score\": null, \"hits\": []}}\n",
+            "{\"took\": 2, \"hits\": {\"hits\": [{\"c\": [3]}]}}\n",
+            "{\"d\": 4}",
+        );
+        for step in [1, 5, usize::MAX] {
+            assert_eq!(
+                cut_in_steps(text.as_bytes(), step),
+                [
+                    "1: {\"a\": 1}",
+                    "2: {\"b\": \"]}\"}",
+                    "4: {\"c\": [3]}",
+                    "5: {\"d\": 4}"
+                ],
+                "step {step}"
+            );
+        }
     }
 
     #[test]

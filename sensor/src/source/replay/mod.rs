@@ -29,7 +29,7 @@ mod windows_event;
 use crate::pipeline::JobQueue;
 use crate::record::ReadItem;
 use compressed::Compression;
-use json_values::ValueCutter;
+use json_values::{Envelope, ValueCutter};
 use jsonl::LineCutter;
 use std::fmt;
 use std::fs::{self, File};
@@ -339,7 +339,7 @@ pub(crate) enum Format {
     /// One JSON object a line; also an empty or blank input.
     JsonLines,
     /// JSON values spread over lines: pretty-printed objects, an array of them,
-    /// `evtx_dump`'s `Record N` output.
+    /// `evtx_dump`'s `Record N` output, envelopes around arrays of events.
     JsonValues,
     Unknown,
 }
@@ -385,6 +385,9 @@ pub(crate) fn sniff(prefix: &[u8]) -> Format {
     let first_line = memchr::memchr(b'\n', text).map(|end| text[..end].trim_ascii());
     match (text[0], first_line) {
         (b'[', _) => Format::JsonValues,
+        (b'{', _) if matches!(json_values::envelope(text), Envelope::Events { .. }) => {
+            Format::JsonValues
+        }
         // One line, or a first line that is a whole object: JSON lines.
         (b'{', None) => Format::JsonLines,
         (b'{', Some(line)) if whole_object(line) => Format::JsonLines,
