@@ -127,6 +127,21 @@ fn an_elasticsearch_search_response() {
         .contains("2 events read, 2 process events, 0 skipped"));
 }
 
+/// The event's XML turned to JSON by xmltodict (python-evtx scripts, Logstash's xml
+/// filter): attributes as `@Name`, EventData's `Data` a list of named values.
+#[test]
+fn xml_converted_by_xmltodict() {
+    let r = replay("xmltodict.jsonl");
+    assert_eq!(
+        r.triples(),
+        triples(&[
+            ("CAR-2021-02-001", "cmd.exe", "Tomcat9.exe"),
+            ("SW-WIN-002", "whoami.exe", "cmd.exe"),
+        ])
+    );
+    assert_eq!(r.alerts()[0]["timestamp"], "2025-06-04T07:30:12.402311Z");
+}
+
 /// Velociraptor's `parse_evtx` rows: `System` and `EventData` without `Event` around
 /// them, `{"Value":1}` for the id, the time as seconds since 1970.
 #[test]

@@ -49,7 +49,7 @@ the binary; `spawnwatch rules` lists them.";
 const REPLAY_FORMATS: &str = "\
 Formats, detected per file from its content (no flag), each with an example:
   Sysmon or Security EVTX         spawnwatch replay Microsoft-Windows-Sysmon%4Operational.evtx
-  JSON lines, flat or nested      spawnwatch replay sysmon.jsonl   (NXLog, OTRF, evtx_dump -o jsonl)
+  JSON lines, flat or nested      spawnwatch replay sysmon.jsonl   (NXLog, OTRF, evtx_dump -o jsonl, xmltodict)
   Azure Monitor WindowsEvent      spawnwatch replay WindowsEvent.json   (EventData an object or JSON text)
   Log Analytics Event table       spawnwatch replay Event.json   (EventData as XML)
   Winlogbeat / Elastic ECS        spawnwatch replay winlogbeat.ndjson   (also Elasticsearch hits, _source)

@@ -436,6 +436,9 @@ enum Scope {
     Inner,
     /// The `#attributes` of a value such as `TimeCreated` or `Provider`.
     Attributes,
+    /// `EventData`'s `Data` elements as XML-to-JSON converters write them (xmltodict,
+    /// Logstash's xml filter): `[{"@Name":"Image","#text":".."},..]`, or one object.
+    Data,
 }
 
 /// Deserializes one value. With `doc`, an object's known keys fill the table; without,
@@ -498,7 +501,18 @@ impl<'de> Visitor<'de> for Node<'_, 'de> {
     }
 
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Val<'de>, A::Error> {
-        while seq.next_element::<IgnoredAny>()?.is_some() {}
+        match self.doc {
+            Some(doc) if self.scope == Scope::Data => {
+                while seq
+                    .next_element_seed(Node {
+                        doc: Some(&mut *doc),
+                        scope: Scope::Data,
+                    })?
+                    .is_some()
+                {}
+            }
+            _ => while seq.next_element::<IgnoredAny>()?.is_some() {},
+        }
         Ok(Val::Array)
     }
 
@@ -506,6 +520,9 @@ impl<'de> Visitor<'de> for Node<'_, 'de> {
         let Some(doc) = self.doc else {
             return element_value(map, self.scope);
         };
+        if self.scope == Scope::Data {
+            return named_data(map, doc);
+        }
         while let Some(key) = map.next_key::<Str>()? {
             let mut path = [0; 64];
             let (child, key) = match self.scope {
@@ -550,6 +567,7 @@ fn child_scope(scope: Scope, key: &str) -> Option<Scope> {
         Scope::Top if is("Event") => Some(Scope::Event),
         Scope::Top if key == "_source" => Some(Scope::Top),
         Scope::Top | Scope::Event if is("System") || is("EventData") => Some(Scope::Inner),
+        Scope::Inner if key == "Data" => Some(Scope::Data),
         Scope::Top => ECS_OBJECTS
             .iter()
             .find(|&&object| object == key)
@@ -601,7 +619,7 @@ fn element_value<'de, A: MapAccess<'de>>(mut map: A, scope: Scope) -> Result<Val
             }
             (_, "#text" | "Value") => (&mut found, Scope::Inner),
             (_, "#attributes") => (&mut attribute, Scope::Attributes),
-            (_, "SystemTime" | "Name") => (&mut attribute, Scope::Inner),
+            (_, "SystemTime" | "Name" | "@SystemTime" | "@Name") => (&mut attribute, Scope::Inner),
             _ => {
                 map.next_value::<IgnoredAny>()?;
                 continue;
@@ -619,6 +637,32 @@ fn element_value<'de, A: MapAccess<'de>>(mut map: A, scope: Scope) -> Result<Val
         }
     }
     Ok(found.or(attribute).unwrap_or(Val::Object))
+}
+
+/// One `{"@Name":"Image","#text":".."}` of [`Scope::Data`]: the key it names.
+fn named_data<'de, A: MapAccess<'de>>(
+    mut map: A,
+    doc: &mut Doc<'de>,
+) -> Result<Val<'de>, A::Error> {
+    let (mut name, mut value) = (None, None);
+    while let Some(key) = map.next_key::<Str>()? {
+        match &*key {
+            "@Name" | "Name" => name = Some(map.next_value::<Str>()?),
+            "#text" | "Value" => {
+                value = Some(map.next_value_seed(Node {
+                    doc: None,
+                    scope: Scope::Inner,
+                })?)
+            }
+            _ => {
+                map.next_value::<IgnoredAny>()?;
+            }
+        }
+    }
+    if let (Some(key), Some(value)) = (name.as_deref().and_then(Key::find), value) {
+        doc.put(key, value);
+    }
+    Ok(Val::Object)
 }
 
 impl<'de> de::Deserialize<'de> for Str<'de> {
@@ -763,6 +807,25 @@ mod tests {
         assert_eq!(doc.get(Key::TimeCreated), Some(&Val::Float(1717332063.117)));
         assert_eq!(doc.str(Key::Computer), Some("WEB01"));
         assert_eq!(doc.number(Key::ProcessId), Ok(Some(4242)));
+    }
+
+    /// xmltodict's form of the XML: attributes as `@Name`, EventData's `Data` a list.
+    #[test]
+    fn event_data_as_a_list_of_named_data() {
+        let line = br##"{"Event":{"@xmlns":"x","System":{"Provider":{"@Name":"Microsoft-Windows-Security-Auditing","@Guid":"{54849625}"},"EventID":{"@Qualifiers":"","#text":"4688"},"TimeCreated":{"@SystemTime":"2024-06-02T12:41:03.117Z"},"Channel":"Security"},"EventData":{"Data":[{"@Name":"NewProcessId","#text":"0x1a2c"},{"@Name":"Unknown","#text":"x"},{"@Name":"CommandLine"},{"#text":"no name"},{"@Name":"NewProcessName","#text":"C:\\cmd.exe"}]}}}"##;
+        let doc = Doc::parse(line).unwrap();
+        assert_eq!(doc.number(Key::EventId), Ok(Some(4688)));
+        assert_eq!(
+            doc.str(Key::Provider),
+            Some("Microsoft-Windows-Security-Auditing")
+        );
+        assert_eq!(doc.str(Key::TimeCreated), Some("2024-06-02T12:41:03.117Z"));
+        assert_eq!(doc.number(Key::NewProcessId), Ok(Some(0x1a2c)));
+        assert_eq!(doc.str(Key::NewProcessName), Some(r"C:\cmd.exe"));
+        assert_eq!(doc.get(Key::CommandLine), None);
+        // One Data element is an object, not a list.
+        let one = br##"{"EventData":{"Data":{"@Name":"ProcessId","#text":"7"}},"EventID":1}"##;
+        assert_eq!(Doc::parse(one).unwrap().number(Key::ProcessId), Ok(Some(7)));
     }
 
     #[test]
