@@ -128,6 +128,16 @@ mod tests {
     }
 
     #[test]
+    fn winlogbeat_6_fields_at_the_top() {
+        let e = event(
+            r##"{"@timestamp":"2019-05-14T09:01:02.113Z","beat":{"version":"6.7.1"},"computer_name":"WEB08","event_id":1,"log_name":"Microsoft-Windows-Sysmon/Operational","source_name":"Microsoft-Windows-Sysmon","process_id":2212,"event_data":{"ProcessId":"4242","Image":"C:\\Windows\\System32\\cmd.exe","ParentProcessId":"1000","ParentImage":"C:\\Windows\\System32\\inetsrv\\w3wp.exe"}}"##,
+        );
+        assert_eq!((e.process.pid, e.process.ppid), (4242, Some(1000)));
+        assert_eq!(e.parent.exe.as_deref(), Some("w3wp.exe"));
+        assert_eq!(e.hostname.as_deref(), Some("WEB08"));
+    }
+
+    #[test]
     fn raw_event_data_wins_over_ecs() {
         let e = event(
             r##"{"winlog":{"channel":"Microsoft-Windows-Sysmon/Operational","event_id":1,"event_data":{"ProcessId":"7","Image":"C:\\a\\raw.exe"}},"process":{"pid":8,"executable":"C:\\a\\ecs.exe"}}"##,

@@ -151,11 +151,12 @@ impl Key {
 /// the event's id, channel, provider and computer.
 fn alias(name: &str) -> Option<Key> {
     Some(match name {
-        "winlog.event_id" | "event.code" => Key::EventId,
-        "winlog.channel" | "EventLog" => Key::Channel,
+        // Winlogbeat 6 wrote winlog's fields at the top (`event_id`, `event_data`, ...).
+        "winlog.event_id" | "event.code" | "event_id" => Key::EventId,
+        "winlog.channel" | "EventLog" | "log_name" => Key::Channel,
         "winlog.provider_name" | "event.provider" => Key::ProviderName,
-        "Source" => Key::SourceName,
-        "winlog.computer_name" => Key::Computer,
+        "Source" | "source_name" => Key::SourceName,
+        "winlog.computer_name" | "computer_name" => Key::Computer,
         _ => {
             return name
                 .strip_prefix("winlog.event_data.")
@@ -567,6 +568,7 @@ fn child_scope(scope: Scope, key: &str) -> Option<Scope> {
         Scope::Top if is("Event") => Some(Scope::Event),
         Scope::Top if key == "_source" => Some(Scope::Top),
         Scope::Top | Scope::Event if is("System") || is("EventData") => Some(Scope::Inner),
+        Scope::Top if key == "event_data" => Some(Scope::Inner),
         Scope::Inner if key == "Data" => Some(Scope::Data),
         Scope::Top => ECS_OBJECTS
             .iter()
