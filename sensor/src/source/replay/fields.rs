@@ -8,8 +8,10 @@
 use super::{embedded, flat_json};
 use crate::record::Text;
 use compact_str::ToCompactString;
+use rustc_hash::FxHashMap;
 use serde::de::{self, DeserializeSeed, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use std::fmt;
+use std::sync::LazyLock;
 
 macro_rules! keys {
     ($($variant:ident = $name:literal),* $(,)?) => {
@@ -124,20 +126,34 @@ impl Key {
     /// A key by its name as a record wrote it: exactly, or for a Windows event's own
     /// fields in any letter case, which exports and pipelines change (`EventId`,
     /// `processid`). spawnwatch's own lines and ECS's fields have one spelling.
+    #[inline]
     pub(crate) fn find(name: &str) -> Option<(Key, Spelling)> {
-        if let Some(key) = Key::lookup(name) {
-            return Some((key, Spelling::Exact));
+        match Key::lookup(name) {
+            Some(key) => Some((key, Spelling::Exact)),
+            None => Key::find_folded(name),
         }
+    }
+
+    /// The fold by a table of the lower-case names: most keys a record has are not
+    /// read at all, and each of them is looked up here.
+    fn find_folded(name: &str) -> Option<(Key, Spelling)> {
+        static FOLDED: LazyLock<FxHashMap<Box<[u8]>, Key>> = LazyLock::new(|| {
+            Key::ALL
+                .into_iter()
+                .filter(|key| key.folds())
+                .map(|key| (key.name().to_ascii_lowercase().into_bytes().into(), key))
+                .collect()
+        });
         // NXLog's flat records carry the event's `ProcessID` (the process that logged
         // it: Sysmon's own) beside Sysmon's `ProcessId`: never the same field.
         if name == "ProcessID" {
             return None;
         }
-        Key::ALL
-            .into_iter()
-            .filter(|key| key.folds())
-            .find(|key| key.name().eq_ignore_ascii_case(name))
-            .map(|key| (key, Spelling::Folded))
+        let mut lower = [0; 32];
+        let lower = lower.get_mut(..name.len())?;
+        lower.copy_from_slice(name.as_bytes());
+        lower.make_ascii_lowercase();
+        FOLDED.get(&*lower).map(|&key| (key, Spelling::Folded))
     }
 
     /// Whether the key is a Windows event's field, found in any letter case.
@@ -346,6 +362,7 @@ impl<'a> Doc<'a> {
     /// Sets a key as [`Key::find`] found it: an exact spelling replaces what was there
     /// (the last one written wins), another case only fills an empty slot, so
     /// `ProcessId` wins over `processid` wherever each stands.
+    #[inline]
     pub(super) fn put(&mut self, (key, spelling): (Key, Spelling), value: Val<'a>) {
         if spelling == Spelling::Exact || self.get(key).is_none() {
             self.set(key, value);
