@@ -119,7 +119,7 @@ fn build(
             process.image_path = doc.text(Key::Image);
             process.command_line = doc.text(Key::CommandLine);
             process.current_working_directory = doc.text(Key::CurrentDirectory);
-            process.user = doc.text(Key::User);
+            process.user = windows_user(doc);
             process.integrity_level = doc.text(Key::IntegrityLevel);
             process.original_file_name = doc.text(Key::OriginalFileName);
             parent.image_path = doc.text(Key::ParentImage);
@@ -129,7 +129,7 @@ fn build(
         Kind::SysmonTerminate => {
             process.pid = required_pid(doc, kind, Key::ProcessId)?;
             process.image_path = doc.text(Key::Image);
-            process.user = doc.text(Key::User);
+            process.user = windows_user(doc);
             Action::Terminate
         }
         Kind::SecurityCreate => {
@@ -154,12 +154,21 @@ fn build(
     parent.fill_exe();
     Ok(SourceEvent {
         timestamp: timestamp(doc).or(fallback_time),
-        hostname: doc.text(Key::Hostname).or_else(|| doc.text(Key::Computer)),
+        // A lower-cased `hostname` (spawnwatch's key) last: shippers add their own.
+        hostname: [Key::Hostname, Key::Computer, Key::LineHostname]
+            .into_iter()
+            .find_map(|key| doc.text(key)),
         action,
         process,
         parent,
         origin,
     })
+}
+
+/// Sysmon's `User`; in an export that lower-cased it, the key reads as spawnwatch's
+/// `user` (the same meaning), which the exact spelling of keys gives it.
+fn windows_user(doc: &Doc) -> Option<Text> {
+    doc.text(Key::User).or_else(|| doc.text(Key::LineUser))
 }
 
 fn pid(doc: &Doc, kind: Kind, key: Key) -> Result<Option<u32>, Problem> {
@@ -507,6 +516,21 @@ mod tests {
             map(r##"{"EventID":1,"ProcessId":3,"Image":"C:\\a.exe"}"##),
             ReadItem::Event(_)
         ));
+    }
+
+    /// An export that lower-cased every key: `user` and `hostname` are spawnwatch's
+    /// own spellings, and mean the same in a Windows event.
+    #[test]
+    fn lower_cased_user_and_hostname() {
+        let e = event(
+            r##"{"eventid":1,"channel":"Microsoft-Windows-Sysmon/Operational","processid":5,"image":"C:\\a.exe","user":"CORP\\svc","hostname":"WEB09"}"##,
+        );
+        assert_eq!(e.process.user.as_deref(), Some(r"CORP\svc"));
+        assert_eq!(e.hostname.as_deref(), Some("WEB09"));
+        let e = event(
+            r##"{"EventID":1,"Channel":"Sysmon","ProcessId":5,"Image":"a","Computer":"WEB09","hostname":"collector01"}"##,
+        );
+        assert_eq!(e.hostname.as_deref(), Some("WEB09"));
     }
 
     #[test]
