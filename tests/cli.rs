@@ -107,6 +107,34 @@ fn help_teaches_with_examples() {
     );
 }
 
+/// Every format the replay reads is named in its help, with an example, and has a
+/// fixture that shows it alerting (`tests/replay_formats.rs`).
+#[test]
+fn replay_help_lists_every_format_with_an_example() {
+    let out = spawnwatch().args(["replay", "--help"]).output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    for format in [
+        "Sysmon or Security EVTX",
+        "JSON lines, flat or nested",
+        "Azure Monitor WindowsEvent",
+        "Log Analytics Event table",
+        "Winlogbeat / Elastic ECS",
+        "Velociraptor parse_evtx rows",
+        "pretty-printed JSON, arrays",
+        "envelopes of events",
+        "spawnwatch's own event lines",
+        "gzip and Zstandard",
+        "a zip of any of these",
+        "stdin  ",
+    ] {
+        let line = stdout
+            .lines()
+            .find(|line| line.contains(format))
+            .unwrap_or_else(|| panic!("{format} is not listed:\n{stdout}"));
+        assert!(line.contains("spawnwatch replay "), "{line}");
+    }
+}
+
 #[test]
 fn every_shipped_rule_has_passing_positive_and_negative_examples() {
     let stdout = stdout_of_success(spawnwatch().arg("test"));

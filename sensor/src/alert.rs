@@ -154,7 +154,7 @@ impl<'a> Fields<'a> {
     fn of(entry: &'a Entry, fields: &'static [Column]) -> Fields<'a> {
         Fields {
             record: &entry.record,
-            pid: Some(entry.record.pid),
+            pid: entry.record.known_pid(),
             listens: entry.record.listens.or(entry.facts.known_listens()),
             fields,
         }

@@ -52,9 +52,28 @@ httpd, tomcat, nginx, php-fpm, ...) starting a shell or a discovery tool means s
 typing into a web shell (MITRE CAR-2021-02-001, ATT&CK T1505.003).
 
 The same rules run live on a web server (`run`) and on recorded logs (`replay`): Sysmon
-and Security EVTX, Windows events as JSON lines, spawnwatch's own recordings, or zips of
-them. Alerts are JSON, one per line. Without --rules every command uses the rules built
-into the binary; `spawnwatch rules` lists them.";
+and Security EVTX, Windows events as JSON (lines, pretty-printed or arrays; Azure Monitor
+and Elastic exports too), spawnwatch's own recordings, zips of them, .gz and .zst.
+Alerts are JSON, one per line. Without --rules every command uses the rules built into
+the binary; `spawnwatch rules` lists them.";
+
+const REPLAY_FORMATS: &str = "\
+Formats, detected per file from its content (no flag), each with an example:
+  Sysmon or Security EVTX         spawnwatch replay Microsoft-Windows-Sysmon%4Operational.evtx
+  JSON lines, flat or nested      spawnwatch replay sysmon.jsonl   (NXLog, OTRF, evtx_dump -o jsonl, xmltodict)
+  Azure Monitor WindowsEvent      spawnwatch replay WindowsEvent.json   (EventData an object or JSON text)
+  Log Analytics Event table       spawnwatch replay Event.json   (EventData as XML)
+  Winlogbeat / Elastic ECS        spawnwatch replay winlogbeat.ndjson   (also Elasticsearch hits, _source)
+  Velociraptor parse_evtx rows    spawnwatch replay EvtxHunter.json   (System, EventData; {\"Value\":1})
+  pretty-printed JSON, arrays     spawnwatch replay export.json   (jq, evtx_dump -o json, exports)
+  envelopes of events             spawnwatch replay search.json   (Azure {\"records\":[..]}, Elasticsearch _search)
+  spawnwatch's own event lines    spawnwatch replay events.jsonl   (what `run --record` writes)
+  gzip and Zstandard, streamed    spawnwatch replay sysmon.jsonl.gz events.jsonl.zst
+  a zip of any of these           spawnwatch replay logs.zip
+  stdin                           unzip -p logs.zip | spawnwatch replay -
+A Windows event's field names are read in any letter case (EventId, processid); numbers
+as numbers, doubles (4688.0), decimal or 0x hex strings; times as text or as seconds,
+milliseconds, microseconds or nanoseconds since 1970.";
 
 const EXAMPLES: &str = "\
 Examples:
@@ -73,7 +92,8 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Replay recorded logs (EVTX, JSON lines, zip; a directory; `-` for stdin) through the rules.
+    /// Replay recorded logs (EVTX, JSON, zip, .gz, .zst; a directory; `-` for stdin) through the rules.
+    #[command(after_help = REPLAY_FORMATS)]
     Replay(ReplayArgs),
     /// Check rule files: every error and warning with file:line:column; exit 1 on errors.
     Check(CheckArgs),
