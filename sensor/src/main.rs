@@ -9,6 +9,7 @@ mod check;
 mod event;
 mod facts;
 mod host;
+mod incident;
 mod latency;
 mod pipeline;
 mod record;
