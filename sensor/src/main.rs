@@ -111,6 +111,22 @@ struct OutputArgs {
     /// The storm window, in seconds (event time).
     #[arg(long, value_name = "SECS", default_value_t = 60)]
     storm_window: u64,
+    /// How stdout shows alerts: `pretty`, for people (each alert's process tree, the
+    /// alerts of one incident as branches of one tree), or `json`, one object per line.
+    /// Default: pretty when stdout is a terminal, json otherwise. --output FILE is
+    /// always JSON; with pretty, stdout shows the same alerts beside it.
+    #[arg(long, value_enum, value_name = "FORMAT")]
+    format: Option<AlertFormat>,
+    /// Colour in the pretty view: `auto` (on a terminal, unless NO_COLOR is set),
+    /// `always` or `never`.
+    #[arg(long, value_enum, value_name = "WHEN", default_value_t = clap::ColorChoice::Auto)]
+    color: clap::ColorChoice,
+}
+
+#[derive(Copy, Clone, PartialEq, Eq, ValueEnum)]
+enum AlertFormat {
+    Json,
+    Pretty,
 }
 
 #[derive(Args)]
@@ -194,6 +210,22 @@ fn main() -> ExitCode {
     }
 }
 
+/// Where alerts go: `--output`, stdout, and the terminal view as `--format` says.
+fn alert_sink(output: &OutputArgs) -> Result<Box<dyn sink::Sink>, String> {
+    use std::io::IsTerminal;
+    let pretty = match output.format {
+        Some(format) => format == AlertFormat::Pretty,
+        None => std::io::stdout().is_terminal(),
+    };
+    let color = match output.color {
+        clap::ColorChoice::Auto => anstream::ColorChoice::Auto,
+        clap::ColorChoice::Always => anstream::ColorChoice::Always,
+        clap::ColorChoice::Never => anstream::ColorChoice::Never,
+    };
+    let view = pretty.then(|| sink::Terminal::stdout(color));
+    sink::alerts(output.output.as_deref(), view).map_err(|e| e.to_string())
+}
+
 fn pipeline_options(output: &OutputArgs, default_storm_limit: u32) -> pipeline::Options {
     let mut options = pipeline::Options::default();
     if let Some(n) = output.workers {
@@ -209,7 +241,7 @@ fn pipeline_options(output: &OutputArgs, default_storm_limit: u32) -> pipeline::
 fn replay_command(args: ReplayArgs) -> Result<ExitCode, String> {
     let loaded = rules::load_or_report(&args.rules.rules, rules::Platform::All)?;
     let rules = std::sync::Arc::new(arc_swap::ArcSwap::from_pointee(loaded.rules));
-    let sink = sink::open(args.output.output.as_deref()).map_err(|e| e.to_string())?;
+    let sink = alert_sink(&args.output)?;
     let mut options = pipeline_options(&args.output, 0);
     options.ordered = args.ordered;
     options.explain = args.explain;
@@ -249,7 +281,7 @@ fn run_command(args: RunArgs) -> Result<ExitCode, String> {
         loaded.checked,
         signals.reload.clone(),
     )?;
-    let sink = sink::open(args.output.output.as_deref()).map_err(|e| e.to_string())?;
+    let sink = alert_sink(&args.output)?;
     let record = args
         .record
         .as_deref()
