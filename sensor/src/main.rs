@@ -15,6 +15,7 @@ mod pipeline;
 mod record;
 mod reload;
 mod replay;
+mod report;
 mod restart;
 mod rules;
 mod ruletest;
@@ -53,7 +54,8 @@ Examples:
   spawnwatch replay --ordered -o alerts.jsonl logs/   a whole directory, in input order
   spawnwatch check rules/ local.rules           validate rule files (exit 1 on errors)
   spawnwatch rules                              list the built-in rules
-  sudo spawnwatch run -o /var/log/spawnwatch.jsonl    watch this host live";
+  sudo spawnwatch run -o /var/log/spawnwatch.jsonl    watch this host live
+  spawnwatch report alerts.jsonl -o report.html      the write-up: incidents as trees";
 
 #[derive(Parser)]
 #[command(name = "spawnwatch", version, about = ABOUT, long_about = LONG_ABOUT, after_help = EXAMPLES)]
@@ -81,6 +83,21 @@ enum Command {
     /// administrator / root. Ctrl+C or SIGTERM stops cleanly; SIGHUP reloads the rules and
     /// reopens the output files (log rotation).
     Run(RunArgs),
+    /// Write alert files (`replay`/`run` output) as one HTML page for the write-up:
+    /// incidents per host on a timeline, each incident's process tree, the rules that
+    /// fired with their ATT&CK ids, filters by host, severity and rule. The page loads
+    /// nothing from any network.
+    Report(ReportArgs),
+}
+
+#[derive(Args)]
+struct ReportArgs {
+    /// Alert files, JSON lines as `replay` and `run` write them; `-` for stdin.
+    #[arg(value_name = "ALERTS", required = true)]
+    alerts: Vec<PathBuf>,
+    /// The HTML file to write (replaced if it exists).
+    #[arg(long, short = 'o', value_name = "FILE")]
+    output: PathBuf,
 }
 
 #[derive(Args)]
@@ -193,6 +210,10 @@ fn main() -> ExitCode {
         Command::Rules(args) => check::list(&args.paths),
         Command::Test(args) => test_command(&args.paths),
         Command::Run(args) => run_command(args),
+        Command::Report(args) => report::run(&args.alerts, &args.output).map(|said| {
+            eprintln!("spawnwatch: {said}");
+            ExitCode::SUCCESS
+        }),
         Command::Selftest => selftest::selftest().map(|passed| {
             if passed {
                 ExitCode::SUCCESS

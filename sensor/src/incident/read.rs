@@ -11,6 +11,7 @@ use chrono::{DateTime, Utc};
 use dsl::ast::Severity;
 use serde::Deserialize;
 use serde_json::Value;
+use std::borrow::Cow;
 
 /// One line of spawnwatch's output.
 #[derive(Debug)]
@@ -198,6 +199,9 @@ impl AlertRecord {
 pub struct SummaryRecord {
     #[serde(default)]
     pub incident: Option<String>,
+    /// Only its id.
+    #[serde(default)]
+    pub rule: Option<RuleRecord>,
     #[serde(default)]
     pub suppressed: u64,
     #[serde(default)]
@@ -241,6 +245,26 @@ fn parse_time(text: Option<&str>) -> Option<DateTime<Utc>> {
     DateTime::parse_from_rfc3339(text?)
         .ok()
         .map(|t| t.with_timezone(&Utc))
+}
+
+/// `text` with control characters and bidirectional controls escaped (`\u{1b}`).
+pub fn printable(text: &str) -> Cow<'_, str> {
+    let unsafe_char = |c: char| {
+        c.is_control()
+            || matches!(c, '\u{200E}' | '\u{200F}' | '\u{061C}' | '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}')
+    };
+    if !text.chars().any(unsafe_char) {
+        return Cow::Borrowed(text);
+    }
+    let mut out = String::with_capacity(text.len() + 8);
+    for c in text.chars() {
+        if unsafe_char(c) {
+            out.extend(c.escape_default());
+        } else {
+            out.push(c);
+        }
+    }
+    Cow::Owned(out)
 }
 
 #[cfg(test)]

@@ -30,9 +30,11 @@ pub struct Row {
     pub severity: Severity,
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct IncidentLog {
     incidents: FxHashMap<String, Kept>,
+    /// [`KEPT_MAX`] for a running sensor; none for a report, which must show all.
+    kept_max: usize,
     /// Incidents with alerts since [`IncidentLog::take_changed`] last ran.
     changed: FxHashSet<String>,
 }
@@ -43,10 +45,29 @@ struct Kept {
     processes: FxHashSet<(u32, Option<DateTime<Utc>>)>,
 }
 
+impl Default for IncidentLog {
+    fn default() -> IncidentLog {
+        IncidentLog {
+            incidents: FxHashMap::default(),
+            kept_max: KEPT_MAX,
+            changed: FxHashSet::default(),
+        }
+    }
+}
+
 impl IncidentLog {
+    /// A log that forgets nothing.
+    pub fn unbounded() -> IncidentLog {
+        IncidentLog {
+            kept_max: usize::MAX,
+            ..IncidentLog::default()
+        }
+    }
+
     /// Counts an alert, written or (`suppressed`) not.
     pub fn record(&mut self, sighting: &Sighting, suppressed: bool) {
-        if !self.incidents.contains_key(&sighting.incident) && self.incidents.len() >= KEPT_MAX {
+        if !self.incidents.contains_key(&sighting.incident) && self.incidents.len() >= self.kept_max
+        {
             self.forget_oldest();
         }
         let kept = self
@@ -118,7 +139,7 @@ impl IncidentLog {
             .map(|k| (k.row.last, k.row.incident.clone()))
             .collect();
         by_age.sort_unstable();
-        for (_, id) in by_age.into_iter().take(KEPT_MAX / 10) {
+        for (_, id) in by_age.into_iter().take(self.kept_max / 10) {
             self.incidents.remove(&id);
             self.changed.remove(&id);
         }
@@ -227,7 +248,7 @@ pub fn server_label(server: &Server) -> String {
 
 /// `2019-05-27 01:28:42 - 01:28:48`: the second date only when it differs, the end
 /// only when it is another second.
-fn span(first: Option<DateTime<Utc>>, last: Option<DateTime<Utc>>) -> String {
+pub fn span(first: Option<DateTime<Utc>>, last: Option<DateTime<Utc>>) -> String {
     let (Some(first), Some(last)) = (first, last) else {
         return "-".into();
     };

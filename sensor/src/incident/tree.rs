@@ -17,7 +17,6 @@ pub struct Tree {
 #[derive(Debug)]
 pub struct Node {
     pub process: ProcessFields,
-    pub parent: Option<usize>,
     pub children: Vec<usize>,
     /// 0 for a root.
     pub depth: usize,
@@ -56,7 +55,6 @@ impl Tree {
                     siblings.push(n);
                     self.nodes.push(Node {
                         process: process.clone(),
-                        parent,
                         children: Vec::new(),
                         depth: nodes.len(),
                     });

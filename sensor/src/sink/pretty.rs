@@ -14,7 +14,9 @@
 
 use super::stream::LineStream;
 use super::{Line, Sink, Stopped};
-use crate::incident::read::{AlertRecord, OutputLine, ProcessFields, SensorRecord, SummaryRecord};
+use crate::incident::read::{
+    printable, AlertRecord, OutputLine, ProcessFields, SensorRecord, SummaryRecord,
+};
 use crate::incident::tree::Tree;
 use anstream::AutoStream;
 use anstyle::{AnsiColor, Style};
@@ -393,26 +395,6 @@ fn fit(segments: &[(Style, Cow<str>)], width: usize) -> String {
         out.push('…');
     }
     out
-}
-
-/// `text` with control characters and bidirectional controls escaped (`\u{1b}`).
-fn printable(text: &str) -> Cow<'_, str> {
-    let unsafe_char = |c: char| {
-        c.is_control()
-            || matches!(c, '\u{200E}' | '\u{200F}' | '\u{061C}' | '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}')
-    };
-    if !text.chars().any(unsafe_char) {
-        return Cow::Borrowed(text);
-    }
-    let mut out = String::with_capacity(text.len() + 8);
-    for c in text.chars() {
-        if unsafe_char(c) {
-            out.extend(c.escape_default());
-        } else {
-            out.push(c);
-        }
-    }
-    Cow::Owned(out)
 }
 
 #[cfg(test)]
