@@ -45,8 +45,9 @@ typing into a web shell (MITRE CAR-2021-02-001, ATT&CK T1505.003).
 
 The same rules run live on a web server (`run`) and on recorded logs (`replay`): Sysmon
 and Security EVTX, Windows events as JSON lines, spawnwatch's own recordings, or zips of
-them. Alerts are JSON, one per line. Without --rules every command uses the rules built
-into the binary; `spawnwatch rules` lists them.";
+them. Alerts are JSON, one per line; on a terminal, process trees grouped by incident
+(--format). `report` makes an HTML page of them. Without --rules every command uses
+the rules built into the binary; `spawnwatch rules` lists them.";
 
 const EXAMPLES: &str = "\
 Examples:
@@ -83,10 +84,12 @@ enum Command {
     /// administrator / root. Ctrl+C or SIGTERM stops cleanly; SIGHUP reloads the rules and
     /// reopens the output files (log rotation).
     Run(RunArgs),
-    /// Write alert files (`replay`/`run` output) as one HTML page for the write-up:
-    /// incidents per host on a timeline, each incident's process tree, the rules that
-    /// fired with their ATT&CK ids, filters by host, severity and rule. The page loads
-    /// nothing from any network.
+    /// Write alert files as one HTML page for the write-up: incidents, process trees.
+    ///
+    /// Reads the JSON lines `replay` and `run` write and writes one page: incidents per
+    /// host on a timeline, each incident's process tree (collapsible, with command
+    /// lines, users and times), the rules that fired with their ATT&CK ids, filters by
+    /// host, severity and rule. The page loads nothing from any network.
     Report(ReportArgs),
 }
 
@@ -120,7 +123,7 @@ struct OutputArgs {
     /// and evaluate rules. Default: the available cores.
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=1024))]
     workers: Option<u16>,
-    /// Alert storms: after N alerts of one rule under one parent process within the
+    /// Alert storms: after N alerts of one rule in one incident within the
     /// window, write one summary line instead of each further alert; 0 = never.
     /// Default: 20 for `run`, 0 for `replay` (a hunt wants every hit).
     #[arg(long, value_name = "N")]
