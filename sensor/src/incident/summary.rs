@@ -2,6 +2,7 @@
 //! suppressed by storm suppression: both count), shown as a table for people at the
 //! end of a replay and after each `run` stats interval in which something happened.
 
+use super::read::printable;
 use super::{Server, Sighting};
 use chrono::{DateTime, Utc};
 use dsl::ast::Severity;
@@ -197,16 +198,18 @@ pub fn table(heading: &str, rows: &[Row], indent: &str) -> String {
             0 => row.alerts.to_string(),
             n => format!("{} ({n} suppressed)", row.alerts),
         };
+        // A program's name on Linux is the attacker's choice, escape sequences and all.
         [
-            row.host.clone().unwrap_or_else(|| "-".into()),
-            server_label(&row.server),
-            row.server.account.clone().unwrap_or_else(|| "-".into()),
-            span(row.first, row.last),
-            row.processes.to_string(),
-            alerts,
-            row.severity.name().to_string(),
-            row.rules.iter().cloned().collect::<Vec<_>>().join(", "),
+            row.host.as_deref().unwrap_or("-"),
+            &server_label(&row.server),
+            row.server.account.as_deref().unwrap_or("-"),
+            &span(row.first, row.last),
+            &row.processes.to_string(),
+            &alerts,
+            row.severity.name(),
+            &row.rules.iter().cloned().collect::<Vec<_>>().join(", "),
         ]
+        .map(|cell| printable(cell).into_owned())
     }));
     let widths: Vec<usize> = (0..8)
         .map(|c| {
@@ -339,5 +342,16 @@ mod tests {
              \x20 HOST   WEB SERVER    ACCOUNT  TIME (UTC)                      PROCESSES            ALERTS  SEVERITY  RULES\n\
              \x20 WEB01  w3wp.exe 748  -        2023-11-14 22:13:20 - 22:14:26          2  2 (1 suppressed)  high      CAR-2021-02-001, SW-WIN-002\n"
         );
+    }
+
+    #[test]
+    fn control_characters_in_a_program_name_are_escaped_in_the_table() {
+        let mut log = IncidentLog::default();
+        let mut hostile = sighting("b", 12, "R", Severity::Low, 0);
+        hostile.server.exe = Some("\u{1b}[2Jnginx".into());
+        log.record(&hostile, false);
+        let table = table("", &log.rows(), "");
+        assert!(table.contains("\\u{1b}[2Jnginx 748"), "{table}");
+        assert!(!table.contains('\u{1b}'), "{table:?}");
     }
 }
