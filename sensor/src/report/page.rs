@@ -118,15 +118,24 @@ fn by_host(rows: &[Row]) -> Vec<HostGroup<'_>> {
     hosts
 }
 
+/// `1 alert`, `2 alerts`, `2 processes`.
+fn counted(n: u64, noun: &str) -> String {
+    match (n, noun.ends_with('s')) {
+        (1, _) => format!("1 {noun}"),
+        (_, true) => format!("{n} {noun}es"),
+        (_, false) => format!("{n} {noun}s"),
+    }
+}
+
 fn overview(report: &Report, rows: &[Row], hosts: usize) -> String {
     let r = &report.read;
     let first = rows.iter().filter_map(|r| r.first).min();
     let last = rows.iter().filter_map(|r| r.last).max();
     let mut text = format!(
-        "{} alerts in {} incidents on {} hosts, {} (UTC)",
-        r.alerts,
-        rows.len(),
-        hosts,
+        "{} in {} on {}, {} (UTC)",
+        counted(r.alerts, "alert"),
+        counted(rows.len() as u64, "incident"),
+        counted(hosts as u64, "host"),
         span(first, last)
     );
     if r.suppressed > 0 {
@@ -184,7 +193,7 @@ fn lane(group: &HostGroup) -> Markup {
                     a class=(format!("bar sev-{}", row.severity.name()))
                         id=(format!("bar-{n}")) href=(format!("#incident-{n}"))
                         style=(format!("left:{left:.3}%;width:{width:.3}%;top:{}px", 2 + 16 * sub_row))
-                        title=(printable(&format!("{} · {} · {} alerts", server_label(&row.server), span(row.first, row.last), row.alerts))) {}
+                        title=(printable(&format!("{} · {} · {}", server_label(&row.server), span(row.first, row.last), counted(row.alerts, "alert")))) {}
                 }
             }
             div.lane-span { (span(first, last)) }
@@ -194,8 +203,8 @@ fn lane(group: &HostGroup) -> Markup {
 
 fn incident(n: usize, row: &Row, incident: &Incident, report: &Report) -> Markup {
     let alerts = match row.suppressed {
-        0 => format!("{} alerts", row.alerts),
-        s => format!("{} alerts ({s} suppressed)", row.alerts),
+        0 => counted(row.alerts, "alert"),
+        s => format!("{} ({s} suppressed)", counted(row.alerts, "alert")),
     };
     html! {
         article.incident id=(format!("incident-{n}")) data-host=(row.host.as_deref().unwrap_or_default())
@@ -206,7 +215,7 @@ fn incident(n: usize, row: &Row, incident: &Incident, report: &Report) -> Markup
                     " " strong { (printable(&server_label(&row.server))) }
                     @if let Some(account) = &row.server.account { " " span.user { (printable(account)) } }
                     " · " (span(row.first, row.last))
-                    " · " (incident.alerting_processes()) " processes · " (alerts)
+                    " · " (counted(incident.alerting_processes() as u64, "process")) " · " (alerts)
                     " · " code.id { (printable(&row.incident)) }
                 }
                 table.rules {
@@ -375,5 +384,7 @@ mod tests {
         assert_eq!(page.matches("<script>").count(), 1, "the page's own");
         assert!(page.contains("echo &lt;script&gt;alert(1)&lt;/script&gt; \\u{202e}txt.exe"));
         assert!(page.contains("&lt;i&gt;t&lt;/i&gt;"));
+        assert!(page.contains("1 alert in 1 incident on 1 host"), "{page}");
+        assert!(page.contains(" · 1 process · 1 alert"), "{page}");
     }
 }
