@@ -465,7 +465,10 @@ fn a_burst_of_5000_processes_is_accounted_for() {
         source["emitted"],
     );
     // Storm suppression keeps the output small and accounts for every alert.
-    assert!(alerted <= 20, "storm suppression caps alerts per parent");
+    assert!(
+        alerted <= 20,
+        "storm suppression caps alerts per rule and incident"
+    );
     assert!(alerted + suppressed > 0);
     assert!(alerted + suppressed <= 5000);
     // Every event the source emitted was either received or dropped, and counted.

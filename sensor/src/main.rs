@@ -18,11 +18,13 @@ mod end_session;
 mod event;
 mod facts;
 mod host;
+mod incident;
 mod latency;
 mod pipeline;
 mod record;
 mod reload;
 mod replay;
+mod report;
 mod restart;
 mod rules;
 mod ruletest;
@@ -54,8 +56,9 @@ typing into a web shell (MITRE CAR-2021-02-001, ATT&CK T1505.003).
 The same rules run live on a web server (`run`) and on recorded logs (`replay`): Sysmon
 and Security EVTX, Windows events as JSON (lines, pretty-printed or arrays; Azure Monitor
 and Elastic exports too), spawnwatch's own recordings, zips of them, .gz and .zst.
-Alerts are JSON, one per line. Without --rules every command uses the rules built into
-the binary; `spawnwatch rules` lists them.";
+Alerts are JSON, one per line; on a terminal, process trees grouped by incident
+(--format). `report` makes an HTML page of them. Without --rules every command uses the
+rules built into the binary; `spawnwatch rules` lists them.";
 
 const REPLAY_FORMATS: &str = "\
 Formats, detected per file from its content (no flag), each with an example:
@@ -81,7 +84,8 @@ Examples:
   spawnwatch replay --ordered -o alerts.jsonl logs/   a whole directory, in input order
   spawnwatch check rules/ local.rules           validate rule files (exit 1 on errors)
   spawnwatch rules                              list the built-in rules
-  sudo spawnwatch run -o /var/log/spawnwatch.jsonl    watch this host live";
+  sudo spawnwatch run -o /var/log/spawnwatch.jsonl    watch this host live
+  spawnwatch report alerts.jsonl -o report.html      the write-up: incidents as trees";
 
 #[derive(Parser)]
 #[command(name = "spawnwatch", version, about = ABOUT, long_about = LONG_ABOUT, after_help = EXAMPLES)]
@@ -115,6 +119,23 @@ enum Command {
     /// `spawnwatch service install --help` says more.
     #[command(subcommand)]
     Service(service::ServiceCommand),
+    /// Write alert files as one HTML page for the write-up: incidents, process trees.
+    ///
+    /// Reads the JSON lines `replay` and `run` write and writes one page: incidents per
+    /// host on a timeline, each incident's process tree (collapsible, with command
+    /// lines, users and times), the rules that fired with their ATT&CK ids, filters by
+    /// host, severity and rule. The page loads nothing from any network.
+    Report(ReportArgs),
+}
+
+#[derive(Args)]
+struct ReportArgs {
+    /// Alert files, JSON lines as `replay` and `run` write them; `-` for stdin.
+    #[arg(value_name = "ALERTS", required = true)]
+    alerts: Vec<PathBuf>,
+    /// The HTML file to write (replaced if it exists).
+    #[arg(long, short = 'o', value_name = "FILE")]
+    output: PathBuf,
 }
 
 #[derive(Args)]
@@ -137,7 +158,7 @@ struct OutputArgs {
     /// and evaluate rules. Default: the available cores.
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=1024))]
     workers: Option<u16>,
-    /// Alert storms: after N alerts of one rule under one parent process within the
+    /// Alert storms: after N alerts of one rule in one incident within the
     /// window, write one summary line instead of each further alert; 0 = never.
     /// Default: 20 for `run`, 0 for `replay` (a hunt wants every hit).
     #[arg(long, value_name = "N")]
@@ -145,6 +166,22 @@ struct OutputArgs {
     /// The storm window, in seconds (event time).
     #[arg(long, value_name = "SECS", default_value_t = 60)]
     storm_window: u64,
+    /// How stdout shows alerts: `pretty`, for people (each alert's process tree, the
+    /// alerts of one incident as branches of one tree), or `json`, one object per line.
+    /// Default: pretty when stdout is a terminal, json otherwise. --output FILE is
+    /// always JSON; with pretty, stdout shows the same alerts beside it.
+    #[arg(long, value_enum, value_name = "FORMAT")]
+    format: Option<AlertFormat>,
+    /// Colour in the pretty view: `auto` (on a terminal, unless NO_COLOR is set),
+    /// `always` or `never`.
+    #[arg(long, value_enum, value_name = "WHEN", default_value_t = clap::ColorChoice::Auto)]
+    color: clap::ColorChoice,
+}
+
+#[derive(Copy, Clone, PartialEq, Eq, ValueEnum)]
+enum AlertFormat {
+    Json,
+    Pretty,
 }
 
 #[derive(Args)]
@@ -218,6 +255,10 @@ fn main() -> ExitCode {
             signals::install().and_then(|signals| run_command(args, signals, Box::new(|| {})))
         }
         Command::Service(command) => service::command(command, sensor()),
+        Command::Report(args) => report::run(&args.alerts, &args.output).map(|said| {
+            eprintln!("spawnwatch: {said}");
+            ExitCode::SUCCESS
+        }),
         Command::Selftest => selftest::selftest().map(|passed| {
             if passed {
                 ExitCode::SUCCESS
@@ -235,6 +276,22 @@ fn main() -> ExitCode {
     }
 }
 
+/// Where alerts go: `--output`, stdout, and the terminal view as `--format` says.
+fn alert_sink(output: &OutputArgs) -> Result<Box<dyn sink::Sink>, String> {
+    use std::io::IsTerminal;
+    let pretty = match output.format {
+        Some(format) => format == AlertFormat::Pretty,
+        None => std::io::stdout().is_terminal(),
+    };
+    let color = match output.color {
+        clap::ColorChoice::Auto => anstream::ColorChoice::Auto,
+        clap::ColorChoice::Always => anstream::ColorChoice::Always,
+        clap::ColorChoice::Never => anstream::ColorChoice::Never,
+    };
+    let view = pretty.then(|| sink::Terminal::stdout(color));
+    sink::alerts(output.output.as_deref(), view).map_err(|e| e.to_string())
+}
+
 fn pipeline_options(output: &OutputArgs, default_storm_limit: u32) -> pipeline::Options {
     let mut options = pipeline::Options::default();
     if let Some(n) = output.workers {
@@ -250,7 +307,7 @@ fn pipeline_options(output: &OutputArgs, default_storm_limit: u32) -> pipeline::
 fn replay_command(args: ReplayArgs) -> Result<ExitCode, String> {
     let loaded = rules::load_or_report(&args.rules.rules, rules::Platform::All)?;
     let rules = std::sync::Arc::new(arc_swap::ArcSwap::from_pointee(loaded.rules));
-    let sink = sink::open(args.output.output.as_deref()).map_err(|e| e.to_string())?;
+    let sink = alert_sink(&args.output)?;
     let mut options = pipeline_options(&args.output, 0);
     options.ordered = args.ordered;
     options.explain = args.explain;
@@ -307,7 +364,7 @@ fn run_command(
         loaded.checked,
         signals.reload.clone(),
     )?;
-    let sink = sink::open(args.output.output.as_deref()).map_err(|e| e.to_string())?;
+    let sink = alert_sink(&args.output)?;
     let record = args
         .record
         .as_deref()

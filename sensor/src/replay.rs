@@ -1,5 +1,6 @@
 //! `spawnwatch replay`: recorded logs through the same pipeline as the live sensor.
 
+use crate::incident::summary::table;
 use crate::pipeline::{Options, Pipeline, Report, Rules};
 use crate::record::ReadItem;
 use crate::source::replay::{self, Input, Items, ReplayError};
@@ -169,6 +170,10 @@ pub fn print_summary(counts: &ReadCounts, report: &Report, elapsed: Duration) {
             format!(" ({})", alerts.join(", "))
         }
     );
+    if !report.incidents.is_empty() {
+        let heading = format!("  incidents: {}", report.incidents.len());
+        let _ = write!(out, "{}", table(&heading, &report.incidents, "    "));
+    }
     let output = &report.output;
     if output.lost > 0 {
         let _ = writeln!(

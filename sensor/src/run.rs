@@ -7,6 +7,7 @@
 //! reader is gone) stops the source, drains what it already sent, flushes every alert
 //! and returns.
 
+use crate::incident::summary::table;
 use crate::pipeline::{Counters, Options, Pipeline, Report, Rules};
 use crate::record::SourceEvent;
 use crate::restart::{Backoff, Restarts};
@@ -245,6 +246,14 @@ fn stats_line(p: &Counters, table_entries: usize, mut source: Value, run: &RunFi
         });
     }
     eprintln!("spawnwatch: stats {}", human(&stats));
+    let changed = p.incidents.lock().unwrap().take_changed();
+    if !changed.is_empty() {
+        let heading = format!(
+            "spawnwatch: incidents with alerts since the last stats line: {}",
+            changed.len()
+        );
+        eprint!("{}", table(&heading, &changed, "  "));
+    }
     stats.to_string()
 }
 

@@ -1,5 +1,6 @@
 //! Where output lines go. Each output is a file here behind the one [`Sink`] trait
-//! (stdout, a file, a channel); a new output (syslog, HTTP) is one more.
+//! (stdout, a file, a channel, the terminal view); a new output (syslog, HTTP) is one
+//! more.
 //!
 //! An output only delivers lines and says what went wrong. Everything around that is
 //! the same for every output and lives in [`Delivery`]: lines the output cannot take
@@ -10,14 +11,17 @@ mod channel;
 mod delivery;
 mod file;
 #[cfg(test)]
-mod memory;
+pub(crate) mod memory;
+mod pretty;
 pub mod stdout;
 mod stream;
+mod watched;
 
 pub use channel::ChannelSink;
 pub use delivery::{Delivery, Figures, Hangups, Tally};
 #[cfg(test)]
 pub(crate) use memory::Memory;
+pub use pretty::Terminal;
 
 use std::io;
 use std::path::Path;
@@ -77,5 +81,17 @@ pub fn open(path: Option<&Path>) -> io::Result<Box<dyn Sink>> {
     Ok(match path {
         None => Box::new(stdout::Stdout::default()),
         Some(path) => Box::new(file::FileSink::open(path)?),
+    })
+}
+
+/// Where alerts go: JSON lines to `path` or stdout, and the terminal view, if asked
+/// for, on stdout: instead of stdout's JSON, or beside the file (see [`watched`]).
+pub fn alerts(path: Option<&Path>, view: Option<Terminal>) -> io::Result<Box<dyn Sink>> {
+    Ok(match (path, view) {
+        (None, Some(view)) => Box::new(view),
+        (Some(path), Some(view)) => {
+            Box::new(watched::Watched::new(open(Some(path))?, Box::new(view)))
+        }
+        (path, None) => open(path)?,
     })
 }
