@@ -93,6 +93,8 @@ keys! {
     Sid = "sid",
     Argv = "argv",
     EffectiveUser = "effective_user",
+    ExeDeleted = "exe_deleted",
+    ExeMemfd = "exe_memfd",
 }
 
 /// A value as far as a mapping cares: scalars and lists of strings (`argv`) kept, other
