@@ -75,11 +75,22 @@ enum Command {
     /// Prove the live sensor works here: a shell renamed as a web server (w3wp.exe on
     /// Windows, nginx on Linux) runs a command, and the alert must arrive. Prints PASS or
     /// FAIL; exit 0 only on PASS. Needs administrator / root.
-    Selftest,
-    /// Watch this host live (Windows: ETW; Linux: the kernel's process connector). Needs
-    /// administrator / root. Ctrl+C or SIGTERM stops cleanly; SIGHUP reloads the rules and
-    /// reopens the output files (log rotation).
+    Selftest(SourceArgs),
+    /// Watch this host live (Windows: ETW; Linux: eBPF, or the kernel's process
+    /// connector where eBPF cannot run). Needs administrator / root. Ctrl+C or SIGTERM
+    /// stops cleanly; SIGHUP reloads the rules and reopens the output files (log
+    /// rotation).
     Run(RunArgs),
+}
+
+#[derive(Args)]
+struct SourceArgs {
+    /// The live source (Linux): `ebpf` reads each process in the kernel at its exec
+    /// (Linux 5.8+ with BTF, CAP_BPF and CAP_PERFMON); `proc-connector` reads /proc
+    /// after the kernel's process connector reports it; `auto` takes eBPF where it can
+    /// run and says why when it cannot.
+    #[arg(long, value_enum, default_value_t = source::Choice::Auto)]
+    source: source::Choice,
 }
 
 #[derive(Args)]
@@ -136,6 +147,8 @@ struct RunArgs {
     rules: RuleArgs,
     #[command(flatten)]
     output: OutputArgs,
+    #[command(flatten)]
+    source: SourceArgs,
     /// Also write every process event as spawnwatch event lines, to replay elsewhere.
     /// Reopened and held like --output (up to 10,000 events).
     #[arg(long, value_name = "FILE")]
@@ -176,7 +189,7 @@ fn main() -> ExitCode {
         Command::Rules(args) => check::list(&args.paths),
         Command::Test(args) => test_command(&args.paths),
         Command::Run(args) => run_command(args),
-        Command::Selftest => selftest::selftest().map(|passed| {
+        Command::Selftest(args) => selftest::selftest(args.source).map(|passed| {
             if passed {
                 ExitCode::SUCCESS
             } else {
@@ -232,7 +245,7 @@ fn replay_command(args: ReplayArgs) -> Result<ExitCode, String> {
 }
 
 fn run_command(args: RunArgs) -> Result<ExitCode, String> {
-    let start = run::platform_source(run::Role::Sensor)?;
+    let start = run::platform_source(run::Role::Sensor, args.source.source)?;
     let loaded = rules::load_or_report(&args.rules.rules, rules::Platform::Native)?;
     let ids: Vec<&str> = loaded
         .rules

@@ -12,19 +12,14 @@ use crate::record::SourceEvent;
 use crate::restart::{Backoff, Restarts};
 use crate::sink::{Delivery, Figures, Sink};
 use crate::source::live::{LiveCounters, LiveSink, SourceEnd};
+use crate::source::Choice;
 use crossbeam_channel::{bounded, unbounded, Receiver};
 use serde_json::{json, Value};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-/// What the runner needs from a platform's live source.
-pub trait LiveSource {
-    /// The source's own figures for the stats line (events by kind, losses, ...).
-    fn stats(&self) -> Value;
-    /// Stops producing events; returns once the source has let go of its sink.
-    fn stop(self: Box<Self>);
-}
+pub use crate::source::live::LiveSource;
 
 pub struct RunConfig {
     pub stats_interval: Duration,
@@ -267,26 +262,14 @@ fn human(stats: &Value) -> String {
     out.join(" ")
 }
 
+/// The live source of the platform this binary was built for (Linux: `choice`).
 #[cfg(target_os = "linux")]
-impl LiveSource for crate::source::proc_connector::ProcConnector {
-    fn stats(&self) -> Value {
-        crate::source::proc_connector::ProcConnector::stats(self).to_json()
-    }
-    fn stop(self: Box<Self>) {
-        crate::source::proc_connector::ProcConnector::stop(*self)
-    }
-}
-
-/// The live source of the platform this binary was built for.
-#[cfg(target_os = "linux")]
-pub fn platform_source(_role: Role) -> Result<Start, String> {
-    use crate::source::proc_connector::{seed, ProcConnector};
+pub fn platform_source(_role: Role, choice: Choice) -> Result<Start, String> {
     if unsafe { libc::geteuid() } != 0 {
         eprintln!("spawnwatch: warning: not running as root: other users' processes will lack image paths and command lines (run with sudo)");
     }
-    Ok(Box::new(|sink| {
-        let source = ProcConnector::start(sink)?;
-        Ok((Box::new(source) as Box<dyn LiveSource>, seed()))
+    Ok(Box::new(move |sink| {
+        crate::source::linux::start(choice, sink)
     }))
 }
 
@@ -303,10 +286,16 @@ impl LiveSource for crate::source::etw::EtwSource {
 /// On Windows the role's named mutex is taken here and held for as long as the returned
 /// `Start` lives: a second sensor would stop the first one's sessions (same names).
 #[cfg(windows)]
-pub fn platform_source(role: Role) -> Result<Start, String> {
+pub fn platform_source(role: Role, choice: Choice) -> Result<Start, String> {
     use crate::source::etw::{
         is_elevated, EtwOptions, EtwSource, InstanceLock, SessionNames, NEEDS_ADMIN,
     };
+    if choice != Choice::Auto {
+        return Err(
+            "--source chooses between Linux's live sources; on Windows the live source is ETW"
+                .into(),
+        );
+    }
     if is_elevated() == Some(false) {
         return Err(NEEDS_ADMIN.to_string());
     }
@@ -329,7 +318,7 @@ pub fn platform_source(role: Role) -> Result<Start, String> {
 }
 
 #[cfg(not(any(target_os = "linux", windows)))]
-pub fn platform_source(_role: Role) -> Result<Start, String> {
+pub fn platform_source(_role: Role, _choice: Choice) -> Result<Start, String> {
     Err(format!(
         "live monitoring is not available on {}: it runs on Windows (ETW) and Linux (the kernel's process connector). `spawnwatch replay` works on recorded logs here.",
         std::env::consts::OS

@@ -10,9 +10,61 @@
 
 use crate::record::SourceEvent;
 use crossbeam_channel::{Sender, TrySendError};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
+use std::thread::JoinHandle;
 use std::time::Instant;
+
+/// What the run loop needs from a running live source.
+pub trait LiveSource {
+    /// The source's own figures for the stats line (events by kind, losses, ...).
+    fn stats(&self) -> serde_json::Value;
+    /// Stops producing events; returns once the source has let go of its sink.
+    fn stop(self: Box<Self>);
+}
+
+/// A Linux source's reader thread and the flag that asks it to stop: stopped and
+/// joined on [`ReaderThread::stop`] or when dropped.
+#[cfg_attr(not(target_os = "linux"), allow(dead_code))]
+pub struct ReaderThread {
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+}
+
+#[cfg_attr(not(target_os = "linux"), allow(dead_code))]
+impl ReaderThread {
+    /// Runs `read` on a thread named `name`; `read` returns once the flag it is given
+    /// is set (its waits are bounded, so it notices).
+    pub fn spawn(
+        name: &str,
+        read: impl FnOnce(Arc<AtomicBool>) + Send + 'static,
+    ) -> Result<ReaderThread, String> {
+        let stop = Arc::new(AtomicBool::new(false));
+        let flag = stop.clone();
+        let thread = std::thread::Builder::new()
+            .name(name.into())
+            .spawn(move || read(flag))
+            .map_err(|e| format!("starting the {name} reader thread: {e}"))?;
+        Ok(ReaderThread {
+            stop,
+            thread: Some(thread),
+        })
+    }
+
+    /// Asks the reader to stop and waits until it has.
+    pub fn stop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+impl Drop for ReaderThread {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
 
 /// Counters a live source and the pipeline update; read for the stats line.
 #[derive(Debug, Default)]
