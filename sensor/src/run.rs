@@ -68,6 +68,7 @@ pub fn run(
     let mut record =
         (config.record.take()).map(|sink| Delivery::new(sink, "events", options.hangups.clone()));
     let (source, seed) = start(live_sink.clone())?;
+    let mut fallbacks = announce_fallback(source.as_ref(), &pipeline);
     let mut source = Some(source);
     let seeded = seed.len();
     for event in seed {
@@ -81,6 +82,7 @@ pub fn run(
         record: record.as_ref().map(Delivery::figures),
         started,
         restarts: 0,
+        fallbacks,
     };
     let mut last_stats = Instant::now();
     while !config.stop.load(Ordering::Relaxed) && !pipeline.output_ended() {
@@ -108,6 +110,7 @@ pub fn run(
                     for event in seed {
                         forward(event, &mut pipeline, &mut record);
                     }
+                    fallbacks += announce_fallback(restarted.as_ref(), &pipeline);
                     source = Some(restarted);
                     if let Some(line) = restarts.started(Instant::now()) {
                         pipeline.write_sensor_line(line);
@@ -121,6 +124,7 @@ pub fn run(
             last_stats = Instant::now();
             let figures = source_stats(source.as_deref());
             run_figures.restarts = restarts.count();
+            run_figures.fallbacks = fallbacks;
             emit_stats(&pipeline, figures, &run_figures);
             pipeline.tick(chrono::Utc::now());
         }
@@ -133,6 +137,7 @@ pub fn run(
     drain(&rx, &mut pipeline, &mut record);
     let recorded = record.map(Delivery::finish);
     run_figures.restarts = restarts.count();
+    run_figures.fallbacks = fallbacks;
     let mut report = pipeline
         .finish_with(move |totals, table_entries| {
             Some(stats_line(
@@ -165,6 +170,15 @@ fn stop_after_end(
     while ends.try_recv().is_ok() {}
 }
 
+/// A source started as a fallback is told to the SIEM at once; 1 if it was.
+fn announce_fallback(source: &dyn LiveSource, pipeline: &Pipeline) -> u64 {
+    let Some(fallback) = source.fallback() else {
+        return 0;
+    };
+    pipeline.write_sensor_line(fallback.sensor_line());
+    1
+}
+
 fn source_stats(source: Option<&dyn LiveSource>) -> Value {
     source.map_or(Value::Null, LiveSource::stats)
 }
@@ -191,6 +205,8 @@ struct RunFigures {
     record: Option<Arc<Figures>>,
     started: Instant,
     restarts: u64,
+    /// Starts of a fallback source (the connector in place of eBPF).
+    fallbacks: u64,
 }
 
 /// One stats line on stderr and as a JSON line of kind `stats` in the output.
@@ -224,6 +240,7 @@ fn stats_line(p: &Counters, table_entries: usize, mut source: Value, run: &RunFi
         "alert_latency_us": p.latency.take(),
         "table_entries": table_entries,
         "session_restarts": run.restarts,
+        "source_fallbacks": run.fallbacks,
         "source": source,
     });
     if let Some(record) = &run.record {
@@ -330,6 +347,7 @@ mod tests {
     use super::*;
     use crate::record::Action;
     use crate::sink::{ChannelSink, Memory};
+    use crate::source::live::Fallback;
     use arc_swap::ArcSwap;
     use dsl::RuleSet;
     use std::sync::atomic::AtomicUsize;
@@ -588,6 +606,59 @@ mod tests {
         assert_eq!(sensor[1]["source"]["state"], "restarted");
         assert_eq!(sensor[1]["source"]["attempts"], 3);
         assert_eq!(lines.last().unwrap()["session_restarts"], 1);
+    }
+
+    /// A source standing in for a better one that could not start.
+    struct StandIn(Batch);
+    impl LiveSource for StandIn {
+        fn stats(&self) -> Value {
+            self.0.stats()
+        }
+        fn stop(self: Box<Self>) {
+            Box::new(self.0).stop()
+        }
+        fn fallback(&self) -> Option<Fallback> {
+            Some(Fallback {
+                running: "proc-connector",
+                instead_of: "ebpf",
+                reason: "the kernel has no BTF".into(),
+            })
+        }
+    }
+
+    #[test]
+    fn a_fallback_source_is_told_to_the_siem_at_once_and_counted() {
+        let stop = Arc::new(AtomicBool::new(false));
+        let output = Memory::default();
+        let stop_from_source = stop.clone();
+        let start: Start = Box::new(move |sink: LiveSink| {
+            let stop = stop_from_source.clone();
+            let handle = std::thread::spawn(move || {
+                assert!(sink.push(event(2, Action::Create)));
+                stop.store(true, Ordering::Relaxed);
+            });
+            let source = StandIn(Batch(Some(handle)));
+            Ok((Box::new(source) as Box<dyn LiveSource>, vec![]))
+        });
+        let options = Options::default();
+        run(
+            start,
+            no_rules(),
+            Box::new(output.clone()),
+            &options,
+            config(stop),
+        )
+        .unwrap();
+        let lines: Vec<Value> = (output.lines().iter())
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        let first = &lines[0];
+        assert_eq!(first["kind"], "sensor", "the first line: {lines:#?}");
+        assert_eq!(first["rule"]["id"], "spawnwatch.source-fallback");
+        assert_eq!(first["source"]["session"], "proc-connector");
+        assert_eq!(first["source"]["instead_of"], "ebpf");
+        assert_eq!(first["source"]["reason"], "the kernel has no BTF");
+        assert_eq!(lines.last().unwrap()["source_fallbacks"], 1);
     }
 
     /// A source that runs `produce` on its own thread, then holds on to its sink

@@ -4,9 +4,9 @@
 //! than 5.8, a container). `auto` tries eBPF first and says on stderr, and in the stats
 //! line, which source runs and why eBPF does not; `--source` forces one.
 
-use super::ebpf::EbpfSource;
-use super::live::{LiveSink, LiveSource};
-use super::proc_connector::{seed, ProcConnector};
+use super::ebpf::{self, EbpfSource};
+use super::live::{Fallback, LiveSink, LiveSource};
+use super::proc_connector::{self, seed, ProcConnector};
 use super::Choice;
 use crate::record::SourceEvent;
 use serde_json::Value;
@@ -95,6 +95,14 @@ impl<C: LiveSource> LiveSource for Connector<C> {
     fn stop(self: Box<Self>) {
         Box::new(self.source).stop()
     }
+
+    fn fallback(&self) -> Option<Fallback> {
+        Some(Fallback {
+            running: proc_connector::SOURCE,
+            instead_of: ebpf::SOURCE,
+            reason: self.why.clone()?,
+        })
+    }
 }
 
 impl LiveSource for ProcConnector {
@@ -160,6 +168,14 @@ mod tests {
         let stats = source.stats();
         assert_eq!(stats["source"], "proc-connector");
         assert_eq!(stats["ebpf_unavailable"], "the kernel has no BTF");
+        assert_eq!(
+            source.fallback(),
+            Some(Fallback {
+                running: "proc-connector",
+                instead_of: "ebpf",
+                reason: "the kernel has no BTF".into()
+            })
+        );
     }
 
     #[test]
@@ -180,6 +196,7 @@ mod tests {
             None,
             "asked for, not a fallback"
         );
+        assert_eq!(source.fallback(), None);
         let refused = choose(Choice::Auto, ebpf_refused, || {
             Err::<Named, _>("no connector".to_string())
         });

@@ -21,6 +21,47 @@ pub trait LiveSource {
     fn stats(&self) -> serde_json::Value;
     /// Stops producing events; returns once the source has let go of its sink.
     fn stop(self: Box<Self>);
+    /// Set when this source runs in place of a better one that could not start.
+    fn fallback(&self) -> Option<Fallback> {
+        None
+    }
+}
+
+/// A source running in place of the preferred one (Linux: the process connector where
+/// eBPF cannot run), and why: the run loop writes it to the output at once
+/// ([`Fallback::sensor_line`]) and counts it in the stats line.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Fallback {
+    pub running: &'static str,
+    pub instead_of: &'static str,
+    pub reason: String,
+}
+
+pub const FALLBACK_RULE_ID: &str = "spawnwatch.source-fallback";
+
+impl Fallback {
+    /// A `sensor` line for the SIEM: the sensor sees less than it could.
+    pub fn sensor_line(&self) -> String {
+        let now = chrono::Utc::now();
+        serde_json::json!({
+            "kind": "sensor",
+            "timestamp": now.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+            "hostname": crate::host::hostname(),
+            "rule": {
+                "id": FALLBACK_RULE_ID,
+                "title": "The live source is a fallback: processes that exit at once may be seen without their command line",
+                "severity": "medium",
+                "attack": [],
+            },
+            "source": {
+                "session": self.running,
+                "state": "fallback",
+                "instead_of": self.instead_of,
+                "reason": self.reason,
+            },
+        })
+        .to_string()
+    }
 }
 
 /// A Linux source's reader thread and the flag that asks it to stop: stopped and

@@ -69,7 +69,7 @@ const ACK_TIMEOUT: Duration = Duration::from_secs(5);
 /// Forked processes remembered before the dead ones are pruned (exits lost to an
 /// overrun would otherwise accumulate).
 const PENDING_PRUNE_AT: usize = 1 << 16;
-const SOURCE: &str = "proc-connector";
+pub const SOURCE: &str = "proc-connector";
 
 /// The counters of a running connector, as [`ProcConnector::stats`] reads them.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
