@@ -87,8 +87,9 @@ enum Command {
 struct SourceArgs {
     /// The live source (Linux): `ebpf` reads each process in the kernel at its exec
     /// (Linux 5.8+ with BTF, CAP_BPF and CAP_PERFMON); `proc-connector` reads /proc
-    /// after the kernel's process connector reports it; `auto` takes eBPF where it can
-    /// run and says why when it cannot.
+    /// after the kernel's process connector reports it (short commands may be gone by
+    /// then); `auto` takes eBPF where it can run, else the connector, and says why on
+    /// stderr, in a `spawnwatch.source-fallback` sensor line and in the stats line.
     #[arg(long, value_enum, default_value_t = source::Choice::Auto)]
     source: source::Choice,
 }
