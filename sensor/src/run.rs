@@ -129,10 +129,7 @@ pub fn run(
             pipeline.tick(chrono::Utc::now());
         }
     }
-    let final_figures = source_stats(source.as_deref());
-    if let Some(source) = source {
-        source.stop();
-    }
+    let final_figures = source.map_or(Value::Null, |source| source.stop());
     drop(live_sink);
     drain(&rx, &mut pipeline, &mut record);
     let recorded = record.map(Delivery::finish);
@@ -295,8 +292,11 @@ impl LiveSource for crate::source::etw::EtwSource {
     fn stats(&self) -> Value {
         crate::source::etw::EtwSource::stats(self).to_json()
     }
-    fn stop(self: Box<Self>) {
-        crate::source::etw::EtwSource::stop(*self)
+    fn stop(self: Box<Self>) -> Value {
+        // Taken just before stopping (EtwSource::stop consumes it and returns nothing).
+        let stats = crate::source::etw::EtwSource::stats(&self).to_json();
+        crate::source::etw::EtwSource::stop(*self);
+        stats
     }
 }
 
@@ -358,8 +358,9 @@ mod tests {
         fn stats(&self) -> Value {
             json!({"kind": "test"})
         }
-        fn stop(mut self: Box<Self>) {
+        fn stop(mut self: Box<Self>) -> Value {
             self.0.take().unwrap().join().unwrap();
+            self.stats()
         }
     }
 
@@ -608,13 +609,60 @@ mod tests {
         assert_eq!(lines.last().unwrap()["session_restarts"], 1);
     }
 
+    /// A source whose reader hands on one last event while it stops (the connector's
+    /// reader finishing the receive it was in).
+    struct LastWord {
+        sink: Option<LiveSink>,
+        emitted: u64,
+    }
+    impl LiveSource for LastWord {
+        fn stats(&self) -> Value {
+            json!({"kind": "test", "emitted": self.emitted})
+        }
+        fn stop(mut self: Box<Self>) -> Value {
+            let sink = self.sink.take().unwrap();
+            assert!(sink.push(event(99, Action::Create)));
+            self.emitted += 1;
+            self.stats()
+        }
+    }
+
+    #[test]
+    fn the_final_stats_count_what_the_source_sent_while_stopping() {
+        let stop = Arc::new(AtomicBool::new(true));
+        let output = Memory::default();
+        let start: Start = Box::new(|sink: LiveSink| {
+            let source = LastWord {
+                sink: Some(sink),
+                emitted: 0,
+            };
+            Ok((Box::new(source) as Box<dyn LiveSource>, vec![]))
+        });
+        let options = Options::default();
+        run(
+            start,
+            no_rules(),
+            Box::new(output.clone()),
+            &options,
+            config(stop),
+        )
+        .unwrap();
+        let lines = output.lines();
+        let stats: Value = serde_json::from_str(lines.last().unwrap()).unwrap();
+        assert_eq!(
+            (&stats["received"], &stats["source"]["emitted"]),
+            (&json!(1), &json!(1)),
+            "every event the source emitted was received: {stats}"
+        );
+    }
+
     /// A source standing in for a better one that could not start.
     struct StandIn(Batch);
     impl LiveSource for StandIn {
         fn stats(&self) -> Value {
             self.0.stats()
         }
-        fn stop(self: Box<Self>) {
+        fn stop(self: Box<Self>) -> Value {
             Box::new(self.0).stop()
         }
         fn fallback(&self) -> Option<Fallback> {
@@ -692,9 +740,10 @@ mod tests {
         fn stats(&self) -> Value {
             json!({"kind": "test"})
         }
-        fn stop(mut self: Box<Self>) {
+        fn stop(mut self: Box<Self>) -> Value {
             drop(self.release.take());
             self.thread.take().unwrap().join().unwrap();
+            self.stats()
         }
     }
 

@@ -83,17 +83,25 @@ struct Connector<C> {
     why: Option<String>,
 }
 
-impl<C: LiveSource> LiveSource for Connector<C> {
-    fn stats(&self) -> Value {
-        let mut stats = self.source.stats();
+impl<C> Connector<C> {
+    /// The connector's figures, and why eBPF is not running.
+    fn with_reason(&self, mut stats: Value) -> Value {
         if let (Some(why), Some(figures)) = (&self.why, stats.as_object_mut()) {
             figures.insert("ebpf_unavailable".into(), why.as_str().into());
         }
         stats
     }
+}
 
-    fn stop(self: Box<Self>) {
-        Box::new(self.source).stop()
+impl<C: LiveSource> LiveSource for Connector<C> {
+    fn stats(&self) -> Value {
+        self.with_reason(self.source.stats())
+    }
+
+    fn stop(self: Box<Self>) -> Value {
+        let Connector { source, why } = *self;
+        let stats = Box::new(source).stop();
+        Connector { source: (), why }.with_reason(stats)
     }
 
     fn fallback(&self) -> Option<Fallback> {
@@ -109,8 +117,8 @@ impl LiveSource for ProcConnector {
     fn stats(&self) -> Value {
         ProcConnector::stats(self).to_json()
     }
-    fn stop(self: Box<Self>) {
-        ProcConnector::stop(*self)
+    fn stop(self: Box<Self>) -> Value {
+        ProcConnector::stop(*self).to_json()
     }
 }
 
@@ -118,8 +126,8 @@ impl LiveSource for EbpfSource {
     fn stats(&self) -> Value {
         EbpfSource::stats(self).to_json()
     }
-    fn stop(self: Box<Self>) {
-        EbpfSource::stop(*self)
+    fn stop(self: Box<Self>) -> Value {
+        EbpfSource::stop(*self).to_json()
     }
 }
 
@@ -135,7 +143,9 @@ mod tests {
         fn stats(&self) -> Value {
             serde_json::json!({"kind": "stats", "source": self.0})
         }
-        fn stop(self: Box<Self>) {}
+        fn stop(self: Box<Self>) -> Value {
+            self.stats()
+        }
     }
 
     fn ebpf_ok() -> Result<Named, String> {

@@ -19,8 +19,9 @@ use std::time::Instant;
 pub trait LiveSource {
     /// The source's own figures for the stats line (events by kind, losses, ...).
     fn stats(&self) -> serde_json::Value;
-    /// Stops producing events; returns once the source has let go of its sink.
-    fn stop(self: Box<Self>);
+    /// Stops producing events; returns once the source has let go of its sink, with
+    /// its final figures (taken after its last event, so they count every one).
+    fn stop(self: Box<Self>) -> serde_json::Value;
     /// Set when this source runs in place of a better one that could not start.
     fn fallback(&self) -> Option<Fallback> {
         None

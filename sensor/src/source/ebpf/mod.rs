@@ -177,9 +177,10 @@ impl EbpfSource {
         }
     }
 
-    /// Stops the reader (within 200 ms) and detaches the programs.
-    pub fn stop(mut self) {
+    /// Stops the reader (within 200 ms) and detaches the programs; the final figures.
+    pub fn stop(mut self) -> EbpfStats {
         self.reader.stop();
+        self.stats()
     }
 }
 
@@ -260,11 +261,6 @@ impl<R: Ring> Reader<R> {
                     *failure = Some(reason.clone());
                 }
                 handler.sink.ended(SOURCE, &reason);
-                return;
-            }
-            // Asked to stop while waiting: what the ring still holds (the forks and
-            // exits that do not wake the reader) came after the final stats were taken.
-            if stop.load(Ordering::Relaxed) {
                 return;
             }
             let clock = BootClock::now();

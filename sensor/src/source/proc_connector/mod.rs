@@ -214,9 +214,11 @@ impl ProcConnector {
         self.counters.snapshot()
     }
 
-    /// Stops the reader (within one receive timeout, 200 ms) and unsubscribes.
-    pub fn stop(mut self) {
+    /// Stops the reader (within one receive timeout, 200 ms) and unsubscribes; the
+    /// final figures.
+    pub fn stop(mut self) -> ProcStats {
         self.reader.stop();
+        self.stats()
     }
 }
 
