@@ -609,6 +609,25 @@ mod tests {
         assert_eq!(lines.last().unwrap()["session_restarts"], 1);
     }
 
+    /// Runs `start`'s source without rules until `stop`; the output lines, parsed.
+    fn run_to_end(start: Start, stop: Arc<AtomicBool>) -> Vec<Value> {
+        let output = Memory::default();
+        let options = Options::default();
+        run(
+            start,
+            no_rules(),
+            Box::new(output.clone()),
+            &options,
+            config(stop),
+        )
+        .unwrap();
+        let lines = output.lines();
+        lines
+            .iter()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect()
+    }
+
     /// A source whose reader hands on one last event while it stops (the connector's
     /// reader finishing the receive it was in).
     struct LastWord {
@@ -629,8 +648,6 @@ mod tests {
 
     #[test]
     fn the_final_stats_count_what_the_source_sent_while_stopping() {
-        let stop = Arc::new(AtomicBool::new(true));
-        let output = Memory::default();
         let start: Start = Box::new(|sink: LiveSink| {
             let source = LastWord {
                 sink: Some(sink),
@@ -638,17 +655,8 @@ mod tests {
             };
             Ok((Box::new(source) as Box<dyn LiveSource>, vec![]))
         });
-        let options = Options::default();
-        run(
-            start,
-            no_rules(),
-            Box::new(output.clone()),
-            &options,
-            config(stop),
-        )
-        .unwrap();
-        let lines = output.lines();
-        let stats: Value = serde_json::from_str(lines.last().unwrap()).unwrap();
+        let lines = run_to_end(start, Arc::new(AtomicBool::new(true)));
+        let stats = lines.last().unwrap();
         assert_eq!(
             (&stats["received"], &stats["source"]["emitted"]),
             (&json!(1), &json!(1)),
@@ -677,7 +685,6 @@ mod tests {
     #[test]
     fn a_fallback_source_is_told_to_the_siem_at_once_and_counted() {
         let stop = Arc::new(AtomicBool::new(false));
-        let output = Memory::default();
         let stop_from_source = stop.clone();
         let start: Start = Box::new(move |sink: LiveSink| {
             let stop = stop_from_source.clone();
@@ -688,18 +695,7 @@ mod tests {
             let source = StandIn(Batch(Some(handle)));
             Ok((Box::new(source) as Box<dyn LiveSource>, vec![]))
         });
-        let options = Options::default();
-        run(
-            start,
-            no_rules(),
-            Box::new(output.clone()),
-            &options,
-            config(stop),
-        )
-        .unwrap();
-        let lines: Vec<Value> = (output.lines().iter())
-            .map(|l| serde_json::from_str(l).unwrap())
-            .collect();
+        let lines = run_to_end(start, stop);
         let first = &lines[0];
         assert_eq!(first["kind"], "sensor", "the first line: {lines:#?}");
         assert_eq!(first["rule"]["id"], "spawnwatch.source-fallback");
