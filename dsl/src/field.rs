@@ -3,10 +3,11 @@
 //! A field is a property of one process. `parent_exe` is not a field of its own: it is
 //! [`Field::Exe`] one step up the ancestry (see [`FieldRef`]).
 //!
-//! Besides the CAR names there are two Linux facts: `effective_user` (the real user is
-//! `user`; they differ while a setuid program such as `sudo` runs) and `listens`, a
-//! yes/no field: the process holds a listening TCP socket. A live sensor finds that out
-//! when a rule asks; a recording does not know it, so there it is absent.
+//! Besides the CAR names there are Linux facts: `effective_user` (the real user is
+//! `user`; they differ while a setuid program such as `sudo` runs) and three yes/no
+//! fields: `listens`, the process holds a listening TCP socket (a live sensor finds that
+//! out when a rule asks; a recording does not know it, so there it is absent), and
+//! `exe_deleted` / `exe_memfd`, its executable is a deleted file / a memfd.
 
 /// A property of one process.
 #[derive(Copy, Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -25,6 +26,8 @@ pub enum Field {
     OriginalFileName,
     EffectiveUser,
     Listens,
+    ExeDeleted,
+    ExeMemfd,
 }
 
 /// Whether a field holds text, a number or a yes/no; decides which operators apply.
@@ -48,7 +51,7 @@ impl FieldKind {
 }
 
 impl Field {
-    pub const ALL: [Field; 14] = [
+    pub const ALL: [Field; 16] = [
         Field::Exe,
         Field::ImagePath,
         Field::CommandLine,
@@ -63,6 +66,8 @@ impl Field {
         Field::OriginalFileName,
         Field::EffectiveUser,
         Field::Listens,
+        Field::ExeDeleted,
+        Field::ExeMemfd,
     ];
 
     /// The CAR data-model name, as written in rules.
@@ -82,13 +87,15 @@ impl Field {
             Field::OriginalFileName => "original_file_name",
             Field::EffectiveUser => "effective_user",
             Field::Listens => "listens",
+            Field::ExeDeleted => "exe_deleted",
+            Field::ExeMemfd => "exe_memfd",
         }
     }
 
     pub fn kind(self) -> FieldKind {
         match self {
             Field::Pid | Field::Ppid | Field::CreatorPid => FieldKind::Number,
-            Field::Listens => FieldKind::Flag,
+            Field::Listens | Field::ExeDeleted | Field::ExeMemfd => FieldKind::Flag,
             _ => FieldKind::Text,
         }
     }

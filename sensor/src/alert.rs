@@ -119,7 +119,7 @@ enum Column {
     Argv,
 }
 
-const PROCESS_FIELDS: [Column; 13] = [
+const PROCESS_FIELDS: [Column; 15] = [
     Column::Field(Field::Pid),
     Column::Field(Field::Ppid),
     Column::Field(Field::CreatorPid),
@@ -133,6 +133,8 @@ const PROCESS_FIELDS: [Column; 13] = [
     Column::Field(Field::IntegrityLevel),
     Column::Field(Field::CurrentWorkingDirectory),
     Column::Field(Field::OriginalFileName),
+    Column::Field(Field::ExeDeleted),
+    Column::Field(Field::ExeMemfd),
 ];
 const PARENT_FIELDS: [Column; 6] = [
     Column::Field(Field::Pid),
@@ -268,7 +270,7 @@ pub(crate) mod tests {
                 r#""rule":{"id":"R-1","title":"t","severity":"high","attack":["T1505.003"]},"#,
                 r#""process":{"pid":4242,"ppid":1000,"creator_pid":null,"exe":"cmd.exe","image_path":null,"#,
                 r#""command_line":"cmd.exe /c \"whoami\"","argv":null,"user":null,"effective_user":null,"sid":null,"integrity_level":null,"#,
-                r#""current_working_directory":null,"original_file_name":null},"#,
+                r#""current_working_directory":null,"original_file_name":null,"exe_deleted":null,"exe_memfd":null},"#,
                 r#""parent":{"pid":1000,"exe":"w3wp.exe","image_path":"C:\\Windows\\System32\\inetsrv\\w3wp.exe","command_line":null,"user":null,"listens":null},"#,
                 r#""ancestors":[{"pid":1000,"exe":"w3wp.exe","image_path":"C:\\Windows\\System32\\inetsrv\\w3wp.exe"}],"#,
                 r#""source":{"kind":"replay","file":"x.jsonl","line":7,"record":null}}"#,

@@ -82,6 +82,8 @@ pub fn record_value(r: &ProcessRecord, field: Field) -> Option<Value<'_>> {
         Field::User => text(&r.user),
         Field::EffectiveUser => text(&r.effective_user),
         Field::Listens => r.listens.map(Value::Flag),
+        Field::ExeDeleted => r.exe_deleted.map(Value::Flag),
+        Field::ExeMemfd => r.exe_memfd.map(Value::Flag),
         Field::Sid => text(&r.sid),
         Field::IntegrityLevel => text(&r.integrity_level),
         Field::CurrentWorkingDirectory => text(&r.current_working_directory),

@@ -109,10 +109,11 @@ enum Command {
     /// Prove the live sensor works here: a shell renamed as a web server (w3wp.exe on
     /// Windows, nginx on Linux) runs a command, and the alert must arrive. Prints PASS or
     /// FAIL; exit 0 only on PASS. Needs administrator / root.
-    Selftest,
-    /// Watch this host live (Windows: ETW; Linux: the kernel's process connector). Needs
-    /// administrator / root. Ctrl+C or SIGTERM stops cleanly; SIGHUP reloads the rules and
-    /// reopens the output files (log rotation).
+    Selftest(SourceArgs),
+    /// Watch this host live (Windows: ETW; Linux: eBPF, or the kernel's process
+    /// connector where eBPF cannot run). Needs administrator / root. Ctrl+C or SIGTERM
+    /// stops cleanly; SIGHUP reloads the rules and reopens the output files (log
+    /// rotation).
     Run(RunArgs),
     /// Run the sensor as a service that starts at boot: a Windows service (LocalSystem,
     /// restarted on failure) or a systemd unit (its own user, two capabilities).
@@ -136,6 +137,17 @@ struct ReportArgs {
     /// The HTML file to write (replaced if it exists).
     #[arg(long, short = 'o', value_name = "FILE")]
     output: PathBuf,
+}
+
+#[derive(Args)]
+struct SourceArgs {
+    /// The live source (Linux): `ebpf` reads each process in the kernel at its exec
+    /// (Linux 5.8+ with BTF, CAP_BPF and CAP_PERFMON); `proc-connector` reads /proc
+    /// after the kernel's process connector reports it (short commands may be gone by
+    /// then); `auto` takes eBPF where it can run, else the connector, and says why on
+    /// stderr, in a `spawnwatch.source-fallback` sensor line and in the stats line.
+    #[arg(long, value_enum, default_value_t = source::Choice::Auto)]
+    source: source::Choice,
 }
 
 #[derive(Args)]
@@ -208,6 +220,8 @@ struct RunArgs {
     rules: RuleArgs,
     #[command(flatten)]
     output: OutputArgs,
+    #[command(flatten)]
+    source: SourceArgs,
     /// Also write every process event as spawnwatch event lines, to replay elsewhere.
     /// Reopened and held like --output (up to 10,000 events).
     #[arg(long, value_name = "FILE")]
@@ -259,7 +273,7 @@ fn main() -> ExitCode {
             eprintln!("spawnwatch: {said}");
             ExitCode::SUCCESS
         }),
-        Command::Selftest => selftest::selftest().map(|passed| {
+        Command::Selftest(args) => selftest::selftest(args.source).map(|passed| {
             if passed {
                 ExitCode::SUCCESS
             } else {
@@ -349,7 +363,7 @@ fn run_command(
     signals: signals::Signals,
     running: Box<dyn FnOnce()>,
 ) -> Result<ExitCode, String> {
-    let start = run::platform_source(run::Role::Sensor)?;
+    let start = run::platform_source(run::Role::Sensor, args.source.source)?;
     let loaded = rules::load_or_report(&args.rules.rules, rules::Platform::Native)?;
     let ids: Vec<&str> = loaded
         .rules

@@ -39,6 +39,12 @@ pub struct ProcessRecord {
     pub current_working_directory: Option<Text>,
     /// The PE's own name (Sysmon's `OriginalFileName`), which survives a rename.
     pub original_file_name: Option<Text>,
+    /// The executable file has no name any more: deleted since it was started, or
+    /// run from a descriptor after it was deleted (Linux). Not a memfd.
+    pub exe_deleted: Option<bool>,
+    /// The executable is a memfd: a file in memory that never had a name (Linux:
+    /// `memfd_create` and `fexecve`, a fileless payload's way to run).
+    pub exe_memfd: Option<bool>,
 }
 
 /// The `pid` of a process whose source gave none (some NXLog exports drop Sysmon's

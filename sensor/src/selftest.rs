@@ -52,9 +52,9 @@ const PROVOCATION: Provocation = Provocation {
     child_exe: "dash",
 };
 
-pub fn selftest() -> Result<bool, String> {
+pub fn selftest(source: crate::source::Choice) -> Result<bool, String> {
     // Its own sessions (Windows), so it can check a host where a sensor already runs.
-    let start = run::platform_source(run::Role::Selftest)?;
+    let start = run::platform_source(run::Role::Selftest, source)?;
     let loaded = rules::load_or_report(&[], Platform::Native)?;
     let rules = Arc::new(arc_swap::ArcSwap::from_pointee(loaded.rules));
     let (lines_tx, lines) = crossbeam_channel::unbounded();

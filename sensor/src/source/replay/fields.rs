@@ -113,6 +113,8 @@ keys! {
     EcsUserName = "user.name",
     EcsUserDomain = "user.domain",
     EcsHostName = "host.name",
+    ExeDeleted = "exe_deleted",
+    ExeMemfd = "exe_memfd",
 }
 
 /// How a record spelled a key it has.
