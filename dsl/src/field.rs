@@ -18,6 +18,16 @@ pub enum Field {
     CurrentWorkingDirectory,
     Hostname,
     OriginalFileName,
+    /// The PE's version resource, as Sysmon records it: `Description`, `Product`,
+    /// `Company`, `FileVersion`; and its `Hashes` (`SHA256=...,IMPHASH=...`).
+    Description,
+    Product,
+    Company,
+    FileVersion,
+    Hashes,
+    /// The logon session (Sysmon's `LogonId`, `0x3e7`) and the terminal session number.
+    LogonId,
+    TerminalSessionId,
 }
 
 /// Whether a field holds text or a number; decides which operators apply.
@@ -28,7 +38,7 @@ pub enum FieldKind {
 }
 
 impl Field {
-    pub const ALL: [Field; 12] = [
+    pub const ALL: [Field; 19] = [
         Field::Exe,
         Field::ImagePath,
         Field::CommandLine,
@@ -41,6 +51,13 @@ impl Field {
         Field::CurrentWorkingDirectory,
         Field::Hostname,
         Field::OriginalFileName,
+        Field::Description,
+        Field::Product,
+        Field::Company,
+        Field::FileVersion,
+        Field::Hashes,
+        Field::LogonId,
+        Field::TerminalSessionId,
     ];
 
     /// The CAR data-model name, as written in rules.
@@ -58,6 +75,13 @@ impl Field {
             Field::CurrentWorkingDirectory => "current_working_directory",
             Field::Hostname => "hostname",
             Field::OriginalFileName => "original_file_name",
+            Field::Description => "description",
+            Field::Product => "product",
+            Field::Company => "company",
+            Field::FileVersion => "file_version",
+            Field::Hashes => "hashes",
+            Field::LogonId => "logon_id",
+            Field::TerminalSessionId => "terminal_session_id",
         }
     }
 

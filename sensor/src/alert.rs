@@ -98,7 +98,7 @@ impl<'a> From<&'a Step> for StepJson<'a> {
     }
 }
 
-const PROCESS_FIELDS: [Field; 11] = [
+const PROCESS_FIELDS: [Field; 18] = [
     Field::Pid,
     Field::Ppid,
     Field::CreatorPid,
@@ -110,6 +110,13 @@ const PROCESS_FIELDS: [Field; 11] = [
     Field::IntegrityLevel,
     Field::CurrentWorkingDirectory,
     Field::OriginalFileName,
+    Field::Description,
+    Field::Product,
+    Field::Company,
+    Field::FileVersion,
+    Field::Hashes,
+    Field::LogonId,
+    Field::TerminalSessionId,
 ];
 const PARENT_FIELDS: [Field; 4] = [Field::Pid, Field::Exe, Field::ImagePath, Field::CommandLine];
 const ANCESTOR_FIELDS: [Field; 3] = [Field::Pid, Field::Exe, Field::ImagePath];
@@ -222,7 +229,8 @@ pub(crate) mod tests {
                 r#""rule":{"id":"R-1","title":"t","severity":"high","attack":["T1505.003"]},"#,
                 r#""process":{"pid":4242,"ppid":1000,"creator_pid":null,"exe":"cmd.exe","image_path":null,"#,
                 r#""command_line":"cmd.exe /c \"whoami\"","user":null,"sid":null,"integrity_level":null,"#,
-                r#""current_working_directory":null,"original_file_name":null},"#,
+                r#""current_working_directory":null,"original_file_name":null,"description":null,"product":null,"#,
+                r#""company":null,"file_version":null,"hashes":null,"logon_id":null,"terminal_session_id":null},"#,
                 r#""parent":{"pid":1000,"exe":"w3wp.exe","image_path":"C:\\Windows\\System32\\inetsrv\\w3wp.exe","command_line":null},"#,
                 r#""ancestors":[{"pid":1000,"exe":"w3wp.exe","image_path":"C:\\Windows\\System32\\inetsrv\\w3wp.exe"}],"#,
                 r#""source":{"kind":"replay","file":"x.jsonl","line":7,"record":null}}"#,

@@ -152,7 +152,7 @@ pub fn run(rules: &RuleSet, examples: &[Example]) -> Outcome {
     outcome
 }
 
-const PROCESS_KEYS: [&str; 13] = [
+const PROCESS_KEYS: [&str; 20] = [
     "exe",
     "image_path",
     "command_line",
@@ -164,6 +164,13 @@ const PROCESS_KEYS: [&str; 13] = [
     "integrity_level",
     "current_working_directory",
     "original_file_name",
+    "description",
+    "product",
+    "company",
+    "file_version",
+    "hashes",
+    "logon_id",
+    "terminal_session_id",
     "hostname",
     "ancestors",
 ];
@@ -267,6 +274,13 @@ fn record(
         integrity_level: text(fields, "integrity_level")?,
         current_working_directory: text(fields, "current_working_directory")?,
         original_file_name: text(fields, "original_file_name")?,
+        description: text(fields, "description")?,
+        product: text(fields, "product")?,
+        company: text(fields, "company")?,
+        file_version: text(fields, "file_version")?,
+        hashes: text(fields, "hashes")?,
+        logon_id: text(fields, "logon_id")?,
+        terminal_session_id: text(fields, "terminal_session_id")?,
     })
 }
 

@@ -60,6 +60,7 @@ fn build(doc: &mut Doc, origin: Origin) -> Result<SourceEvent, Problem> {
         integrity_level: string(doc, Key::LineIntegrityLevel)?,
         current_working_directory: string(doc, Key::Cwd)?,
         original_file_name: string(doc, Key::LineOriginalFileName)?,
+        ..Default::default()
     };
     if action == Action::Create && process.image_path.is_none() && process.exe.is_none() {
         return Err((
