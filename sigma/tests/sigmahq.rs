@@ -1,0 +1,125 @@
+//! SigmaHQ's process-creation library (`../shared/sigma/rules`): every rule is valid
+//! Sigma to the converter, loads or is skipped for a reason it names, and every rule
+//! that loads prints as rule-language text that reads back to the same rule.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+fn rules_dir(product: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../../shared/sigma/rules")
+        .join(product)
+        .join("process_creation")
+}
+
+/// (file name, text) of every rule of a product, in name order.
+fn files(product: &str) -> Vec<(String, String)> {
+    let mut paths: Vec<PathBuf> = std::fs::read_dir(rules_dir(product))
+        .expect("the shared Sigma rules")
+        .map(|e| e.unwrap().path())
+        .collect();
+    paths.sort();
+    paths
+        .into_iter()
+        .map(|p| {
+            let text = std::fs::read_to_string(&p).unwrap();
+            (p.file_name().unwrap().to_string_lossy().into_owned(), text)
+        })
+        .collect()
+}
+
+struct Tally {
+    loaded: Vec<sigma::Converted>,
+    skipped: BTreeMap<String, usize>,
+    errors: Vec<String>,
+}
+
+fn convert(product: &str) -> Tally {
+    let mut tally = Tally {
+        loaded: Vec::new(),
+        skipped: BTreeMap::new(),
+        errors: Vec::new(),
+    };
+    for (name, text) in files(product) {
+        let result = sigma::convert_file(0, &text, &sigma::Options::default());
+        for d in result.diagnostics.iter().filter(|d| d.is_error()) {
+            tally.errors.push(format!("{name}: {}", d.message));
+        }
+        for s in result.skipped {
+            *tally.skipped.entry(s.reason).or_default() += 1;
+        }
+        tally.loaded.extend(result.rules);
+    }
+    tally
+}
+
+#[test]
+fn every_windows_rule_loads_or_is_skipped_for_a_named_reason() {
+    let tally = convert("windows");
+    assert_eq!(tally.errors, Vec::<String>::new());
+    eprintln!(
+        "windows: {} loaded, skipped {:?}",
+        tally.loaded.len(),
+        tally.skipped
+    );
+    let skipped: usize = tally.skipped.values().sum();
+    assert_eq!(tally.loaded.len() + skipped, 1183);
+}
+
+#[test]
+fn every_linux_rule_loads_or_is_skipped_for_a_named_reason() {
+    let tally = convert("linux");
+    assert_eq!(tally.errors, Vec::<String>::new());
+    eprintln!(
+        "linux: {} loaded, skipped {:?}",
+        tally.loaded.len(),
+        tally.skipped
+    );
+    let skipped: usize = tally.skipped.values().sum();
+    assert_eq!(tally.loaded.len() + skipped, 122);
+}
+
+#[test]
+fn every_loaded_rule_prints_and_reads_back_the_same() {
+    let mut failures = Vec::new();
+    for product in ["windows", "linux"] {
+        for converted in convert(product).loaded {
+            let rule = converted.rule;
+            let text = match dsl::print::print_rule(&rule) {
+                Ok(text) => text,
+                Err(e) => {
+                    failures.push(format!("{}: cannot print: {e}", rule.meta.id));
+                    continue;
+                }
+            };
+            let sources = [dsl::Source::new("printed.rules", text.clone())];
+            let checked = dsl::check::check_sources(&sources);
+            let errors: Vec<String> = checked
+                .diagnostics
+                .iter()
+                .filter(|d| d.is_error())
+                .map(|d| d.render(&sources))
+                .collect();
+            if !errors.is_empty() {
+                failures.push(format!("{}:\n{text}\n{}", rule.meta.id, errors.join("\n")));
+                continue;
+            }
+            let mut back = checked.rules.into_iter().next().expect("one rule");
+            back.meta.span = rule.meta.span;
+            if back != rule {
+                failures.push(format!("{}: reads back differently:\n{text}", rule.meta.id));
+            }
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "{}\n{} failures",
+        failures
+            .iter()
+            .take(5)
+            .cloned()
+            .collect::<Vec<_>>()
+            .join("\n"),
+        failures.len()
+    );
+}
