@@ -16,6 +16,7 @@ mod rules;
 mod ruletest;
 mod run;
 mod selftest;
+mod sigma_rules;
 mod signals;
 mod sink;
 mod source;
@@ -48,6 +49,8 @@ Examples:
   spawnwatch replay Sysmon.evtx                 hunt in a recorded log, alerts on stdout
   spawnwatch replay --ordered -o alerts.jsonl logs/   a whole directory, in input order
   spawnwatch check rules/ local.rules           validate rule files (exit 1 on errors)
+  spawnwatch replay -r sigma/rules/windows/process_creation logs/   hunt with Sigma rules
+  spawnwatch sigma convert rule.yml             a Sigma rule in spawnwatch's language
   spawnwatch rules                              list the built-in rules
   sudo spawnwatch run -o /var/log/spawnwatch.jsonl    watch this host live";
 
@@ -76,14 +79,62 @@ enum Command {
     /// Watch this host live (Windows: ETW; Linux: the kernel's process connector). Needs
     /// administrator / root. Ctrl+C or SIGTERM stops cleanly; SIGHUP reloads the rules.
     Run(RunArgs),
+    /// Sigma rules: `sigma convert FILE...` prints each in spawnwatch's rule language,
+    /// to extend (with ancestry, say) and load as a .rules file.
+    #[command(subcommand)]
+    Sigma(SigmaCommand),
+}
+
+#[derive(Subcommand)]
+enum SigmaCommand {
+    /// Print the Sigma rules of FILE... (YAML) as spawnwatch rules, with their author,
+    /// status and false positives as comments. Rules that cannot be converted are named
+    /// on stderr with the reason; exit 1 if any file had one.
+    Convert {
+        #[arg(required = true, value_name = "FILE")]
+        files: Vec<PathBuf>,
+    },
+}
+
+#[derive(Args)]
+struct SigmaArgs {
+    /// Sigma rules to load by `status`, comma-separated, or `all`. Default:
+    /// stable,test,experimental (deprecated and unsupported rules are skipped).
+    #[arg(long, value_name = "LIST")]
+    sigma_status: Option<String>,
+}
+
+impl SigmaArgs {
+    fn options(&self) -> sigma::Options {
+        match self.sigma_status.as_deref() {
+            None => sigma::Options::default(),
+            Some(list) if list.eq_ignore_ascii_case("all") => sigma::Options {
+                statuses: [
+                    "stable",
+                    "test",
+                    "experimental",
+                    "deprecated",
+                    "unsupported",
+                ]
+                .map(String::from)
+                .to_vec(),
+            },
+            Some(list) => sigma::Options {
+                statuses: list.split(',').map(|s| s.trim().to_string()).collect(),
+            },
+        }
+    }
 }
 
 #[derive(Args)]
 struct RuleArgs {
-    /// A rule file, or a directory whose *.rules files load in name order. Repeat to load
-    /// several; lists, macros and exceptions are shared. Default: the built-in rules.
+    /// A rule file (*.rules, or a Sigma rule: *.yml, *.yaml), or a directory whose rule
+    /// files load in name order. Repeat to load several; lists, macros and exceptions are
+    /// shared. Default: the built-in rules.
     #[arg(long = "rules", short = 'r', value_name = "PATH")]
     rules: Vec<PathBuf>,
+    #[command(flatten)]
+    sigma: SigmaArgs,
 }
 
 #[derive(Args)]
@@ -140,9 +191,11 @@ struct RunArgs {
 
 #[derive(Args)]
 struct CheckArgs {
-    /// Rule files or directories. Default: the built-in rules.
+    /// Rule files (*.rules, Sigma *.yml) or directories. Default: the built-in rules.
     #[arg(value_name = "PATH")]
     paths: Vec<PathBuf>,
+    #[command(flatten)]
+    sigma: SigmaArgs,
     /// `text` for people, `json` for editors and CI.
     #[arg(long, value_enum, default_value_t = Format::Text)]
     format: Format,
@@ -156,18 +209,25 @@ enum Format {
 
 #[derive(Args)]
 struct RulesArgs {
-    /// Rule files or directories. Default: the built-in rules.
+    /// Rule files (*.rules, Sigma *.yml) or directories. Default: the built-in rules.
     #[arg(value_name = "PATH")]
     paths: Vec<PathBuf>,
+    #[command(flatten)]
+    sigma: SigmaArgs,
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Replay(args) => replay_command(args),
-        Command::Check(args) => check::run(&args.paths, matches!(args.format, Format::Json)),
-        Command::Rules(args) => check::list(&args.paths),
-        Command::Test(args) => test_command(&args.paths),
+        Command::Check(args) => check::run(
+            &args.paths,
+            &args.sigma.options(),
+            matches!(args.format, Format::Json),
+        ),
+        Command::Rules(args) => check::list(&args.paths, &args.sigma.options()),
+        Command::Test(args) => test_command(&args.paths, &args.sigma.options()),
+        Command::Sigma(SigmaCommand::Convert { files }) => sigma_rules::convert_command(&files),
         Command::Run(args) => run_command(args),
         Command::Selftest => selftest::selftest().map(|passed| {
             if passed {
@@ -199,7 +259,11 @@ fn pipeline_options(output: &OutputArgs, default_storm_limit: u32) -> pipeline::
 }
 
 fn replay_command(args: ReplayArgs) -> Result<ExitCode, String> {
-    let loaded = rules::load_or_report(&args.rules.rules, rules::Platform::All)?;
+    let loaded = rules::load_or_report(
+        &args.rules.rules,
+        rules::Platform::All,
+        &args.rules.sigma.options(),
+    )?;
     let rules = std::sync::Arc::new(arc_swap::ArcSwap::from_pointee(loaded.rules));
     let sink = sink::open(args.output.output.as_deref()).map_err(|e| e.to_string())?;
     let mut options = pipeline_options(&args.output, 0);
@@ -218,7 +282,8 @@ fn replay_command(args: ReplayArgs) -> Result<ExitCode, String> {
 
 fn run_command(args: RunArgs) -> Result<ExitCode, String> {
     let start = run::platform_source()?;
-    let loaded = rules::load_or_report(&args.rules.rules, rules::Platform::Native)?;
+    let sigma = args.rules.sigma.options();
+    let loaded = rules::load_or_report(&args.rules.rules, rules::Platform::Native, &sigma)?;
     let ids: Vec<&str> = loaded
         .rules
         .ids()
@@ -229,6 +294,7 @@ fn run_command(args: RunArgs) -> Result<ExitCode, String> {
     let signals = signals::install()?;
     let mut reloader = reload::Reloader::new(
         args.rules.rules.clone(),
+        sigma,
         rules.clone(),
         loaded.checked,
         signals.reload.clone(),
@@ -262,8 +328,8 @@ fn run_command(args: RunArgs) -> Result<ExitCode, String> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn test_command(paths: &[PathBuf]) -> Result<ExitCode, String> {
-    let loaded = rules::load_or_report(paths, rules::Platform::All)?;
+fn test_command(paths: &[PathBuf], sigma: &sigma::Options) -> Result<ExitCode, String> {
+    let loaded = rules::load_or_report(paths, rules::Platform::All, sigma)?;
     let examples: Vec<ruletest::Example> = rules::test_files(paths)?
         .iter()
         .flat_map(|(name, text)| ruletest::parse(name, text))

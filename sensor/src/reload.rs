@@ -23,6 +23,7 @@ const SETTLE: Duration = Duration::from_millis(300);
 
 pub struct Reloader {
     paths: Vec<PathBuf>,
+    sigma: sigma::Options,
     rules: Rules,
     current: Vec<CheckedRule>,
     /// When the latest relevant file event arrived, if a reload is pending.
@@ -44,6 +45,7 @@ impl Reloader {
     /// SIGHUP reloads, to no effect). `current` is the set now running.
     pub fn new(
         paths: Vec<PathBuf>,
+        sigma: sigma::Options,
         rules: Rules,
         current: Vec<CheckedRule>,
         sighup: Arc<AtomicBool>,
@@ -56,6 +58,7 @@ impl Reloader {
         };
         Ok(Reloader {
             paths,
+            sigma,
             rules,
             current,
             changed,
@@ -83,8 +86,9 @@ impl Reloader {
 
     /// Loads the whole set again; swaps it in only when it has no error.
     pub fn reload(&mut self, pipeline: &Pipeline) -> Option<Changes> {
-        let result = rules::sources(&self.paths, Platform::Native).and_then(|sources| {
-            let checked = dsl::check::check_sources(&sources);
+        let result = rules::mixed(&self.paths, Platform::Native, &self.sigma).and_then(|mixed| {
+            let sources = mixed.sources;
+            let checked = dsl::check::check_mixed(&sources, mixed.dsl_files, mixed.foreign);
             let errors: Vec<_> = checked
                 .diagnostics
                 .iter()
@@ -176,12 +180,13 @@ fn watch(
 }
 
 /// Whether a changed path can alter the rule set: a watched file itself, or a
-/// `*.rules` file in a watched directory.
+/// `*.rules` or Sigma `*.yml` file in a watched directory.
 fn concerns(watched: &[PathBuf], changed: &Path) -> bool {
     watched.iter().any(|w| {
         if w.is_dir() {
             changed.parent() == Some(w.as_path())
-                && changed.extension().is_some_and(|e| e == "rules")
+                && (changed.extension().is_some_and(|e| e == "rules")
+                    || crate::sigma_rules::is_sigma(&changed.to_string_lossy()))
         } else {
             changed == w || changed.file_name() == w.file_name() && changed.parent() == w.parent()
         }

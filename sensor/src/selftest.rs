@@ -53,7 +53,7 @@ const PROVOCATION: Provocation = Provocation {
 
 pub fn selftest() -> Result<bool, String> {
     let start = run::platform_source()?;
-    let loaded = rules::load_or_report(&[], Platform::Native)?;
+    let loaded = rules::load_or_report(&[], Platform::Native, &sigma::Options::default())?;
     let rules = Arc::new(arc_swap::ArcSwap::from_pointee(loaded.rules));
     let (lines_tx, lines) = crossbeam_channel::unbounded();
     let (ready_tx, ready) = crossbeam_channel::bounded(1);

@@ -703,27 +703,66 @@ fn regex_cond(field: FieldRef, plan: &Plan, written: &str, at: Span) -> Result<C
     }))
 }
 
-/// The same regex in a form a rule file can hold: `\"` (an escaped quote, a quote) as
-/// `"`, line breaks as `\n` and `\r`.
+/// The same regex for the regex crate, in a form a rule file can hold. Sigma's flavour
+/// is PCRE's, where `\w`, `\d` and `\s` are ASCII classes; the regex crate's are
+/// Unicode's, and `\w{1,64}` alone then compiles past the size limit: so they are
+/// spelled out (`[0-9A-Za-z_]`). An escaped quote is a quote, line breaks are `\n`, `\r`.
 fn printable_regex(written: &str) -> String {
     let mut out = String::with_capacity(written.len());
-    let mut chars = written.chars();
+    let mut chars = written.chars().peekable();
+    // Inside `[...]`, and whether the next char is the class's first (a literal `]`).
+    let mut in_class = false;
+    let mut class_start = false;
     while let Some(c) = chars.next() {
+        let first = std::mem::replace(&mut class_start, false);
         match c {
-            '\\' => match chars.next() {
-                Some('"') => out.push('"'),
-                Some(next) => {
+            '\\' => {
+                let Some(next) = chars.next() else {
                     out.push('\\');
-                    out.push(next);
+                    break;
+                };
+                match (ascii_class(next), in_class) {
+                    (Some((members, negated)), false) => {
+                        out.push_str(&format!("[{}{members}]", if negated { "^" } else { "" }));
+                    }
+                    (Some((members, false)), true) => out.push_str(members),
+                    _ if next == '"' => out.push('"'),
+                    _ => {
+                        out.push('\\');
+                        out.push(next);
+                    }
                 }
-                None => out.push('\\'),
-            },
+            }
+            '[' if !in_class => {
+                in_class = true;
+                class_start = true;
+                out.push('[');
+                if chars.peek() == Some(&'^') {
+                    out.push(chars.next().expect("peeked"));
+                }
+            }
+            ']' if in_class && !first => {
+                in_class = false;
+                out.push(']');
+            }
             '\n' => out.push_str("\\n"),
             '\r' => out.push_str("\\r"),
             c => out.push(c),
         }
     }
     out
+}
+
+/// PCRE's ASCII meaning of `\w`, `\d`, `\s` (and negated, `\W`, `\D`, `\S`): the
+/// members of the class and whether it is negated.
+fn ascii_class(escape: char) -> Option<(&'static str, bool)> {
+    let members = match escape.to_ascii_lowercase() {
+        'w' => "0-9A-Za-z_",
+        'd' => "0-9",
+        's' => r"\t\n\x0B\f\r ",
+        _ => return None,
+    };
+    Some((members, escape.is_ascii_uppercase()))
 }
 
 #[cfg(test)]
@@ -949,11 +988,11 @@ mod tests {
 
     #[test]
     fn re_is_a_case_sensitive_search_with_its_flags() {
-        let Cond::Text(t) = cond("CommandLine|re", r"'\s-e(nc)?\s'") else {
+        let Cond::Text(t) = cond("CommandLine|re", r"'-e(nc)?\b'") else {
             panic!()
         };
         assert_eq!((t.op, t.patterns[0].case_sensitive), (TextOp::Regex, true));
-        assert_eq!(t.patterns[0].text, r"\s-e(nc)?\s");
+        assert_eq!(t.patterns[0].text, r"-e(nc)?\b");
         let Cond::Text(t) = cond("CommandLine|re|i", "'a.b'") else {
             panic!()
         };
@@ -972,6 +1011,20 @@ mod tests {
         assert_eq!(
             t.patterns[0].text, r#"say "x""#,
             "an escaped quote is a quote"
+        );
+        let Cond::Text(t) = cond("CommandLine|re", r"'-k\s\w{1,64}[\w.\]]\D'") else {
+            panic!()
+        };
+        assert_eq!(
+            t.patterns[0].text, r"(?-s)-k[\t\n\x0B\f\r ][0-9A-Za-z_]{1,64}[0-9A-Za-z_.\]][^0-9]",
+            "PCRE's classes are ASCII; this one compiled past the size limit as Unicode"
+        );
+        let Cond::Text(t) = cond("CommandLine|re", r"'[]\w]\\w'") else {
+            panic!()
+        };
+        assert_eq!(
+            t.patterns[0].text, r"[]0-9A-Za-z_]\\w",
+            "`]` first in a class, `\\` before `w`"
         );
         let lookaround = entry_of("CommandLine|re", "'a(?=b)'").unwrap_err();
         assert!(lookaround.unsupported && lookaround.message.contains("look-around"));
