@@ -120,6 +120,12 @@ fn map_record(
         if doc.get(Key::EventId).is_none() {
             return ReadItem::Skipped;
         }
+        // The event's own EventRecordID names it as Event Viewer, SIEMs and the Sigma
+        // hunters do; the record header's number differs in exported logs.
+        let location = match doc.number(Key::EventRecordId) {
+            Ok(Some(event_record_id)) => Location::Record(event_record_id),
+            _ => location,
+        };
         let origin = Origin {
             kind: "replay",
             file: Some(file.clone()),
@@ -281,6 +287,18 @@ mod tests {
         assert!(shell.hostname.is_some());
         assert!(matches!(shell.origin.location, Location::Record(_)));
         assert_eq!(shell.origin.file.as_deref(), Some("t.evtx"));
+    }
+
+    #[test]
+    fn events_are_named_by_their_event_record_id() {
+        // An exported log: the record headers count from 1, the events keep their ids.
+        let path = format!(
+            "{}/../../shared/evtx-attack-samples/Lateral Movement/LM_sysmon_psexec_smb_meterpreter.evtx",
+            env!("CARGO_MANIFEST_DIR")
+        );
+        let items = read_bytes(std::fs::read(path).unwrap());
+        let first = events(&items)[0];
+        assert_eq!(first.origin.location, Location::Record(9807));
     }
 
     #[test]

@@ -40,6 +40,7 @@ macro_rules! keys {
 keys! {
     // Windows events: System (or its flat copies) ...
     EventId = "EventID",
+    EventRecordId = "EventRecordID",
     Channel = "Channel",
     Provider = "Provider",
     SourceName = "SourceName",
@@ -69,6 +70,7 @@ keys! {
     ParentProcessId = "ParentProcessId",
     ParentImage = "ParentImage",
     ParentCommandLine = "ParentCommandLine",
+    ParentUser = "ParentUser",
     NewProcessId = "NewProcessId",
     NewProcessName = "NewProcessName",
     ParentProcessName = "ParentProcessName",
