@@ -61,6 +61,8 @@ pub struct ParentFields {
     pub exe: Option<Text>,
     pub image_path: Option<Text>,
     pub command_line: Option<Text>,
+    /// Sysmon's `ParentUser` (13.30 and later).
+    pub user: Option<Text>,
 }
 
 impl ParentFields {

@@ -72,6 +72,7 @@ fn build(doc: &mut Doc, origin: Origin) -> Result<SourceEvent, Problem> {
         exe: string(doc, Key::ParentExe)?,
         image_path: string(doc, Key::ParentImagePath)?,
         command_line: string(doc, Key::LineParentCommandLine)?,
+        ..Default::default()
     };
     process.fill_exe();
     parent.fill_exe();

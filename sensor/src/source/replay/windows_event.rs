@@ -128,6 +128,7 @@ fn build(
             process.terminal_session_id = doc.text(Key::TerminalSessionId);
             parent.image_path = doc.text(Key::ParentImage);
             parent.command_line = doc.text(Key::ParentCommandLine);
+            parent.user = doc.text(Key::ParentUser);
             Action::Create
         }
         Kind::SysmonTerminate => {
@@ -290,7 +291,7 @@ mod tests {
         }
     }
 
-    const SYSMON_1: &str = r##"{"SourceName":"Microsoft-Windows-Sysmon","Channel":"Microsoft-Windows-Sysmon/Operational","Hostname":"MXS01.azsentinel.local","TimeCreated":"2021-03-14T01:40:16.147Z","@timestamp":"2021-03-14T01:40:16.147Z","EventID":1,"UtcTime":"2021-03-14 06:40:16.146","ProcessId":"11624","Image":"C:\\Windows\\System32\\cmd.exe","OriginalFileName":"Cmd.Exe","Description":"Windows Command Processor","Product":"Microsoft\u00ae Windows\u00ae Operating System","Company":"Microsoft Corporation","FileVersion":"10.0.17763.1 (WinBuild.160101.0800)","Hashes":"SHA1=ABC,IMPHASH=DEF","LogonId":"0x3e7","TerminalSessionId":"0","CommandLine":"\"cmd.exe\" /c whoami","CurrentDirectory":"c:\\windows\\system32\\inetsrv\\","User":"NT AUTHORITY\\SYSTEM","IntegrityLevel":"System","ParentProcessId":"7764","ParentImage":"C:\\Windows\\System32\\inetsrv\\w3wp.exe","ParentCommandLine":"c:\\windows\\system32\\inetsrv\\w3wp.exe -ap \"MSExchangeOWAAppPool\""}"##;
+    const SYSMON_1: &str = r##"{"SourceName":"Microsoft-Windows-Sysmon","Channel":"Microsoft-Windows-Sysmon/Operational","Hostname":"MXS01.azsentinel.local","TimeCreated":"2021-03-14T01:40:16.147Z","@timestamp":"2021-03-14T01:40:16.147Z","EventID":1,"UtcTime":"2021-03-14 06:40:16.146","ProcessId":"11624","Image":"C:\\Windows\\System32\\cmd.exe","OriginalFileName":"Cmd.Exe","Description":"Windows Command Processor","Product":"Microsoft\u00ae Windows\u00ae Operating System","Company":"Microsoft Corporation","FileVersion":"10.0.17763.1 (WinBuild.160101.0800)","Hashes":"SHA1=ABC,IMPHASH=DEF","LogonId":"0x3e7","TerminalSessionId":"0","CommandLine":"\"cmd.exe\" /c whoami","CurrentDirectory":"c:\\windows\\system32\\inetsrv\\","User":"NT AUTHORITY\\SYSTEM","IntegrityLevel":"System","ParentProcessId":"7764","ParentImage":"C:\\Windows\\System32\\inetsrv\\w3wp.exe","ParentCommandLine":"c:\\windows\\system32\\inetsrv\\w3wp.exe -ap \"MSExchangeOWAAppPool\"","ParentUser":"NT AUTHORITY\\SYSTEM"}"##;
 
     #[test]
     fn sysmon_1_flat() {
@@ -335,6 +336,7 @@ mod tests {
             Some(r"c:\windows\system32\inetsrv\")
         );
         assert_eq!(e.parent.exe.as_deref(), Some("w3wp.exe"));
+        assert_eq!(e.parent.user.as_deref(), Some(r"NT AUTHORITY\SYSTEM"));
         assert_eq!(
             e.parent.command_line.as_deref(),
             Some(r##"c:\windows\system32\inetsrv\w3wp.exe -ap "MSExchangeOWAAppPool""##)
@@ -344,7 +346,7 @@ mod tests {
 
     #[test]
     fn sysmon_1_nested_and_flat_agree() {
-        let nested = r##"{"Event":{"#attributes":{"xmlns":"http://schemas.microsoft.com/win/2004/08/events/event"},"System":{"Provider":{"#attributes":{"Name":"Microsoft-Windows-Sysmon","Guid":"{5770385F-C22A-43E0-BF4C-06F5698FFBD9}"}},"EventID":1,"Channel":"Microsoft-Windows-Sysmon/Operational","Computer":"MXS01.azsentinel.local","TimeCreated":{"#attributes":{"SystemTime":"2021-03-14T01:40:16.147000Z"}}},"EventData":{"UtcTime":"2021-03-14 06:40:16.146","ProcessId":11624,"Image":"C:\\Windows\\System32\\cmd.exe","OriginalFileName":"Cmd.Exe","Description":"Windows Command Processor","Product":"Microsoft\u00ae Windows\u00ae Operating System","Company":"Microsoft Corporation","FileVersion":"10.0.17763.1 (WinBuild.160101.0800)","Hashes":"SHA1=ABC,IMPHASH=DEF","LogonId":"0x3e7","TerminalSessionId":"0","CommandLine":"\"cmd.exe\" /c whoami","CurrentDirectory":"c:\\windows\\system32\\inetsrv\\","User":"NT AUTHORITY\\SYSTEM","IntegrityLevel":"System","ParentProcessId":7764,"ParentImage":"C:\\Windows\\System32\\inetsrv\\w3wp.exe","ParentCommandLine":"c:\\windows\\system32\\inetsrv\\w3wp.exe -ap \"MSExchangeOWAAppPool\""}}}"##;
+        let nested = r##"{"Event":{"#attributes":{"xmlns":"http://schemas.microsoft.com/win/2004/08/events/event"},"System":{"Provider":{"#attributes":{"Name":"Microsoft-Windows-Sysmon","Guid":"{5770385F-C22A-43E0-BF4C-06F5698FFBD9}"}},"EventID":1,"Channel":"Microsoft-Windows-Sysmon/Operational","Computer":"MXS01.azsentinel.local","TimeCreated":{"#attributes":{"SystemTime":"2021-03-14T01:40:16.147000Z"}}},"EventData":{"UtcTime":"2021-03-14 06:40:16.146","ProcessId":11624,"Image":"C:\\Windows\\System32\\cmd.exe","OriginalFileName":"Cmd.Exe","Description":"Windows Command Processor","Product":"Microsoft\u00ae Windows\u00ae Operating System","Company":"Microsoft Corporation","FileVersion":"10.0.17763.1 (WinBuild.160101.0800)","Hashes":"SHA1=ABC,IMPHASH=DEF","LogonId":"0x3e7","TerminalSessionId":"0","CommandLine":"\"cmd.exe\" /c whoami","CurrentDirectory":"c:\\windows\\system32\\inetsrv\\","User":"NT AUTHORITY\\SYSTEM","IntegrityLevel":"System","ParentProcessId":7764,"ParentImage":"C:\\Windows\\System32\\inetsrv\\w3wp.exe","ParentCommandLine":"c:\\windows\\system32\\inetsrv\\w3wp.exe -ap \"MSExchangeOWAAppPool\"","ParentUser":"NT AUTHORITY\\SYSTEM"}}}"##;
         assert_eq!(event(nested), event(SYSMON_1));
     }
 
