@@ -7,6 +7,7 @@
 use crate::eval;
 use crate::field::{FieldRef, Value};
 use crate::ir::{CheckedRule, Cond, NumberOp, NumberTest, Pattern, RuleMeta, TextOp, TextTest};
+use crate::needles::{self, NeedleIndex};
 use crate::program::{Op, Programs};
 use aho_corasick::AhoCorasick;
 use regex::{Regex, RegexBuilder};
@@ -87,7 +88,10 @@ pub(crate) struct RuleIndex {
     /// Enabled rules requiring a field to match wildcard patterns (or literals, with
     /// case-sensitive ones): candidates when it does.
     pub(crate) by_pattern: Vec<(FieldRef, TextMatcher, u32)>,
-    /// Enabled rules with no indexable requirement: always candidates.
+    /// Enabled rules with no such requirement but texts one of which a field must
+    /// have (see [`crate::needles`]): candidates when it does.
+    pub(crate) needles: NeedleIndex,
+    /// Enabled rules with nothing to index: always candidates.
     pub(crate) always: Vec<u32>,
 }
 
@@ -309,6 +313,11 @@ impl RuleSet {
                 try_rules(&[*i], scratch);
             }
         }
+        let mut selected = std::mem::take(&mut scratch.selected);
+        selected.clear();
+        self.index.needles.select(event, scratch, &mut selected);
+        try_rules(&selected, scratch);
+        scratch.selected = selected;
         // Candidates come list by list; the few matches are put in rule order.
         out[start..].sort_unstable();
     }
@@ -489,15 +498,20 @@ fn merge_alternatives(items: &[Cond]) -> Vec<Cow<'_, Cond>> {
 impl RuleIndex {
     fn build(rules: &[CheckedRule]) -> RuleIndex {
         let mut index = RuleIndex::default();
+        let mut needled = Vec::new();
         for (i, rule) in rules.iter().enumerate() {
             if !rule.meta.enabled {
                 continue;
             }
             match requirement(&rule.condition) {
-                None => index.always.push(i as u32),
                 Some(r) => index.add(r, i as u32),
+                None => match needles::needles(&rule.condition) {
+                    Some(n) => needled.push((i as u32, n)),
+                    None => index.always.push(i as u32),
+                },
             }
         }
+        index.needles = NeedleIndex::build(needled);
         index
     }
 
@@ -711,7 +725,7 @@ pub const REGEX_SIZE_LIMIT: usize = 1 << 20;
 
 /// A pattern's escape sequences: `\*`, `\?` and `\\` stand for the character itself;
 /// any other backslash is literal (Windows paths are written as they are).
-fn pieces(text: &str) -> impl Iterator<Item = Piece> + '_ {
+pub(crate) fn pieces(text: &str) -> impl Iterator<Item = Piece> + '_ {
     let mut chars = text.chars().peekable();
     std::iter::from_fn(move || {
         let c = chars.next()?;
@@ -731,7 +745,7 @@ fn pieces(text: &str) -> impl Iterator<Item = Piece> + '_ {
 }
 
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]
-enum Piece {
+pub(crate) enum Piece {
     Char(char),
     AnyRun,
     AnyOne,

@@ -27,6 +27,7 @@ mod eval;
 pub mod explain;
 pub mod field;
 pub mod ir;
+mod needles;
 pub mod parse;
 pub mod print;
 mod program;
