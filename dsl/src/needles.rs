@@ -11,6 +11,7 @@ use crate::field::FieldRef;
 use crate::ir::{Cond, TextOp, TextTest};
 use aho_corasick::{AhoCorasick, AhoCorasickKind, MatchKind};
 use rustc_hash::FxHashMap;
+use std::sync::OnceLock;
 
 /// Texts one of which is in its field's value (lowercased) whenever a condition holds.
 pub(crate) type Needles = Vec<(FieldRef, String)>;
@@ -28,10 +29,7 @@ pub(crate) fn needles(cond: &Cond) -> Option<Needles> {
             }
             (!all.is_empty()).then_some(all)
         }
-        Cond::And(items) => items
-            .iter()
-            .filter_map(needles)
-            .max_by_key(selectivity),
+        Cond::And(items) => items.iter().filter_map(needles).max_by_key(selectivity),
         // The parent meets the block: its tests are the parent's fields'.
         Cond::Ancestor {
             min: 1,
@@ -90,55 +88,69 @@ fn longest_literal(pattern: &str) -> String {
     best
 }
 
-/// Per field: an automaton over the needles of every rule in this tier, and the rules
-/// each needle selects.
+/// Per field: an automaton over the needles of every rule in this tier (built on the
+/// first event: `check` and `rules` never need it), and the rules each needle selects.
 #[derive(Debug, Default)]
 pub(crate) struct NeedleIndex {
-    fields: Vec<(FieldRef, AhoCorasick, Vec<Vec<u32>>)>,
+    fields: Vec<FieldNeedles>,
+}
+
+#[derive(Debug)]
+struct FieldNeedles {
+    field: FieldRef,
+    texts: Vec<String>,
+    automaton: OnceLock<AhoCorasick>,
+    /// Per needle (its index in `texts`): the rules it selects.
+    selected: Vec<Vec<u32>>,
+}
+
+impl FieldNeedles {
+    fn automaton(&self) -> &AhoCorasick {
+        self.automaton.get_or_init(|| {
+            // A contiguous NFA builds in a fraction of a DFA's time and memory, and is
+            // searched once per field and event.
+            AhoCorasick::builder()
+                .kind(Some(AhoCorasickKind::ContiguousNFA))
+                .match_kind(MatchKind::Standard)
+                .build(&self.texts)
+                .expect("literal needles always build")
+        })
+    }
 }
 
 impl NeedleIndex {
     /// `rules`: each rule's index and needles.
     pub(crate) fn build(rules: Vec<(u32, Needles)>) -> NeedleIndex {
-        // Per field: each needle's number, and the rules each number selects.
-        type Slot = (FieldRef, FxHashMap<String, usize>, Vec<Vec<u32>>);
-        let mut by_field: Vec<Slot> = Vec::new();
+        let mut fields: Vec<(FieldNeedles, FxHashMap<String, usize>)> = Vec::new();
         for (rule, needles) in rules {
             for (field, text) in needles {
-                let slot = match by_field.iter().position(|(f, _, _)| *f == field) {
+                let slot = match fields.iter().position(|(f, _)| f.field == field) {
                     Some(slot) => slot,
                     None => {
-                        by_field.push((field, FxHashMap::default(), Vec::new()));
-                        by_field.len() - 1
+                        let empty = FieldNeedles {
+                            field,
+                            texts: Vec::new(),
+                            automaton: OnceLock::new(),
+                            selected: Vec::new(),
+                        };
+                        fields.push((empty, FxHashMap::default()));
+                        fields.len() - 1
                     }
                 };
-                let (_, ids, selected) = &mut by_field[slot];
-                let next = selected.len();
-                let id = *ids.entry(text).or_insert(next);
-                if id == next {
-                    selected.push(Vec::new());
-                }
-                if selected[id].last() != Some(&rule) {
-                    selected[id].push(rule);
+                let (needles, ids) = &mut fields[slot];
+                let id = *ids.entry(text).or_insert_with_key(|text| {
+                    needles.texts.push(text.clone());
+                    needles.selected.push(Vec::new());
+                    needles.texts.len() - 1
+                });
+                if needles.selected[id].last() != Some(&rule) {
+                    needles.selected[id].push(rule);
                 }
             }
         }
-        let fields = by_field
-            .into_iter()
-            .map(|(field, ids, selected)| {
-                let mut texts: Vec<(String, usize)> = ids.into_iter().collect();
-                texts.sort_unstable_by_key(|(_, id)| *id);
-                // A contiguous NFA builds in a fraction of a DFA's time and memory,
-                // and is searched once per field and event.
-                let automaton = AhoCorasick::builder()
-                    .kind(Some(AhoCorasickKind::ContiguousNFA))
-                    .match_kind(MatchKind::Standard)
-                    .build(texts.iter().map(|(t, _)| t.as_bytes()))
-                    .expect("literal needles always build");
-                (field, automaton, selected)
-            })
-            .collect();
-        NeedleIndex { fields }
+        NeedleIndex {
+            fields: fields.into_iter().map(|(f, _)| f).collect(),
+        }
     }
 
     /// Appends the rules whose needles `event` has, each once, in rule order.
@@ -149,12 +161,12 @@ impl NeedleIndex {
         out: &mut Vec<u32>,
     ) {
         let start = out.len();
-        for (field, automaton, selected) in &self.fields {
-            let Some(value) = eval::lowered_value(event, 0, field, scratch) else {
+        for needles in &self.fields {
+            let Some(value) = eval::lowered_value(event, 0, &needles.field, scratch) else {
                 continue;
             };
-            for m in automaton.find_overlapping_iter(value) {
-                out.extend_from_slice(&selected[m.pattern().as_usize()]);
+            for m in needles.automaton().find_overlapping_iter(value) {
+                out.extend_from_slice(&needles.selected[m.pattern().as_usize()]);
             }
         }
         out[start..].sort_unstable();

@@ -105,24 +105,27 @@ fn sigma_texts() -> Vec<String> {
         .collect()
 }
 
-fn load(texts: &[String]) -> RuleSet {
+fn convert(texts: &[String]) -> Vec<dsl::ir::CheckedRule> {
     let options = sigma::Options::default();
-    let rules: Vec<_> = texts
+    texts
         .iter()
         .enumerate()
         .flat_map(|(i, t)| sigma::convert_file(i, t, &options).rules)
         .map(|c| c.rule)
-        .collect();
-    RuleSet::compile(&rules)
+        .collect()
 }
 
 fn benches(c: &mut Criterion) {
     let texts = sigma_texts();
-    let set = load(&texts);
+    let rules = convert(&texts);
+    let set = RuleSet::compile(&rules);
     let mut group = c.benchmark_group("sigma");
     group.sample_size(10);
     group.bench_function("convert-and-compile-windows", |b| {
-        b.iter(|| black_box(load(&texts)))
+        b.iter(|| black_box(RuleSet::compile(&convert(&texts))))
+    });
+    group.bench_function("compile-windows", |b| {
+        b.iter(|| black_box(RuleSet::compile(&rules)))
     });
     group.finish();
     let mut scratch = Scratch::new();
