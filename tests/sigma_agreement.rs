@@ -260,7 +260,10 @@ fn sigma_rules_find_every_reference_hit_and_each_difference_has_a_reason() {
         .map(|(id, file, record)| (id.to_string(), file.to_string(), *record))
         .collect();
     let only_reference: BTreeSet<Hit> = only_reference.into_iter().cloned().collect();
-    assert_eq!(only_reference, listed, "reference hits not found, or listed in vain");
+    assert_eq!(
+        only_reference, listed,
+        "reference hits not found, or listed in vain"
+    );
 
     // Every hit of spawnwatch's alone has its reason.
     let cannot_load: BTreeSet<&str> = REFERENCE_CANNOT_LOAD.iter().map(|(id, _)| *id).collect();
@@ -269,7 +272,8 @@ fn sigma_rules_find_every_reference_hit_and_each_difference_has_a_reason() {
         .flat_map(|(id, _, events)| events.iter().map(move |(f, r)| (*id, *f, *r)))
         .collect();
     let tree: BTreeSet<(&str, &str, u64)> = FROM_THE_TREE.iter().copied().collect();
-    let events: BTreeSet<(String, u64)> = only_ours.iter().map(|(_, f, r)| (f.clone(), *r)).collect();
+    let events: BTreeSet<(String, u64)> =
+        only_ours.iter().map(|(_, f, r)| (f.clone(), *r)).collect();
     let event_id = event_ids(&samples, &events);
     let mut reasons: BTreeMap<&str, usize> = BTreeMap::new();
     let mut unexplained = Vec::new();
@@ -289,11 +293,16 @@ fn sigma_rules_find_every_reference_hit_and_each_difference_has_a_reason() {
         };
         *reasons.entry(reason).or_default() += 1;
     }
-    assert!(unexplained.is_empty(), "hits only spawnwatch has, without a reason: {unexplained:#?}");
+    assert!(
+        unexplained.is_empty(),
+        "hits only spawnwatch has, without a reason: {unexplained:#?}"
+    );
 
     // No reason listed in vain: each listed hit and rule is one spawnwatch has.
-    let ours_keys: BTreeSet<(&str, &str, u64)> =
-        ours.iter().map(|(i, f, r)| (i.as_str(), f.as_str(), *r)).collect();
+    let ours_keys: BTreeSet<(&str, &str, u64)> = ours
+        .iter()
+        .map(|(i, f, r)| (i.as_str(), f.as_str(), *r))
+        .collect();
     for key in misread.iter().chain(&tree) {
         assert!(ours_keys.contains(key), "listed but not found: {key:?}");
     }
