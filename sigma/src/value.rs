@@ -147,6 +147,44 @@ enum Transform {
     Utf16,
 }
 
+/// The modifiers spawnwatch runs, to suggest one for a misspelt name.
+const MODIFIERS: [&str; 23] = [
+    "contains",
+    "startswith",
+    "endswith",
+    "all",
+    "re",
+    "windash",
+    "base64",
+    "base64offset",
+    "utf16le",
+    "wide",
+    "utf16be",
+    "utf16",
+    "cased",
+    "exists",
+    "fieldref",
+    "gt",
+    "gte",
+    "lt",
+    "lte",
+    "neq",
+    "i",
+    "m",
+    "s",
+];
+
+/// `" (did you mean `contains`?)"` for a name one or two edits from a modifier.
+fn did_you_mean(name: &str) -> String {
+    MODIFIERS
+        .iter()
+        .map(|m| (strsim::damerau_levenshtein(name, m), m))
+        .filter(|(d, m)| *d <= 2 && *d < m.len())
+        .min()
+        .map(|(_, m)| format!(" (did you mean `{m}`?)"))
+        .unwrap_or_default()
+}
+
 /// The modifiers of one entry.
 #[derive(Debug)]
 struct Plan {
@@ -264,7 +302,10 @@ impl Plan {
             other => {
                 return Err(Problem::unsupported(
                     format!("modifier `{other}`"),
-                    format!("the `{other}` modifier is not supported"),
+                    format!(
+                        "the `{other}` modifier is not supported{}",
+                        did_you_mean(other)
+                    ),
                     at,
                 ))
             }
@@ -689,7 +730,7 @@ fn regex_cond(field: FieldRef, plan: &Plan, written: &str, at: Span) -> Result<C
             .unwrap_or(&why);
         return Err(Problem::unsupported(
             "a regex the regex crate cannot run",
-            format!("the regex crate cannot run this regex ({why}); look-around and back-references are not supported"),
+            format!("the regex crate cannot run this regex: {why}"),
             at,
         ));
     }
@@ -1028,6 +1069,12 @@ mod tests {
         );
         let lookaround = entry_of("CommandLine|re", "'a(?=b)'").unwrap_err();
         assert!(lookaround.unsupported && lookaround.message.contains("look-around"));
+        assert_eq!(
+            lookaround.message.matches("look-around").count(),
+            1,
+            "the regex crate's reason, once: {}",
+            lookaround.message
+        );
         assert!(
             entry_of("CommandLine|i", "'a'").is_err(),
             "`i` goes with `re`"
@@ -1111,5 +1158,22 @@ mod tests {
         assert_eq!(p.reason, "field `Provider_Name`");
         let p = entry_of("CommandLine|expand", "'%x%'").unwrap_err();
         assert_eq!(p.reason, "modifier `expand`");
+        assert_eq!(p.message, "the `expand` modifier is not supported");
+    }
+
+    #[test]
+    fn a_misspelt_modifier_gets_a_suggestion() {
+        let p = entry_of("CommandLine|contans", "'x'").unwrap_err();
+        assert_eq!(p.reason, "modifier `contans`");
+        assert_eq!(
+            p.message,
+            "the `contans` modifier is not supported (did you mean `contains`?)"
+        );
+        let p = entry_of("CommandLine|endwith", "'x'").unwrap_err();
+        assert!(
+            p.message.ends_with("(did you mean `endswith`?)"),
+            "{}",
+            p.message
+        );
     }
 }
