@@ -91,6 +91,8 @@ enum SigmaCommand {
     /// status and false positives as comments. Rules that cannot be converted are named
     /// on stderr with the reason; exit 1 if any file had one.
     Convert {
+        /// Sigma rule files (*.yml, *.yaml; several rules in one file, separated by
+        /// `---`, are converted one by one).
         #[arg(required = true, value_name = "FILE")]
         files: Vec<PathBuf>,
     },
