@@ -36,8 +36,9 @@ pub(crate) type NodeId = u32;
 pub struct RuleSet {
     pub(crate) rules: Vec<CompiledRule>,
     pub(crate) nodes: Vec<Node>,
-    /// Per node: the test as written (for explanations); empty for connectives.
-    pub(crate) descriptions: Vec<String>,
+    /// Per node: its test, described when an explanation asks (describing them all up
+    /// front was a tenth of loading SigmaHQ's library); `None` for connectives.
+    pub(crate) tests: Vec<Option<Cond>>,
     /// The rules' programs and the ancestor blocks' bodies' (see [`crate::program`]).
     pub(crate) ops: Vec<Op>,
     pub(crate) index: RuleIndex,
@@ -263,7 +264,7 @@ impl RuleSet {
         RuleSet {
             rules: compiled,
             nodes: arena.nodes,
-            descriptions: arena.descriptions,
+            tests: arena.tests,
             ops: arena.programs.ops,
             index: RuleIndex::build(rules),
         }
@@ -343,7 +344,7 @@ impl RuleSet {
 #[derive(Default)]
 struct Arena {
     nodes: Vec<Node>,
-    descriptions: Vec<String>,
+    tests: Vec<Option<Cond>>,
     programs: Programs,
     seen: FxHashMap<Key, NodeId>,
 }
@@ -429,12 +430,12 @@ impl Arena {
         };
         let id = self.nodes.len() as NodeId;
         self.nodes.push(node);
-        // Only tests have a description (connectives are described by their parts).
-        self.descriptions.push(match &key {
+        // Only tests are described (connectives are described by their parts).
+        self.tests.push(match &key {
             Key::Exists(_) | Key::Text(_) | Key::Number(_) | Key::SameValue(..) => {
-                crate::explain::describe(cond)
+                Some(cond.clone())
             }
-            _ => String::new(),
+            _ => None,
         });
         self.seen.insert(key, id);
         Some(id)
