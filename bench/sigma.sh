@@ -6,7 +6,9 @@
 #   2. the same over ../shared/evtx-attack-samples;
 #   3. start-up: loading the Sigma rules (read, convert, check, compile) vs the built-in;
 #   4. peak memory of the corpus replay with the Sigma rules (goal < 64 MB);
-#   5. the engine alone (criterion): converting and compiling, compiling only, one event.
+#   5. the engine alone (criterion): converting and compiling, compiling only, one event;
+#   6. instructions of loading the Sigma rules, by phase (callgrind, when valgrind is
+#      installed): unlike times, they do not depend on what else the machine runs.
 #
 #   bench/sigma.sh [--runs N] [--no-criterion]
 #
@@ -24,7 +26,7 @@ while [ $# -gt 0 ]; do
     case $1 in
         --runs) RUNS=${2:?--runs N}; shift ;;
         --no-criterion) CRITERION=0 ;;
-        -h|--help) sed -n '2,16p' "$0"; exit 0 ;;
+        -h|--help) sed -n '2,18p' "$0"; exit 0 ;;
         *) echo "unknown option: $1 (see --help)" >&2; exit 2 ;;
     esac
     shift
@@ -86,6 +88,29 @@ compare() {
         printf '\n5. the engine alone: cargo bench -p spawnwatch-sigma (criterion medians)\n'
         cargo bench -p spawnwatch-sigma --bench sigma 2>/dev/null \
             | awk '/time:/ { sub(/^ +/, ""); if ($1 == "time:") print "   " prev "  " $0; else print "   " $0 } { if ($0 !~ /^ /) prev = $1 }'
+    fi
+    if command -v valgrind > /dev/null && command -v callgrind_annotate > /dev/null; then
+        printf '\n6. instructions of loading the Sigma rules (callgrind, replay of no input)\n'
+        valgrind --tool=callgrind --callgrind-out-file="$OUT/callgrind.out" \
+            "$BIN" replay -r "$SIGMA_DIR" -o /dev/null /dev/null > /dev/null 2>&1
+        # Inclusive counts; a function shows on several lines (its inlined parts too):
+        # its whole is the largest. Conversion runs on a thread per core, the rest on one.
+        callgrind_annotate --inclusive=yes "$OUT/callgrind.out" 2> /dev/null | awk '
+            function keep(key, n) { if (n + 0 > max[key] + 0) max[key] = n + 0 }
+            { gsub(",", "", $1) }
+            /PROGRAM TOTALS/ { keep("total", $1) }
+            /:sigma::convert_file( |$)/ { keep("convert", $1) }
+            /:sigma::yaml::load( |$)/ { keep("yaml", $1) }
+            /:spawnwatch::rules::load_or_report( |$)/ { keep("main", $1) }
+            /:dsl::compile::RuleSet::compile( |$)/ { keep("compile", $1) }
+            END {
+                f = "   %-60s %5.0f M\n"
+                printf f, "whole run", max["total"] / 1e6
+                printf f, "read YAML and convert (sigma::convert_file, all threads)", max["convert"] / 1e6
+                printf f, "  of which YAML (sigma::yaml::load)", max["yaml"] / 1e6
+                printf f, "main thread: read, check, compile (rules::load_or_report)", max["main"] / 1e6
+                printf f, "  of which compiling (RuleSet::compile)", max["compile"] / 1e6
+            }'
     fi
     printf 'load at end:%s\n' "$(uptime | sed 's/.*load average://')"
 } | tee "$OUT/table.txt"
