@@ -6,22 +6,25 @@
 
 use crate::cond::{and, not, or};
 use dsl::ir::Cond;
+use std::ops::Range;
 
 /// The most `and`s an `N of` may expand to (it is an `or` of every choice of N).
 const MAX_CHOICES: usize = 1000;
 
-/// What went wrong in a condition; `unsupported` when it is valid Sigma that this
-/// converter does not run (aggregations).
+/// What went wrong in a condition, and where in its text (bytes); `unsupported` when
+/// it is valid Sigma that this converter does not run (aggregations).
 #[derive(Debug, PartialEq)]
 pub(crate) struct ConditionError {
     pub(crate) unsupported: bool,
     pub(crate) message: String,
+    pub(crate) at: Range<usize>,
 }
 
-fn invalid(message: impl Into<String>) -> ConditionError {
+fn invalid(message: impl Into<String>, at: Range<usize>) -> ConditionError {
     ConditionError {
         unsupported: false,
         message: message.into(),
+        at,
     }
 }
 
@@ -31,16 +34,19 @@ pub(crate) fn condition(
     text: &str,
     identifiers: &[(String, Cond)],
 ) -> Result<Cond, ConditionError> {
-    if text.contains('|') {
+    if let Some(bar) = text.find('|') {
         return Err(ConditionError {
             unsupported: true,
             message: "aggregations (`| count() ...`) are not supported: use a correlation engine"
                 .into(),
+            at: bar..text.len(),
         });
     }
-    let tokens = tokens(text);
+    let (tokens, places) = tokens(text);
     let mut p = Parser {
         tokens: &tokens,
+        places: &places,
+        end: text.len(),
         at: 0,
         identifiers,
         depth: 0,
@@ -48,33 +54,40 @@ pub(crate) fn condition(
     let cond = p.or()?;
     match p.tokens.get(p.at) {
         None => Ok(cond),
-        Some(t) => Err(invalid(format!("unexpected `{t}` in the condition"))),
+        Some(t) => Err(invalid(
+            format!("unexpected `{t}` in the condition"),
+            p.place(p.at, p.at),
+        )),
     }
 }
 
-fn tokens(text: &str) -> Vec<String> {
-    let mut out = Vec::new();
-    let mut word = String::new();
-    for c in text.chars() {
+/// The words and parentheses of `text`, and where each is.
+fn tokens(text: &str) -> (Vec<String>, Vec<Range<usize>>) {
+    let mut tokens = Vec::new();
+    let mut places = Vec::new();
+    let mut word: Option<usize> = None;
+    for (i, c) in text.char_indices().chain([(text.len(), ' ')]) {
         if c == '(' || c == ')' || c.is_whitespace() {
-            if !word.is_empty() {
-                out.push(std::mem::take(&mut word));
+            if let Some(start) = word.take() {
+                tokens.push(text[start..i].to_string());
+                places.push(start..i);
             }
             if !c.is_whitespace() {
-                out.push(c.to_string());
+                tokens.push(c.to_string());
+                places.push(i..i + 1);
             }
-        } else {
-            word.push(c);
+        } else if word.is_none() {
+            word = Some(i);
         }
     }
-    if !word.is_empty() {
-        out.push(word);
-    }
-    out
+    (tokens, places)
 }
 
 struct Parser<'a> {
     tokens: &'a [String],
+    places: &'a [Range<usize>],
+    /// The text's length: where an error about a missing last token points.
+    end: usize,
     at: usize,
     identifiers: &'a [(String, Cond)],
     depth: usize,
@@ -84,6 +97,13 @@ struct Parser<'a> {
 const MAX_DEPTH: usize = 64;
 
 impl Parser<'_> {
+    /// Where tokens `first` to `last` are in the text (the end, past the last token).
+    fn place(&self, first: usize, last: usize) -> Range<usize> {
+        let start = self.places.get(first).map_or(self.end, |r| r.start);
+        let end = self.places.get(last).map_or(self.end, |r| r.end);
+        start..end.max(start)
+    }
+
     fn peek(&self) -> Option<&str> {
         self.tokens.get(self.at).map(String::as_str)
     }
@@ -124,9 +144,10 @@ impl Parser<'_> {
     ) -> Result<Cond, ConditionError> {
         self.depth += 1;
         if self.depth > MAX_DEPTH {
-            return Err(invalid(format!(
-                "the condition nests more than {MAX_DEPTH} levels deep"
-            )));
+            return Err(invalid(
+                format!("the condition nests more than {MAX_DEPTH} levels deep"),
+                self.place(self.at - 1, self.at - 1),
+            ));
         }
         let result = f(self);
         self.depth -= 1;
@@ -137,13 +158,15 @@ impl Parser<'_> {
         let Some(token) = self.peek().map(str::to_string) else {
             return Err(invalid(
                 "the condition ends where a search identifier was expected",
+                self.end..self.end,
             ));
         };
+        let here = self.place(self.at, self.at);
         self.at += 1;
         if token == "(" {
             let inner = self.nested(|p| p.or())?;
             if self.peek() != Some(")") {
-                return Err(invalid("a `(` in the condition is not closed"));
+                return Err(invalid("a `(` in the condition is not closed", here));
             }
             self.at += 1;
             return Ok(inner);
@@ -153,7 +176,10 @@ impl Parser<'_> {
                 .iter()
                 .any(|k| k.eq_ignore_ascii_case(&token))
         {
-            return Err(invalid(format!("unexpected `{token}` in the condition")));
+            return Err(invalid(
+                format!("unexpected `{token}` in the condition"),
+                here,
+            ));
         }
         if self.is_word("of") {
             self.at += 1;
@@ -164,18 +190,23 @@ impl Parser<'_> {
             .find(|(name, _)| *name == token)
             .map(|(_, c)| c.clone())
             .ok_or_else(|| {
-                invalid(format!(
-                    "the condition names `{token}`, which the detection does not define"
-                ))
+                invalid(
+                    format!("the condition names `{token}`, which the detection does not define"),
+                    here,
+                )
             })
     }
 
     /// `all of X`, `1 of X`, `any of X`, `N of X`, after `of`.
     fn quantified(&mut self, count: &str) -> Result<Cond, ConditionError> {
         let Some(target) = self.peek().map(str::to_string) else {
-            return Err(invalid(format!("`{count} of` needs a pattern or `them`")));
+            return Err(invalid(
+                format!("`{count} of` needs a pattern or `them`"),
+                self.place(self.at - 2, self.at - 1),
+            ));
         };
         self.at += 1;
+        let whole = self.place(self.at - 3, self.at - 1);
         let them = target.eq_ignore_ascii_case("them");
         let chosen: Vec<Cond> = self
             .identifiers
@@ -190,9 +221,10 @@ impl Parser<'_> {
             .map(|(_, c)| c.clone())
             .collect();
         if chosen.is_empty() {
-            return Err(invalid(format!(
-                "`{count} of {target}` matches no search identifier"
-            )));
+            return Err(invalid(
+                format!("`{count} of {target}` matches no search identifier"),
+                whole,
+            ));
         }
         if count.eq_ignore_ascii_case("all") {
             return Ok(and(chosen));
@@ -205,25 +237,26 @@ impl Parser<'_> {
                 .ok()
                 .filter(|&n| n >= 1)
                 .ok_or_else(|| {
-                    invalid(format!(
-                        "`{count} of`: expected `all`, `any` or a number from 1"
-                    ))
+                    invalid(
+                        format!("`{count} of`: expected `all`, `any` or a number from 1"),
+                        self.place(self.at - 3, self.at - 3),
+                    )
                 })?
         };
-        at_least(n, chosen)
+        at_least(n, chosen, whole)
     }
 }
 
 /// At least `n` of `items` hold: an `or` of every choice of `n` of them.
-fn at_least(n: usize, items: Vec<Cond>) -> Result<Cond, ConditionError> {
+fn at_least(n: usize, items: Vec<Cond>, at: Range<usize>) -> Result<Cond, ConditionError> {
     if n == 1 {
         return Ok(or(items));
     }
     if n > items.len() {
-        return Err(invalid(format!(
-            "`{n} of` with only {} search identifiers",
-            items.len()
-        )));
+        return Err(invalid(
+            format!("`{n} of` with only {} search identifiers", items.len()),
+            at,
+        ));
     }
     let mut choices = Vec::new();
     let mut pick: Vec<usize> = (0..n).collect();
@@ -235,6 +268,7 @@ fn at_least(n: usize, items: Vec<Cond>) -> Result<Cond, ConditionError> {
                     "`{n} of` these {} identifiers has too many combinations",
                     items.len()
                 ),
+                at,
             });
         }
         choices.push(and(pick.iter().map(|&i| items[i].clone()).collect()));
@@ -390,5 +424,27 @@ mod tests {
         assert!(agg.unsupported);
         let deep = format!("{}a{}", "(".repeat(100), ")".repeat(100));
         assert!(condition(&deep, &i).unwrap_err().message.contains("deep"));
+    }
+
+    #[test]
+    fn each_mistake_points_at_its_words() {
+        let i = ids(&["selection", "filter_main", "é"]);
+        let at = |text: &str| {
+            let e = condition(text, &i).unwrap_err();
+            text[e.at].to_string()
+        };
+        assert_eq!(at("selection and not filter"), "filter");
+        assert_eq!(at("selection and not 1 of filter_x*"), "1 of filter_x*");
+        assert_eq!(at("selection and (filter_main"), "(");
+        assert_eq!(at("selection)"), ")");
+        assert_eq!(at("selection and or filter_main"), "or");
+        assert_eq!(at("two of them"), "two");
+        assert_eq!(at("selection | count() > 5"), "| count() > 5");
+        assert_eq!(condition("selection and", &i).unwrap_err().at, 13..13);
+        assert_eq!(
+            at("é and nope"),
+            "nope",
+            "byte offsets past a multi-byte letter"
+        );
     }
 }

@@ -263,9 +263,15 @@ fn detection(doc: &Node<'_>, at: &Locator<'_>, whole: Span) -> Result<Cond, Prob
     }
     let condition = condition
         .ok_or_else(|| Problem::invalid("the detection has no `condition`", at.span(detection)))?;
-    let texts: Vec<&str> = match yaml::sequence(condition) {
-        Some(items) => items.iter().filter_map(yaml::text).collect(),
-        None => yaml::text(condition).into_iter().collect(),
+    let texts: Vec<(&str, Span)> = match yaml::sequence(condition) {
+        Some(items) => items
+            .iter()
+            .filter_map(|item| Some((yaml::text(item)?, at.span(item))))
+            .collect(),
+        None => yaml::text(condition)
+            .map(|t| (t, at.span(condition)))
+            .into_iter()
+            .collect(),
     };
     if texts.is_empty() {
         return Err(Problem::invalid(
@@ -275,16 +281,17 @@ fn detection(doc: &Node<'_>, at: &Locator<'_>, whole: Span) -> Result<Cond, Prob
     }
     let conds = texts
         .iter()
-        .map(|t| condition::condition(t, &identifiers))
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| {
-            let at = at.span(condition);
-            if e.unsupported {
-                Problem::unsupported("aggregation", e.message, at)
-            } else {
-                Problem::invalid(e.message, at)
-            }
-        })?;
+        .map(|&(text, span)| {
+            condition::condition(text, &identifiers).map_err(|e| {
+                let place = at.within(span, text, e.at);
+                if e.unsupported {
+                    Problem::unsupported("aggregation", e.message, place)
+                } else {
+                    Problem::invalid(e.message, place)
+                }
+            })
+        })
+        .collect::<Result<Vec<_>, _>>()?;
     let cond = cond::or(conds);
     if size(&cond) > dsl::check::MAX_RULE_SIZE as usize {
         return Err(Problem::unsupported(
@@ -347,5 +354,43 @@ fn size(cond: &Cond) -> usize {
         Cond::Text(t) => 1 + t.patterns.len(),
         Cond::Number(n) => 1 + n.values.len(),
         Cond::Exists(_) | Cond::SameValue(..) => 1,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const HEAD: &str =
+        "title: t\nid: x\nlogsource: {category: process_creation, product: windows}\n";
+
+    /// The text a rule's one diagnostic points at.
+    fn pointed_at(detection: &str) -> String {
+        let text = format!("{HEAD}{detection}");
+        let result = convert_file(0, &text, &Options::default());
+        let [d] = &result.diagnostics[..] else {
+            panic!("{:?}", result.diagnostics)
+        };
+        text[d.span.start..d.span.end].to_string()
+    }
+
+    #[test]
+    fn a_condition_mistake_points_at_its_words_when_written_plainly() {
+        let sel = "detection:\n    sel:\n        Image: a\n";
+        assert_eq!(
+            pointed_at(&format!("{sel}    condition: sel and filter\n")),
+            "filter"
+        );
+        assert_eq!(
+            pointed_at(&format!(
+                "{sel}    condition:\n        - sel\n        - 1 of x*\n"
+            )),
+            "1 of x*"
+        );
+        // Quoted, the value's bytes are not the text's: the whole value is shown.
+        assert_eq!(
+            pointed_at(&format!("{sel}    condition: 'sel and filter'\n")),
+            "'sel and filter'"
+        );
     }
 }

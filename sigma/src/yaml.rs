@@ -3,6 +3,7 @@
 
 use dsl::ast::Span;
 use saphyr::{MarkedYaml, ScalarStyle, YamlData, YamlLoader};
+use std::ops::Range;
 
 pub(crate) type Node<'a> = MarkedYaml<'a>;
 
@@ -50,6 +51,19 @@ impl<'t> Locator<'t> {
             file: self.file,
             start,
             end: self.byte(node.span.end.index()).max(start),
+        }
+    }
+
+    /// The bytes `range` of a scalar's value `text` whose node spans `node`: exact when
+    /// the value is written as it reads (a plain scalar on one line), else the node.
+    pub(crate) fn within(&self, node: Span, text: &str, range: Range<usize>) -> Span {
+        if self.text.get(node.start..node.end) != Some(text) {
+            return node;
+        }
+        Span {
+            start: node.start + range.start,
+            end: node.start + range.end,
+            ..node
         }
     }
 
