@@ -291,7 +291,7 @@ fn run_command(args: RunArgs) -> Result<ExitCode, String> {
         .ids()
         .map(|id| loaded.rules.meta(id).id.as_str())
         .collect();
-    eprintln!("spawnwatch: {} rules loaded: {}", ids.len(), ids.join(", "));
+    eprintln!("spawnwatch: {}", loaded_line(&ids));
     let rules = std::sync::Arc::new(arc_swap::ArcSwap::from_pointee(loaded.rules));
     let signals = signals::install()?;
     let mut reloader = reload::Reloader::new(
@@ -356,4 +356,30 @@ fn test_command(paths: &[PathBuf], sigma: &sigma::Options) -> Result<ExitCode, S
     } else {
         ExitCode::from(1)
     })
+}
+
+/// `N rules loaded: ID, ...`, the first ten ids only: a Sigma library is a thousand.
+fn loaded_line(ids: &[&str]) -> String {
+    const SHOWN: usize = 10;
+    let more = match ids.len().saturating_sub(SHOWN) {
+        0 => String::new(),
+        n => format!(" and {n} more (`spawnwatch rules` with the same paths lists them)"),
+    };
+    let shown = ids[..ids.len().min(SHOWN)].join(", ");
+    format!("{} rules loaded: {shown}{more}", ids.len())
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn a_large_rule_set_is_not_listed_in_full_at_start() {
+        assert_eq!(super::loaded_line(&["A", "B"]), "2 rules loaded: A, B");
+        let ids: Vec<String> = (0..1182).map(|i| format!("R{i}")).collect();
+        let ids: Vec<&str> = ids.iter().map(String::as_str).collect();
+        assert_eq!(
+            super::loaded_line(&ids),
+            "1182 rules loaded: R0, R1, R2, R3, R4, R5, R6, R7, R8, R9 and 1172 more \
+             (`spawnwatch rules` with the same paths lists them)"
+        );
+    }
 }
