@@ -265,3 +265,41 @@ fn a_converted_sigma_rule_extended_with_ancestry_passes_its_examples() {
     );
     assert!(stdout.ends_with("3 passed, 0 failed\n"), "{stdout}");
 }
+
+#[test]
+fn sigma_convert_takes_a_directory_and_says_when_it_has_no_sigma_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = std::fs::read_to_string(fixture("sigma/whoami-web-parent.yml")).unwrap();
+    let first = text.split("---").next().unwrap().replace(
+        "    unsupported_here:\n        DestinationIp|cidr: '10.0.0.0/8'\n",
+        "",
+    );
+    std::fs::write(dir.path().join("b.yml"), &first).unwrap();
+    std::fs::write(
+        dir.path().join("a.yaml"),
+        first.replace("6c0e52f1-4d1f-4a8e-9a5f-0d1f2b3c4d5e", "a-second-id"),
+    )
+    .unwrap();
+    let printed = stdout_of_success(spawnwatch().args(["sigma", "convert"]).arg(dir.path()));
+    let ids: Vec<&str> = printed
+        .lines()
+        .filter_map(|l| l.strip_prefix("rule "))
+        .collect();
+    assert_eq!(
+        ids,
+        ["a-second-id {", "6c0e52f1-4d1f-4a8e-9a5f-0d1f2b3c4d5e {"]
+    );
+
+    let empty = tempfile::tempdir().unwrap();
+    let out = spawnwatch()
+        .args(["sigma", "convert"])
+        .arg(empty.path())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("no Sigma *.yml or *.yaml files in"),
+        "{stderr}"
+    );
+}

@@ -92,7 +92,7 @@ enum SigmaCommand {
     /// on stderr with the reason; exit 1 if any file had one.
     Convert {
         /// Sigma rule files (*.yml, *.yaml; several rules in one file, separated by
-        /// `---`, are converted one by one).
+        /// `---`, are converted one by one), or directories of them.
         #[arg(required = true, value_name = "FILE")]
         files: Vec<PathBuf>,
     },
@@ -110,17 +110,7 @@ impl SigmaArgs {
     fn options(&self) -> sigma::Options {
         match self.sigma_status.as_deref() {
             None => sigma::Options::default(),
-            Some(list) if list.eq_ignore_ascii_case("all") => sigma::Options {
-                statuses: [
-                    "stable",
-                    "test",
-                    "experimental",
-                    "deprecated",
-                    "unsupported",
-                ]
-                .map(String::from)
-                .to_vec(),
-            },
+            Some(list) if list.eq_ignore_ascii_case("all") => sigma::Options::every_status(),
             Some(list) => sigma::Options {
                 statuses: list.split(',').map(|s| s.trim().to_string()).collect(),
             },
@@ -229,7 +219,9 @@ fn main() -> ExitCode {
         ),
         Command::Rules(args) => check::list(&args.paths, &args.sigma.options()),
         Command::Test(args) => test_command(&args.paths, &args.sigma.options()),
-        Command::Sigma(SigmaCommand::Convert { files }) => sigma_rules::convert_command(&files),
+        Command::Sigma(SigmaCommand::Convert { files }) => {
+            rules::sigma_sources(&files).map(sigma_rules::convert_command)
+        }
         Command::Run(args) => run_command(args),
         Command::Selftest => selftest::selftest().map(|passed| {
             if passed {

@@ -76,6 +76,31 @@ pub fn sources(paths: &[PathBuf], platform: Platform) -> Result<Vec<Source>, Str
         .collect())
 }
 
+/// The Sigma files `spawnwatch sigma convert` is given, read: files as given, and a
+/// directory's `*.yml` / `*.yaml` files in name order.
+pub fn sigma_sources(paths: &[PathBuf]) -> Result<Vec<Source>, String> {
+    let mut files = Vec::new();
+    for path in paths {
+        if !path.is_dir() {
+            files.push(path.clone());
+            continue;
+        }
+        let found = files_in(path, &["yml", "yaml"])?;
+        if found.is_empty() {
+            return Err(format!(
+                "no Sigma *.yml or *.yaml files in {}",
+                path.display()
+            ));
+        }
+        files.extend(found);
+    }
+    let texts = read_all(files, "Sigma")?;
+    Ok(texts
+        .into_iter()
+        .map(|(name, text)| Source::new(name, text))
+        .collect())
+}
+
 /// Each file's (name, text), or an error naming the file that could not be read.
 fn read_all(files: Vec<PathBuf>, what: &str) -> Result<Vec<(String, String)>, String> {
     files

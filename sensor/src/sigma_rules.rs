@@ -91,27 +91,8 @@ pub fn convert(sources: Vec<Source>, options: &sigma::Options) -> Mixed {
 /// `spawnwatch sigma convert FILE...`: each rule in the rule language on stdout, with
 /// its Sigma file, author, status and false positives as comments; what cannot be
 /// converted on stderr. Every status converts: the choice is the author's.
-pub fn convert_command(files: &[std::path::PathBuf]) -> Result<std::process::ExitCode, String> {
-    let sources = files
-        .iter()
-        .map(|f| {
-            std::fs::read_to_string(f)
-                .map(|text| Source::new(f.display().to_string(), text))
-                .map_err(|e| format!("cannot read Sigma file {}: {e}", f.display()))
-        })
-        .collect::<Result<Vec<_>, _>>()?;
-    let options = sigma::Options {
-        statuses: [
-            "stable",
-            "test",
-            "experimental",
-            "deprecated",
-            "unsupported",
-        ]
-        .map(String::from)
-        .to_vec(),
-    };
-    let mixed = convert(sources, &options);
+pub fn convert_command(sources: Vec<Source>) -> std::process::ExitCode {
+    let mixed = convert(sources, &sigma::Options::every_status());
     let mut failed = !mixed.report.skipped.is_empty();
     for d in &mixed.foreign.diagnostics {
         eprintln!(
@@ -141,11 +122,11 @@ pub fn convert_command(files: &[std::path::PathBuf]) -> Result<std::process::Exi
     if let Some(summary) = mixed.report.summary() {
         eprintln!("spawnwatch: {summary}");
     }
-    Ok(if failed {
+    if failed {
         std::process::ExitCode::from(1)
     } else {
         std::process::ExitCode::SUCCESS
-    })
+    }
 }
 
 /// The comment lines above a converted rule.

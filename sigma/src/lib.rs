@@ -66,6 +66,23 @@ impl Default for Options {
     }
 }
 
+impl Options {
+    /// Every status, `deprecated` and `unsupported` included.
+    pub fn every_status() -> Options {
+        Options {
+            statuses: [
+                "stable",
+                "test",
+                "experimental",
+                "deprecated",
+                "unsupported",
+            ]
+            .map(String::from)
+            .to_vec(),
+        }
+    }
+}
+
 /// A rule that loaded, with what the checked form has no place for.
 #[derive(Clone, Debug)]
 pub struct Converted {
