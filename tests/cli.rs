@@ -303,3 +303,29 @@ fn sigma_convert_takes_a_directory_and_says_when_it_has_no_sigma_files() {
         "{stderr}"
     );
 }
+
+#[test]
+fn a_misspelt_sigma_status_is_refused_not_loaded_as_nothing() {
+    let yml = fixture("sigma/whoami-web-parent.yml");
+    let out = spawnwatch()
+        .args(["check", "--sigma-status", "stable,experimantal"])
+        .arg(&yml)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("`experimantal` is not a Sigma status: write `all` or some of stable,test,experimental,deprecated,unsupported"),
+        "{stderr}"
+    );
+    let all = spawnwatch()
+        .args(["check", "--sigma-status", "ALL"])
+        .arg(&yml)
+        .output()
+        .unwrap();
+    assert!(
+        all.status.success(),
+        "{}",
+        String::from_utf8_lossy(&all.stderr)
+    );
+}

@@ -102,19 +102,30 @@ enum SigmaCommand {
 struct SigmaArgs {
     /// Sigma rules to load by `status`, comma-separated, or `all`. Default:
     /// stable,test,experimental (deprecated and unsupported rules are skipped).
-    #[arg(long, value_name = "LIST")]
-    sigma_status: Option<String>,
+    #[arg(long, value_name = "LIST", value_parser = sigma_statuses)]
+    sigma_status: Option<sigma::Options>,
 }
 
 impl SigmaArgs {
     fn options(&self) -> sigma::Options {
-        match self.sigma_status.as_deref() {
-            None => sigma::Options::default(),
-            Some(list) if list.eq_ignore_ascii_case("all") => sigma::Options::every_status(),
-            Some(list) => sigma::Options {
-                statuses: list.split(',').map(|s| s.trim().to_string()).collect(),
-            },
-        }
+        self.sigma_status.clone().unwrap_or_default()
+    }
+}
+
+/// `--sigma-status`: `all`, or some of Sigma's five statuses (a misspelt one would
+/// quietly load nothing).
+fn sigma_statuses(list: &str) -> Result<sigma::Options, String> {
+    let every = sigma::Options::every_status();
+    if list.eq_ignore_ascii_case("all") {
+        return Ok(every);
+    }
+    let statuses: Vec<String> = list.split(',').map(|s| s.trim().to_lowercase()).collect();
+    match statuses.iter().find(|s| !every.statuses.contains(s)) {
+        Some(bad) => Err(format!(
+            "`{bad}` is not a Sigma status: write `all` or some of {}",
+            every.statuses.join(",")
+        )),
+        None => Ok(sigma::Options { statuses }),
     }
 }
 
