@@ -3,6 +3,7 @@
 mod common;
 
 use common::{fixture, run, spawnwatch, stdout_of_success};
+use std::path::PathBuf;
 
 #[test]
 fn check_accepts_the_shipped_rules() {
@@ -117,25 +118,31 @@ fn every_shipped_rule_has_passing_positive_and_negative_examples() {
     assert!(last.ends_with(" passed, 0 failed"), "{last}");
 }
 
-#[test]
-fn a_failing_rule_example_shows_which_part_did_not_hold() {
+/// `spawnwatch test` on rule LOCAL (w3wp.exe starting cmd.exe) with these examples:
+/// its exit code, its stdout and the examples file.
+fn test_local_rule(examples: &str) -> (Option<i32>, String, PathBuf) {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(
         dir.path().join("local.rules"),
         "rule LOCAL { title: \"t\" severity: low attack: T1059 condition: parent_exe == \"w3wp.exe\" and exe == \"cmd.exe\" }\n",
     )
     .unwrap();
-    std::fs::write(
-        dir.path().join("local.tests"),
-        "match LOCAL {\"exe\":\"cmd.exe\",\"parent_exe\":\"explorer.exe\"}\nnomatch LOCAL {\"exe\":\"cmd.exe\",\"parent_exe\":\"explorer.exe\"}\n",
-    )
-    .unwrap();
+    let file = dir.path().join("local.tests");
+    std::fs::write(&file, examples).unwrap();
     let out = spawnwatch()
         .args(["test", dir.path().to_str().unwrap()])
         .output()
         .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    (out.status.code(), stdout, file)
+}
+
+#[test]
+fn a_failing_rule_example_shows_which_part_did_not_hold() {
+    let (code, stdout, _) = test_local_rule(
+        "match LOCAL {\"exe\":\"cmd.exe\",\"parent_exe\":\"explorer.exe\"}\nnomatch LOCAL {\"exe\":\"cmd.exe\",\"parent_exe\":\"explorer.exe\"}\n",
+    );
+    assert_eq!(code, Some(1), "{stdout}");
     assert!(
         stdout.contains("local.tests:1: LOCAL should match but did not"),
         "{stdout}"
@@ -328,4 +335,124 @@ fn a_misspelt_sigma_status_is_refused_not_loaded_as_nothing() {
         "{}",
         String::from_utf8_lossy(&all.stderr)
     );
+}
+
+#[test]
+fn workers_must_be_between_1_and_1024() {
+    let file = fixture("hosts.jsonl");
+    for bad in ["0", "1025", "20000"] {
+        let out = spawnwatch()
+            .args(["replay", "--workers", bad, file.to_str().unwrap()])
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "--workers {bad}: {stderr}");
+        assert!(
+            stderr.contains(&format!(
+                "invalid value '{bad}' for '--workers <N>': {bad} is not in 1..=1024"
+            )),
+            "{stderr}"
+        );
+        assert!(
+            out.stdout.is_empty(),
+            "nothing replayed with --workers {bad}"
+        );
+    }
+    for good in ["1", "1024"] {
+        let r = run(&["replay", "--workers", good, file.to_str().unwrap()]);
+        assert!(r.output.status.success(), "--workers {good}: {}", r.stderr);
+        assert_eq!(r.alerts().len(), 1, "--workers {good}");
+    }
+}
+
+#[test]
+fn a_rule_file_with_a_byte_order_mark_loads_and_one_not_in_utf8_is_located() {
+    let dir = tempfile::tempdir().unwrap();
+    let rule = "rule LOCAL { title: \"t\" severity: low attack: T1059\n  condition: exe == \"caf\u{1}.exe\" }\n";
+    // Saved by older Notepad: UTF-8 with a byte-order mark.
+    let bom = dir.path().join("bom.rules");
+    std::fs::write(&bom, format!("\u{FEFF}{}", rule.replace('\u{1}', "é"))).unwrap();
+    let stdout = stdout_of_success(spawnwatch().args(["check", bom.to_str().unwrap()]));
+    assert!(
+        stdout.contains("1 rules (1 enabled)") && stdout.contains("0 error(s)"),
+        "{stdout}"
+    );
+    // Saved as Latin-1: `é` is the one byte 0xE9.
+    let latin1 = dir.path().join("latin1.rules");
+    let mut bytes = rule.as_bytes().to_vec();
+    let at = bytes.iter().position(|&b| b == 1).unwrap();
+    bytes[at] = 0xE9;
+    std::fs::write(&latin1, bytes).unwrap();
+    let out = spawnwatch()
+        .args(["check", latin1.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.starts_with(&format!(
+            "error[not-utf8]: the file is not UTF-8 text: byte 0xE9 cannot be read\n --> {}:2:25\n",
+            latin1.display()
+        )),
+        "{stderr}"
+    );
+    // The examples file beside the rules is read the same way.
+    let tests = dir.path().join("bom.tests");
+    std::fs::write(
+        &tests,
+        "\u{FEFF}match LOCAL {\"exe\":\"café.exe\"}\nnomatch LOCAL {\"exe\":\"cmd.exe\"}\n",
+    )
+    .unwrap();
+    let stdout = stdout_of_success(spawnwatch().args(["test", bom.to_str().unwrap()]));
+    assert_eq!(
+        stdout.lines().last().unwrap(),
+        "2 passed, 0 failed",
+        "{stdout}"
+    );
+}
+
+#[test]
+fn an_unknown_field_in_a_rule_example_is_an_error_with_a_did_you_mean() {
+    // The `nomatch` would pass: `parent_exee` is no field, so the parent looks unknown.
+    let (code, stdout, file) = test_local_rule(
+        "match LOCAL {\"exe\":\"cmd.exe\",\"parent_exe\":\"w3wp.exe\"}\nnomatch LOCAL {\"exe\":\"cmd.exe\",\"parent_exee\":\"w3wp.exe\"}\n",
+    );
+    assert_eq!(code, Some(1), "{stdout}");
+    assert!(
+        stdout.contains(&format!(
+            "error[unknown-field]: unknown field `parent_exee` in the event\n --> {}:2:32\n",
+            file.display()
+        )),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("= help: did you mean `parent_exe`?"),
+        "{stdout}"
+    );
+    assert_eq!(stdout.lines().last().unwrap(), "1 passed, 1 failed");
+}
+
+/// `spawnwatch rules | head -1`: a reader that has gone ends a report command quietly,
+/// as it ends any Unix filter, never with a panic. The pipe's reading end is closed
+/// before the command starts, so every write meets it closed.
+#[test]
+fn report_commands_end_quietly_when_their_reader_has_gone() {
+    for args in [
+        &["rules"][..],
+        &["check"],
+        &["check", "--format", "json"],
+        &["test", "rules"],
+    ] {
+        let (reader, writer) = std::io::pipe().unwrap();
+        drop(reader);
+        let out = spawnwatch()
+            .args(args)
+            .current_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/.."))
+            .stdout(writer)
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!stderr.contains("panicked"), "{args:?}: {stderr}");
+        assert_eq!(out.status.code(), Some(0), "{args:?}: {stderr}");
+    }
 }

@@ -57,6 +57,36 @@ fn web_shell_event() -> Tree {
     ])
 }
 
+/// `sh -c id` under a php-fpm worker under its master: SW-LNX-001 matches.
+fn linux_web_shell_event() -> Tree {
+    Tree(vec![
+        [
+            Some("dash"),
+            Some("/usr/bin/dash"),
+            Some("sh -c id"),
+            Some("www-data"),
+        ],
+        [
+            Some("php-fpm8.2"),
+            Some("/usr/sbin/php-fpm8.2"),
+            Some("php-fpm: pool www"),
+            Some("www-data"),
+        ],
+        [
+            Some("php-fpm8.2"),
+            Some("/usr/sbin/php-fpm8.2"),
+            Some("php-fpm: master process (/etc/php/8.2/fpm/php-fpm.conf)"),
+            Some("root"),
+        ],
+        [
+            Some("systemd"),
+            Some("/usr/lib/systemd/systemd"),
+            Some("/sbin/init"),
+            Some("root"),
+        ],
+    ])
+}
+
 fn benign_event() -> Tree {
     Tree(vec![
         [
@@ -118,7 +148,11 @@ fn bench_evaluate(c: &mut Criterion) {
         ("generated-1000", load(&[generated_rules(1000)])),
     ];
     for (name, rules) in &cases {
-        for (event_name, event) in [("web-shell", web_shell_event()), ("benign", benign_event())] {
+        for (event_name, event) in [
+            ("web-shell", web_shell_event()),
+            ("benign", benign_event()),
+            ("linux-web-shell", linux_web_shell_event()),
+        ] {
             let mut scratch = Scratch::new();
             let mut out = Vec::new();
             c.bench_function(&format!("evaluate/{name}/{event_name}"), |b| {

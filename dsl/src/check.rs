@@ -63,7 +63,15 @@ pub fn check_mixed(sources: &[Source], dsl_files: usize, foreign: Foreign) -> Ch
     let parsed: Vec<Parsed> = sources[..dsl_files.min(sources.len())]
         .iter()
         .enumerate()
-        .map(|(i, s)| parse::parse(i, &s.text))
+        .map(|(i, s)| match s.encoding_error(i) {
+            // The lossy text would only add errors about the replacement characters.
+            Some(error) => {
+                let mut nothing = parse::parse(i, "");
+                nothing.diagnostics.push(error);
+                nothing
+            }
+            None => parse::parse(i, &s.text),
+        })
         .collect();
     let mut checker = Checker::new(sources, &parsed);
     checker.foreign = foreign.rules;
@@ -200,13 +208,20 @@ const FIELD_ALIASES: [(&str, &str); 12] = [
     ("computer", "hostname"),
 ];
 
-fn field_suggestion(name: &str) -> Option<String> {
+/// The field name `name` was probably meant to be (a typo, or a Sysmon or Sigma
+/// spelling), for did-you-mean hints.
+pub fn field_suggestion(name: &str) -> Option<String> {
     let lower = name.to_ascii_lowercase();
     if let Some((_, to)) = FIELD_ALIASES.iter().find(|(from, _)| *from == lower) {
         return Some(to.to_string());
     }
     let names: Vec<String> = FieldRef::all_names().collect();
     suggest(name, names.iter().map(String::as_str))
+}
+
+/// The yes/no field `name` stands for as a bare condition (`listens`, `parent_listens`).
+fn flag_field(name: &str) -> Option<FieldRef> {
+    FieldRef::from_name(name).filter(|f| f.field.kind() == FieldKind::Flag)
 }
 
 /// `T` and four digits, optionally `.` and three digits.
@@ -715,6 +730,9 @@ impl<'a> Checker<'a> {
         if self.is_broken(ItemKind::Macro, &id.name) {
             return Info::FAILED;
         }
+        if flag_field(&id.name).is_some() {
+            return Info::leaf(1, 1);
+        }
         let name = &id.name;
         let hint = if FieldRef::from_name(name).is_some() {
             Some(format!(
@@ -832,9 +850,11 @@ impl<'a> Checker<'a> {
             Some(Diagnostic::error(
                 "type-mismatch",
                 format!(
-                    "`{}` and `{}` hold different kinds of values (text and number)",
+                    "`{}` and `{}` hold different kinds of values ({} and {})",
                     c.field.name.name,
-                    operand_name(&c.operand)
+                    operand_name(&c.operand),
+                    field.field.kind().name(),
+                    other.field.kind().name()
                 ),
                 at,
             ))
@@ -875,7 +895,18 @@ impl<'a> Checker<'a> {
         let ordering = matches!(op, Op::Lt | Op::Le | Op::Gt | Op::Ge);
         let text_only = matches!(op, Op::StartsWith | Op::EndsWith | Op::Contains | Op::Regex);
         let operand_span = operand_span(&c.operand);
-        let problem: Option<Diagnostic> = if kind == FieldKind::Text && ordering {
+        let problem: Option<Diagnostic> = if kind == FieldKind::Flag {
+            Some(
+                Diagnostic::error(
+                    "type-mismatch",
+                    format!("`{name}` is a yes/no field: it takes no `{sym}`"),
+                    c.op_span,
+                )
+                .with_hint(format!(
+                    "test it by its name: `{name}`, `not {name}`, or `{name} exists` (known at all)"
+                )),
+            )
+        } else if kind == FieldKind::Text && ordering {
             Some(
                 Diagnostic::error(
                     "type-mismatch",
@@ -1271,10 +1302,11 @@ impl<'a> Checker<'a> {
             Expr::And(v) => Cond::And(v.iter().map(|x| self.lower(x)).collect::<Option<_>>()?),
             Expr::Or(v) => Cond::Or(v.iter().map(|x| self.lower(x)).collect::<Option<_>>()?),
             Expr::Not(x, _) => Cond::Not(Box::new(self.lower(x)?)),
-            Expr::Macro(id) => {
-                let &i = self.macro_by_name.get(id.name.as_str())?;
-                self.lower(&self.macros[i].body)?
-            }
+            // A macro of that name, else a yes/no field (see `validate_macro_ref`).
+            Expr::Macro(id) => match self.macro_by_name.get(id.name.as_str()) {
+                Some(&i) => self.lower(&self.macros[i].body)?,
+                None => Cond::Flag(flag_field(&id.name)?),
+            },
             Expr::Exists(path) => {
                 wrap_ancestor(path, Cond::Exists(FieldRef::from_name(&path.name.name)?))
             }
@@ -1362,6 +1394,7 @@ impl<'a> Checker<'a> {
                     .collect::<Option<Vec<_>>>()?;
                 Cond::Number(NumberTest { field, op, values })
             }
+            FieldKind::Flag => return None,
         };
         let test = if c.op == Op::Ne {
             Cond::And(vec![Cond::Exists(field), Cond::Not(Box::new(test))])

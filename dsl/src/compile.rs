@@ -61,6 +61,7 @@ pub(crate) enum Node {
     Or(Vec<NodeId>),
     Not(NodeId),
     Exists(FieldRef),
+    Flag(FieldRef),
     Text(FieldRef, TextMatcher),
     Number(FieldRef, NumberOp, Vec<u64>),
     SameValue(FieldRef, FieldRef),
@@ -357,6 +358,7 @@ enum Key {
     Or(Vec<NodeId>),
     Not(NodeId),
     Exists(FieldRef),
+    Flag(FieldRef),
     Text(TextTest),
     Number(NumberTest),
     SameValue(FieldRef, FieldRef),
@@ -391,6 +393,7 @@ impl Arena {
             Cond::And(items) => Key::And(children(self, items)?),
             Cond::Not(inner) => Key::Not(self.node(inner, add)?),
             Cond::Exists(field) => Key::Exists(*field),
+            Cond::Flag(field) => Key::Flag(*field),
             Cond::Text(test) => Key::Text(test.clone()),
             Cond::Number(test) => Key::Number(test.clone()),
             Cond::SameValue(a, b) => Key::SameValue(*a, *b),
@@ -407,6 +410,7 @@ impl Arena {
             Key::Or(ids) => Node::Or(ids.clone()),
             Key::Not(id) => Node::Not(*id),
             Key::Exists(field) => Node::Exists(*field),
+            Key::Flag(field) => Node::Flag(*field),
             Key::Text(test) => Node::Text(test.field, compile_text(test)),
             Key::Number(NumberTest { field, op, values }) => {
                 Node::Number(*field, *op, values.clone())
@@ -432,7 +436,7 @@ impl Arena {
         self.nodes.push(node);
         // Only tests are described (connectives are described by their parts).
         self.tests.push(match &key {
-            Key::Exists(_) | Key::Text(_) | Key::Number(_) | Key::SameValue(..) => {
+            Key::Exists(_) | Key::Flag(_) | Key::Text(_) | Key::Number(_) | Key::SameValue(..) => {
                 Some(cond.clone())
             }
             _ => None,
@@ -456,6 +460,7 @@ fn at_parent_of(cond: &Cond) -> Option<Cond> {
         Cond::And(items) if !items.is_empty() => Cond::And(all(items)?),
         Cond::Or(items) => Cond::Or(all(items)?),
         Cond::Exists(f) => Cond::Exists(up(f)),
+        Cond::Flag(f) => Cond::Flag(up(f)),
         Cond::Text(test) => Cond::Text(TextTest {
             field: up(&test.field),
             ..test.clone()

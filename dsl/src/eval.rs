@@ -179,6 +179,7 @@ fn test<E: Event>(set: &RuleSet, id: NodeId, event: &E, base: u32, scratch: &mut
         Node::Or(items) => items.iter().any(|&n| holds(set, n, event, base, scratch)),
         Node::Not(inner) => !holds(set, *inner, event, base, scratch),
         Node::Exists(f) => value(event, base, f).is_some(),
+        Node::Flag(f) => value(event, base, f) == Some(Value::Flag(true)),
         Node::Number(f, op, values) => number_matches(*op, values, value(event, base, f)),
         Node::Text(f, matcher) => text_matches(event, base, f, matcher, scratch),
         Node::SameValue(a, b) => same_value(value(event, base, a), value(event, base, b)),
@@ -214,6 +215,7 @@ pub(crate) fn text_matches<E: Event>(
 fn same_value(a: Option<Value<'_>>, b: Option<Value<'_>>) -> bool {
     match (a, b) {
         (Some(Value::Number(x)), Some(Value::Number(y))) => x == y,
+        (Some(Value::Flag(x)), Some(Value::Flag(y))) => x == y,
         (Some(Value::Text(x)), Some(Value::Text(y))) if x.is_ascii() && y.is_ascii() => {
             x.eq_ignore_ascii_case(y)
         }

@@ -111,7 +111,7 @@ fn walk<E: Event>(
                 held,
             });
         }
-        Node::Exists(f) | Node::Text(f, _) | Node::Number(f, _, _) => {
+        Node::Exists(f) | Node::Flag(f) | Node::Text(f, _) | Node::Number(f, _, _) => {
             let value = eval::value(event, base, f);
             out.push(Step {
                 indent,
@@ -127,6 +127,7 @@ fn display(value: Option<Value<'_>>) -> String {
     match value {
         Some(Value::Text(s)) => format!("{s:?}"),
         Some(Value::Number(n)) => n.to_string(),
+        Some(Value::Flag(yes)) => yes.to_string(),
         None => "<absent>".to_string(),
     }
 }
@@ -143,6 +144,7 @@ fn described(set: &RuleSet, id: NodeId) -> String {
 pub(crate) fn describe(cond: &Cond) -> String {
     match cond {
         Cond::Exists(f) => format!("{} exists", field_name(f)),
+        Cond::Flag(f) => field_name(f),
         Cond::SameValue(a, b) => format!("{} == {}", field_name(a), field_name(b)),
         Cond::Text(t) => {
             let op = match t.op {

@@ -2,6 +2,11 @@
 //!
 //! A field is a property of one process. `parent_exe` is not a field of its own: it is
 //! [`Field::Exe`] one step up the ancestry (see [`FieldRef`]).
+//!
+//! Besides the CAR names there are two Linux facts: `effective_user` (the real user is
+//! `user`; they differ while a setuid program such as `sudo` runs) and `listens`, a
+//! yes/no field: the process holds a listening TCP socket. A live sensor finds that out
+//! when a rule asks; a recording does not know it, so there it is absent.
 
 /// A property of one process.
 #[derive(Copy, Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -28,17 +33,32 @@ pub enum Field {
     /// The logon session (Sysmon's `LogonId`, `0x3e7`) and the terminal session number.
     LogonId,
     TerminalSessionId,
+    EffectiveUser,
+    Listens,
 }
 
-/// Whether a field holds text or a number; decides which operators apply.
+/// Whether a field holds text, a number or a yes/no; decides which operators apply.
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]
 pub enum FieldKind {
     Text,
     Number,
+    /// Tested by its bare name (`listens`, `not parent_listens`) or `exists`.
+    Flag,
+}
+
+impl FieldKind {
+    /// The kind in words, for diagnostics.
+    pub fn name(self) -> &'static str {
+        match self {
+            FieldKind::Text => "text",
+            FieldKind::Number => "number",
+            FieldKind::Flag => "yes/no",
+        }
+    }
 }
 
 impl Field {
-    pub const ALL: [Field; 19] = [
+    pub const ALL: [Field; 21] = [
         Field::Exe,
         Field::ImagePath,
         Field::CommandLine,
@@ -58,6 +78,8 @@ impl Field {
         Field::Hashes,
         Field::LogonId,
         Field::TerminalSessionId,
+        Field::EffectiveUser,
+        Field::Listens,
     ];
 
     /// The CAR data-model name, as written in rules.
@@ -82,12 +104,15 @@ impl Field {
             Field::Hashes => "hashes",
             Field::LogonId => "logon_id",
             Field::TerminalSessionId => "terminal_session_id",
+            Field::EffectiveUser => "effective_user",
+            Field::Listens => "listens",
         }
     }
 
     pub fn kind(self) -> FieldKind {
         match self {
             Field::Pid | Field::Ppid | Field::CreatorPid => FieldKind::Number,
+            Field::Listens => FieldKind::Flag,
             _ => FieldKind::Text,
         }
     }
@@ -136,6 +161,7 @@ impl FieldRef {
 pub enum Value<'a> {
     Text(&'a str),
     Number(u64),
+    Flag(bool),
 }
 
 /// A process-creation event as the rules see it. The sensor implements this over its
@@ -143,7 +169,8 @@ pub enum Value<'a> {
 pub trait Event {
     /// The value of `field` for the process `depth` steps up the ancestry (0 = the new
     /// process, 1 = its parent, ...), or `None` when unknown. `hostname` is the event's
-    /// host at every depth.
+    /// host at every depth. Asked only when a rule reaches a test of the field, so a
+    /// value that is costly to find out (`listens`) can be found out here, on demand.
     fn value(&self, depth: u32, field: Field) -> Option<Value<'_>>;
 
     /// How many ancestors are known (0 when even the parent is unknown). Ancestor

@@ -35,6 +35,8 @@ pub enum Cond {
     Not(Box<Cond>),
     /// The field has a value.
     Exists(FieldRef),
+    /// A yes/no field has a value and it is yes: `listens`.
+    Flag(FieldRef),
     Text(TextTest),
     Number(NumberTest),
     /// Both fields have a value and the values are equal (text compared without

@@ -42,14 +42,66 @@ pub use field::{Event, Field, FieldKind, FieldRef, Value};
 pub struct Source {
     pub name: String,
     pub text: String,
+    /// The offset and value of the first byte that is not UTF-8, when the text came
+    /// from such bytes (`text` is then their lossy decoding).
+    not_utf8: Option<(usize, u8)>,
 }
 
+/// A UTF-8 byte-order mark, which older Notepad writes at the start of a file.
+const BOM: char = '\u{FEFF}';
+
 impl Source {
+    /// A source from text; a leading byte-order mark is dropped.
     pub fn new(name: impl Into<String>, text: impl Into<String>) -> Source {
+        let mut text = text.into();
+        if text.starts_with(BOM) {
+            text.drain(..BOM.len_utf8());
+        }
         Source {
             name: name.into(),
-            text: text.into(),
+            text,
+            not_utf8: None,
         }
+    }
+
+    /// A source from a file's bytes; a leading byte-order mark is dropped. Bytes that
+    /// are not UTF-8 are decoded lossily, and [`Source::encoding_error`] points at the
+    /// first bad one.
+    pub fn from_bytes(name: impl Into<String>, bytes: Vec<u8>) -> Source {
+        match String::from_utf8(bytes) {
+            Ok(text) => Source::new(name, text),
+            Err(e) => {
+                let bytes = e.into_bytes();
+                let bytes = bytes.strip_prefix("\u{FEFF}".as_bytes()).unwrap_or(&bytes);
+                let bad = std::str::from_utf8(bytes)
+                    .err()
+                    .map(|e| (e.valid_up_to(), bytes[e.valid_up_to()]));
+                Source {
+                    name: name.into(),
+                    text: String::from_utf8_lossy(bytes).into_owned(),
+                    not_utf8: bad,
+                }
+            }
+        }
+    }
+
+    /// The `not-utf8` error of a source made from bytes that are not UTF-8, for the
+    /// source at index `file` of a set. The lossy text is the same as the bytes up to
+    /// the bad byte, so the error's line and column are those of the file.
+    pub fn encoding_error(&self, file: usize) -> Option<Diagnostic> {
+        let (at, byte) = self.not_utf8?;
+        Some(
+            Diagnostic::error(
+                "not-utf8",
+                format!("the file is not UTF-8 text: byte 0x{byte:02X} cannot be read"),
+                ast::Span {
+                    file,
+                    start: at,
+                    end: at + 1,
+                },
+            )
+            .with_hint("save the file as UTF-8 (most editors: Save As, Encoding: UTF-8)"),
+        )
     }
 }
 

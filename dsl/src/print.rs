@@ -113,6 +113,7 @@ fn inline(cond: &Cond, context: Level) -> Result<String, String> {
             Ok(format!("ancestor[{range}]({})", inline(body, Level::Or)?))
         }
         Cond::Exists(f) => Ok(format!("{} exists", field(f)?)),
+        Cond::Flag(f) => field(f),
         Cond::SameValue(a, b) => Ok(format!("{} == {}", field(a)?, field(b)?)),
         Cond::Text(t) => text_test(t),
         Cond::Number(n) => number_test(n),

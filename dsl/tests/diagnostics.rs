@@ -350,6 +350,24 @@ fn undefined_macro_hints() {
 }
 
 #[test]
+fn yes_no_fields_take_no_operator() {
+    let d = only(&rule("listens == \"true\""));
+    assert_eq!(d.code, "type-mismatch");
+    assert_eq!(d.message, "`listens` is a yes/no field: it takes no `==`");
+    assert_eq!(
+        d.hint.as_deref(),
+        Some("test it by its name: `listens`, `not listens`, or `listens exists` (known at all)")
+    );
+    let d = only(&rule("exe == parent_listens"));
+    assert_eq!(d.code, "type-mismatch");
+    assert_eq!(
+        d.message,
+        "`exe` and `parent_listens` hold different kinds of values (text and yes/no)"
+    );
+    assert!(codes(&rule("parent_listens and not listens")).is_empty());
+}
+
+#[test]
 fn undefined_list() {
     let text = "list web_servers = [\"w3wp.exe\"]\nlist all = [web_server, \"x\"]\n".to_string()
         + &rule("exe in all and parent_exe in web_srvers and exe in [nope]");
@@ -937,4 +955,60 @@ fn rules_that_never_or_always_match_are_warned_about() {
         checked.diagnostics.iter().all(|d| !d.is_error()),
         "warnings, not errors"
     );
+}
+
+// --- file encoding ------------------------------------------------------------------
+
+#[test]
+fn a_byte_order_mark_is_not_part_of_the_text() {
+    // Older Notepad starts UTF-8 files with EF BB BF.
+    let text = rule("exe == \"cmd.exe\"");
+    let mut bytes = "\u{FEFF}".as_bytes().to_vec();
+    bytes.extend_from_slice(text.as_bytes());
+    let srcs = [Source::from_bytes("bom.rules", bytes)];
+    let checked = check_sources(&srcs);
+    assert!(checked.diagnostics.is_empty(), "{:?}", checked.diagnostics);
+    assert_eq!(checked.rules.len(), 1);
+    // Columns on the first line count from the first real character.
+    let srcs = [Source::new("bom.rules", "\u{FEFF}rule r { titel: \"t\" }")];
+    let diagnostics = check_sources(&srcs).diagnostics;
+    let d = diagnostics
+        .iter()
+        .find(|d| d.code == "unknown-key")
+        .unwrap();
+    assert_eq!(d.location(&srcs).column, 10);
+}
+
+#[test]
+fn a_file_that_is_not_utf8_gets_the_line_and_column_of_its_first_bad_byte() {
+    // "é" written by a Latin-1 editor: one byte, 0xE9, on line 2 after `condition: exe == "caf`.
+    let mut bytes = rule("exe == \"caf\u{1}\"").into_bytes();
+    let at = bytes.iter().position(|&b| b == 1).unwrap();
+    bytes[at] = 0xE9;
+    let srcs = [Source::from_bytes("latin1.rules", bytes)];
+    let diagnostics = check_sources(&srcs).diagnostics;
+    assert_eq!(diagnostics.len(), 1, "one error, no noise from the rest");
+    let d = &diagnostics[0];
+    assert_eq!((d.code, d.level), ("not-utf8", Level::Error));
+    let l = d.location(&srcs);
+    assert_eq!((l.line, l.column), (2, 23));
+    let rendered = d.render(&srcs);
+    assert!(
+        rendered.starts_with(
+            "error[not-utf8]: the file is not UTF-8 text: byte 0xE9 cannot be read\n --> latin1.rules:2:23\n"
+        ),
+        "{rendered}"
+    );
+    assert!(
+        rendered.contains("= help: save the file as UTF-8"),
+        "{rendered}"
+    );
+    // With a byte-order mark before it, the place is the same.
+    let mut with_bom = "\u{FEFF}".as_bytes().to_vec();
+    with_bom.extend(rule("exe == \"caf\u{1}\"").into_bytes());
+    let at = with_bom.iter().position(|&b| b == 1).unwrap();
+    with_bom[at] = 0xE9;
+    let srcs = [Source::from_bytes("latin1.rules", with_bom)];
+    let l = check_sources(&srcs).diagnostics[0].location(&srcs);
+    assert_eq!((l.line, l.column), (2, 23));
 }

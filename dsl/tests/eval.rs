@@ -30,6 +30,7 @@ impl Event for Tree {
         Some(match field.kind() {
             dsl::FieldKind::Number => Value::Number(v.parse().unwrap()),
             dsl::FieldKind::Text => Value::Text(v),
+            dsl::FieldKind::Flag => Value::Flag(v == "true"),
         })
     }
     fn ancestor_count(&self) -> u32 {
@@ -284,6 +285,79 @@ fn fields_compare_with_fields() {
     )])
     .unwrap_err();
     assert_eq!(d[0].code, "bad-operand");
+}
+
+#[test]
+fn yes_no_fields_are_tested_by_their_name() {
+    let e = Tree::new(&[
+        &[("exe", "sh"), ("listens", "false")],
+        &[("exe", "node"), ("listens", "true")],
+        &[("exe", "bash")],
+    ]);
+    assert!(holds("parent_listens", &e));
+    assert!(holds("not listens", &e));
+    assert!(!holds("listens", &e));
+    assert!(holds("ancestor[1..2](listens and exe == \"node\")", &e));
+    assert!(!holds("ancestor[2](listens)", &e), "absent is no");
+    assert!(
+        holds("ancestor[2](not listens)", &e),
+        "and `not` of absent is yes"
+    );
+    assert!(!holds("ancestor[2](listens exists)", &e));
+    assert!(holds(
+        "listens exists and not listens == parent_listens",
+        &e
+    ));
+    // A macro of the same name is what the name means.
+    let set = rules(
+        "macro listens = exe == \"sh\"
+         rule R { title: \"t\" severity: low attack: T1059 condition: listens }",
+    );
+    assert_eq!(matching(&set, &e), ["R"]);
+}
+
+/// An event that counts how often each field is asked for.
+struct Counting(Tree, std::cell::RefCell<HashMap<Field, u32>>);
+
+impl Event for Counting {
+    fn value(&self, depth: u32, field: Field) -> Option<Value<'_>> {
+        *self.1.borrow_mut().entry(field).or_default() += 1;
+        self.0.value(depth, field)
+    }
+    fn ancestor_count(&self) -> u32 {
+        self.0.ancestor_count()
+    }
+}
+
+/// The sensor finds `listens` out from the host when asked: only rules that get as
+/// far as testing it ask.
+#[test]
+fn a_field_is_asked_for_only_when_a_rule_reaches_its_test() {
+    let set = rules(
+        r#"rule R { title: "t" severity: low attack: T1059
+                    condition: exe in ["sh", "bash"] and ancestor[1](exe == "node" and listens) }"#,
+    );
+    let event = |exe: &str, parent: &str| {
+        Counting(
+            Tree::new(&[&[("exe", exe)], &[("exe", parent), ("listens", "true")]]),
+            Default::default(),
+        )
+    };
+    for (exe, parent, asked, fires) in [
+        ("ls", "node", 0, false),
+        ("sh", "nginx", 0, false),
+        ("sh", "node", 1, true),
+    ] {
+        let e = event(exe, parent);
+        let mut out = Vec::new();
+        set.evaluate(&e, &mut Scratch::new(), &mut out);
+        let listens = e.1.borrow().get(&Field::Listens).copied().unwrap_or(0);
+        assert_eq!(
+            (listens, !out.is_empty()),
+            (asked, fires),
+            "{exe} under {parent}"
+        );
+    }
 }
 
 #[test]

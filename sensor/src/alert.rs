@@ -3,6 +3,7 @@
 
 use crate::event::{record_value, ProcessEvent};
 use crate::record::{Location, ProcessRecord};
+use crate::table::Entry;
 use dsl::explain::Step;
 use dsl::ir::RuleMeta;
 use dsl::{Field, Value};
@@ -17,7 +18,7 @@ use serde::Serialize;
 pub fn alert_line(event: &ProcessEvent, rule: &RuleMeta, explain: Option<&[Step]>) -> String {
     let record = &event.process.record;
     let unknown_parent = ProcessRecord::default();
-    let parent = event.ancestors().next().map(|e| &e.record);
+    let parent = event.ancestors().next();
     let alert = AlertJson {
         kind: "alert",
         timestamp: event
@@ -30,17 +31,21 @@ pub fn alert_line(event: &ProcessEvent, rule: &RuleMeta, explain: Option<&[Step]
             severity: rule.severity.name(),
             attack: &rule.attack,
         },
-        process: Fields::of(record, &PROCESS_FIELDS),
+        process: Fields::of(&event.process, &PROCESS_FIELDS),
         // The parent as far as known: its pid comes from the child's ppid even when
         // the table has no entry for it.
-        parent: Fields {
-            record: parent.unwrap_or(&unknown_parent),
-            pid: parent.map(|p| p.pid).or(record.ppid),
-            fields: &PARENT_FIELDS,
+        parent: match parent {
+            Some(entry) => Fields::of(entry, &PARENT_FIELDS),
+            None => Fields {
+                record: &unknown_parent,
+                pid: record.ppid,
+                listens: None,
+                fields: &PARENT_FIELDS,
+            },
         },
         ancestors: event
             .ancestors()
-            .map(|e| Fields::of(&e.record, &ANCESTOR_FIELDS))
+            .map(|e| Fields::of(e, &ANCESTOR_FIELDS))
             .collect(),
         source: source_json(event),
         explain: explain.map(|steps| steps.iter().map(StepJson::from).collect()),
@@ -98,43 +103,66 @@ impl<'a> From<&'a Step> for StepJson<'a> {
     }
 }
 
-const PROCESS_FIELDS: [Field; 18] = [
-    Field::Pid,
-    Field::Ppid,
-    Field::CreatorPid,
-    Field::Exe,
-    Field::ImagePath,
-    Field::CommandLine,
-    Field::User,
-    Field::Sid,
-    Field::IntegrityLevel,
-    Field::CurrentWorkingDirectory,
-    Field::OriginalFileName,
-    Field::Description,
-    Field::Product,
-    Field::Company,
-    Field::FileVersion,
-    Field::Hashes,
-    Field::LogonId,
-    Field::TerminalSessionId,
-];
-const PARENT_FIELDS: [Field; 4] = [Field::Pid, Field::Exe, Field::ImagePath, Field::CommandLine];
-const ANCESTOR_FIELDS: [Field; 3] = [Field::Pid, Field::Exe, Field::ImagePath];
+/// A key of a process object: a field under the name the rules use, or `argv`.
+#[derive(Copy, Clone)]
+enum Column {
+    Field(Field),
+    /// The arguments as a JSON list (null when the source did not give them apart).
+    Argv,
+}
 
-/// Some fields of a record as a JSON object, every one present (null when unknown),
-/// under the names the rules use.
+const PROCESS_FIELDS: [Column; 20] = [
+    Column::Field(Field::Pid),
+    Column::Field(Field::Ppid),
+    Column::Field(Field::CreatorPid),
+    Column::Field(Field::Exe),
+    Column::Field(Field::ImagePath),
+    Column::Field(Field::CommandLine),
+    Column::Argv,
+    Column::Field(Field::User),
+    Column::Field(Field::EffectiveUser),
+    Column::Field(Field::Sid),
+    Column::Field(Field::IntegrityLevel),
+    Column::Field(Field::CurrentWorkingDirectory),
+    Column::Field(Field::OriginalFileName),
+    Column::Field(Field::Description),
+    Column::Field(Field::Product),
+    Column::Field(Field::Company),
+    Column::Field(Field::FileVersion),
+    Column::Field(Field::Hashes),
+    Column::Field(Field::LogonId),
+    Column::Field(Field::TerminalSessionId),
+];
+const PARENT_FIELDS: [Column; 6] = [
+    Column::Field(Field::Pid),
+    Column::Field(Field::Exe),
+    Column::Field(Field::ImagePath),
+    Column::Field(Field::CommandLine),
+    Column::Field(Field::User),
+    Column::Field(Field::Listens),
+];
+const ANCESTOR_FIELDS: [Column; 3] = [
+    Column::Field(Field::Pid),
+    Column::Field(Field::Exe),
+    Column::Field(Field::ImagePath),
+];
+
+/// Some fields of a record as a JSON object, every one present (null when unknown).
 struct Fields<'a> {
     record: &'a ProcessRecord,
     /// Written for `pid` (a parent known only by the child's ppid has no record).
     pid: Option<u32>,
-    fields: &'static [Field],
+    /// Written for `listens`: what the rules saw, if any asked (the alert asks no one).
+    listens: Option<bool>,
+    fields: &'static [Column],
 }
 
 impl<'a> Fields<'a> {
-    fn of(record: &'a ProcessRecord, fields: &'static [Field]) -> Fields<'a> {
+    fn of(entry: &'a Entry, fields: &'static [Column]) -> Fields<'a> {
         Fields {
-            record,
-            pid: Some(record.pid),
+            record: &entry.record,
+            pid: Some(entry.record.pid),
+            listens: entry.record.listens.or(entry.facts.known_listens()),
             fields,
         }
     }
@@ -143,14 +171,23 @@ impl<'a> Fields<'a> {
 impl Serialize for Fields<'_> {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         let mut map = serializer.serialize_map(Some(self.fields.len()))?;
-        for &field in self.fields {
+        for &column in self.fields {
+            let field = match column {
+                Column::Argv => {
+                    map.serialize_entry("argv", &self.record.argv)?;
+                    continue;
+                }
+                Column::Field(field) => field,
+            };
             let value = match field {
                 Field::Pid => self.pid.map(|pid| Value::Number(pid.into())),
+                Field::Listens => self.listens.map(Value::Flag),
                 _ => record_value(self.record, field),
             };
             match value {
                 Some(Value::Text(text)) => map.serialize_entry(field.name(), text)?,
                 Some(Value::Number(n)) => map.serialize_entry(field.name(), &n)?,
+                Some(Value::Flag(yes)) => map.serialize_entry(field.name(), &yes)?,
                 None => map.serialize_entry(field.name(), &())?,
             }
         }
@@ -176,7 +213,7 @@ fn source_json(event: &ProcessEvent) -> SourceJson<'_> {
 pub(crate) mod tests {
     use super::*;
     use crate::event::ProcessEvent;
-    use crate::record::{Origin, SourceEvent};
+    use crate::record::{Origin, SourceEvent, Text};
     use crate::table::ProcessTable;
     use dsl::ast::{Severity, Span};
 
@@ -214,6 +251,7 @@ pub(crate) mod tests {
                 file: Some("x.jsonl".into()),
                 location: Location::Line(7),
             },
+            host: None,
         };
         let rule = meta("R-1", "t".into());
         let steps = [Step {
@@ -228,10 +266,10 @@ pub(crate) mod tests {
                 r#"{"kind":"alert","timestamp":"2026-11-18T11:06:40.005Z","hostname":"WEB01","#,
                 r#""rule":{"id":"R-1","title":"t","severity":"high","attack":["T1505.003"]},"#,
                 r#""process":{"pid":4242,"ppid":1000,"creator_pid":null,"exe":"cmd.exe","image_path":null,"#,
-                r#""command_line":"cmd.exe /c \"whoami\"","user":null,"sid":null,"integrity_level":null,"#,
+                r#""command_line":"cmd.exe /c \"whoami\"","argv":null,"user":null,"effective_user":null,"sid":null,"integrity_level":null,"#,
                 r#""current_working_directory":null,"original_file_name":null,"description":null,"product":null,"#,
                 r#""company":null,"file_version":null,"hashes":null,"logon_id":null,"terminal_session_id":null},"#,
-                r#""parent":{"pid":1000,"exe":"w3wp.exe","image_path":"C:\\Windows\\System32\\inetsrv\\w3wp.exe","command_line":null},"#,
+                r#""parent":{"pid":1000,"exe":"w3wp.exe","image_path":"C:\\Windows\\System32\\inetsrv\\w3wp.exe","command_line":null,"user":null,"listens":null},"#,
                 r#""ancestors":[{"pid":1000,"exe":"w3wp.exe","image_path":"C:\\Windows\\System32\\inetsrv\\w3wp.exe"}],"#,
                 r#""source":{"kind":"replay","file":"x.jsonl","line":7,"record":null}}"#,
             )
@@ -241,5 +279,53 @@ pub(crate) mod tests {
             explained.ends_with(r#""record":null},"explain":[{"depth":0,"test":"exe == \"cmd.exe\"","value":"cmd.exe","held":true}]}"#),
             "{explained}"
         );
+    }
+
+    /// A Linux process: its argv as a list, both users, and whether its parent
+    /// listens as the rules found out (asked of the host only because a rule did).
+    #[test]
+    fn argv_users_and_listens_as_the_rules_saw_them() {
+        let host = crate::facts::tests::fake_host(&[1000]);
+        let mut table = ProcessTable::default();
+        let mut node = SourceEvent::created(1000, 1, "node");
+        node.process.command_line = Some("node server.js".into());
+        table.apply(&mut node);
+        let mut sudo = SourceEvent::created(4242, 1000, "sudo");
+        sudo.process.argv = Some(["sudo", "-n", "-l"].map(Text::from).into());
+        sudo.process.user = Some("www-data".into());
+        sudo.process.effective_user = Some("root".into());
+        let event = ProcessEvent {
+            timestamp: None,
+            hostname: None,
+            process: table.apply(&mut sudo).unwrap(),
+            ancestor_limit: 32,
+            origin: Origin {
+                kind: "proc-connector",
+                file: None,
+                location: Location::Live,
+            },
+            host: Some(host),
+        };
+        let line = |event: &ProcessEvent| -> serde_json::Value {
+            serde_json::from_str(&alert_line(event, &meta("R", "t".into()), None)).unwrap()
+        };
+        let before = line(&event);
+        assert_eq!(
+            before["process"]["argv"],
+            serde_json::json!(["sudo", "-n", "-l"])
+        );
+        assert_eq!(before["process"]["user"], "www-data");
+        assert_eq!(before["process"]["effective_user"], "root");
+        assert_eq!(
+            before["parent"]["listens"],
+            serde_json::Value::Null,
+            "no rule asked"
+        );
+        assert_eq!(
+            dsl::Event::value(&event, 1, Field::Listens),
+            Some(Value::Flag(true))
+        );
+        let after = line(&event);
+        assert_eq!(after["parent"]["listens"], true);
     }
 }

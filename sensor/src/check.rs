@@ -29,12 +29,12 @@ pub fn run(paths: &[PathBuf], sigma: &sigma::Options, as_json: bool) -> Result<E
                         "macros": s.macros, "exceptions": s.exceptions, "errors": errors, "warnings": warnings},
             "sigma": {"files": report.files, "loaded": report.loaded, "skipped": report.skipped},
         });
-        println!("{report}");
+        outln!("{report}");
     } else {
         for d in &checked.diagnostics {
             eprintln!("{}\n", d.render(&sources));
         }
-        println!(
+        outln!(
             "{} file(s): {} rules ({} enabled), {} lists, {} macros, {} exceptions; {errors} error(s), {warnings} warning(s)",
             sources.len(),
             s.rules,
@@ -74,7 +74,7 @@ pub fn list(paths: &[PathBuf], sigma: &sigma::Options) -> Result<ExitCode, Strin
     let width = set.ids().map(|id| set.meta(id).id.len()).max().unwrap_or(0);
     for id in set.ids() {
         let m = set.meta(id);
-        println!(
+        outln!(
             "{:width$}  {:13}  {}  [{}]{}",
             m.id,
             m.severity.name(),

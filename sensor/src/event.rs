@@ -1,6 +1,7 @@
 //! The event the workers evaluate: a new process with its ancestry as the process
 //! table knew it when the process started.
 
+use crate::facts::HostFacts;
 use crate::record::{Origin, ProcessRecord, Text};
 use crate::table::Entry;
 use chrono::{DateTime, Utc};
@@ -16,6 +17,8 @@ pub struct ProcessEvent {
     /// How many of those ancestors the event shows.
     pub ancestor_limit: usize,
     pub origin: Origin,
+    /// The live host, to find out `listens` when a rule asks; `None` in replay.
+    pub host: Option<&'static dyn HostFacts>,
 }
 
 impl ProcessEvent {
@@ -26,19 +29,34 @@ impl ProcessEvent {
 
     /// The process `depth` steps up: 0 is the new process.
     pub fn at(&self, depth: u32) -> Option<&ProcessRecord> {
+        self.entry(depth).map(|e| &e.record)
+    }
+
+    fn entry(&self, depth: u32) -> Option<&Entry> {
         match depth {
-            0 => Some(&self.process.record),
-            d => self.ancestors().nth(d as usize - 1).map(|e| &e.record),
+            0 => Some(&self.process),
+            d => self.ancestors().nth(d as usize - 1),
         }
+    }
+
+    /// Whether the process `depth` steps up listens: as its source said, else as the
+    /// host says now (asked once a rule gets this far; see [`crate::facts`]).
+    fn listens(&self, depth: u32) -> Option<bool> {
+        let entry = self.entry(depth)?;
+        entry
+            .record
+            .listens
+            .or_else(|| entry.facts.listens(&entry.record, self.host?))
     }
 }
 
 impl dsl::Event for ProcessEvent {
     fn value(&self, depth: u32, field: Field) -> Option<Value<'_>> {
-        if field == Field::Hostname {
-            return self.hostname.as_deref().map(Value::Text);
+        match field {
+            Field::Hostname => self.hostname.as_deref().map(Value::Text),
+            Field::Listens => self.listens(depth).map(Value::Flag),
+            _ => record_value(self.at(depth)?, field),
         }
-        record_value(self.at(depth)?, field)
     }
 
     fn ancestor_count(&self) -> u32 {
@@ -62,6 +80,8 @@ pub fn record_value(r: &ProcessRecord, field: Field) -> Option<Value<'_>> {
         Field::Ppid => number(r.ppid),
         Field::CreatorPid => number(r.creator_pid),
         Field::User => text(&r.user),
+        Field::EffectiveUser => text(&r.effective_user),
+        Field::Listens => r.listens.map(Value::Flag),
         Field::Sid => text(&r.sid),
         Field::IntegrityLevel => text(&r.integrity_level),
         Field::CurrentWorkingDirectory => text(&r.current_working_directory),
@@ -101,6 +121,7 @@ mod tests {
                 file: None,
                 location: Location::Live,
             },
+            host: None,
         }
     }
 

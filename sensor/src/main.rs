@@ -4,18 +4,31 @@
 //! (rules) -> writer (JSON alert lines). Live sources and replay share everything after
 //! the source.
 
+/// `println!` for a command's own report: see [`sink::stdout::print_line`].
+#[macro_export]
+macro_rules! outln {
+    ($($arg:tt)*) => {
+        $crate::sink::stdout::print_line(format_args!($($arg)*))
+    };
+}
+
 mod alert;
 mod check;
+mod end_session;
 mod event;
+mod facts;
+mod host;
 mod latency;
 mod pipeline;
 mod record;
 mod reload;
 mod replay;
+mod restart;
 mod rules;
 mod ruletest;
 mod run;
 mod selftest;
+mod service;
 mod sigma_rules;
 mod signals;
 mod sink;
@@ -27,7 +40,7 @@ mod table;
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-use clap::{Args, Parser, Subcommand, ValueEnum};
+use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand, ValueEnum};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -77,8 +90,14 @@ enum Command {
     /// FAIL; exit 0 only on PASS. Needs administrator / root.
     Selftest,
     /// Watch this host live (Windows: ETW; Linux: the kernel's process connector). Needs
-    /// administrator / root. Ctrl+C or SIGTERM stops cleanly; SIGHUP reloads the rules.
+    /// administrator / root. Ctrl+C or SIGTERM stops cleanly; SIGHUP reloads the rules and
+    /// reopens the output files (log rotation).
     Run(RunArgs),
+    /// Run the sensor as a service that starts at boot: a Windows service (LocalSystem,
+    /// restarted on failure) or a systemd unit (its own user, two capabilities).
+    /// `spawnwatch service install --help` says more.
+    #[command(subcommand)]
+    Service(service::ServiceCommand),
     /// Sigma rules: `sigma convert FILE...` prints each in spawnwatch's rule language,
     /// to extend (with ancestry, say) and load as a .rules file.
     #[command(subcommand)]
@@ -142,14 +161,16 @@ struct RuleArgs {
 
 #[derive(Args)]
 struct OutputArgs {
-    /// Append alerts to FILE instead of writing them to stdout.
+    /// Append alerts to FILE instead of writing them to stdout. FILE is reopened on
+    /// SIGHUP and when it is renamed away (log rotation); while it cannot be written
+    /// (a full disk), up to 10,000 alerts wait and are written once it can.
     #[arg(long, short = 'o', value_name = "FILE")]
     output: Option<PathBuf>,
     /// Threads doing per-event work: the one that keeps the process table (and
     /// parses or evaluates when it would wait), and N-1 more that parse JSON lines
     /// and evaluate rules. Default: the available cores.
-    #[arg(long, value_name = "N")]
-    workers: Option<usize>,
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=1024))]
+    workers: Option<u16>,
     /// Alert storms: after N alerts of one rule under one parent process within the
     /// window, write one summary line instead of each further alert; 0 = never.
     /// Default: 20 for `run`, 0 for `replay` (a hunt wants every hit).
@@ -185,11 +206,16 @@ struct RunArgs {
     #[command(flatten)]
     output: OutputArgs,
     /// Also write every process event as spawnwatch event lines, to replay elsewhere.
+    /// Reopened and held like --output (up to 10,000 events).
     #[arg(long, value_name = "FILE")]
     record: Option<PathBuf>,
     /// Seconds between stats lines (stderr, and a `stats` line in the output).
     #[arg(long, value_name = "SECS", default_value_t = 60)]
     stats_interval: u64,
+    /// Also keep the latest stats line in FILE, replaced each time (what
+    /// `spawnwatch service status` prints).
+    #[arg(long, value_name = "FILE")]
+    stats_file: Option<PathBuf>,
 }
 
 #[derive(Args)]
@@ -233,7 +259,10 @@ fn main() -> ExitCode {
         Command::Sigma(SigmaCommand::Convert { files }) => {
             rules::sigma_sources(&files).map(sigma_rules::convert_command)
         }
-        Command::Run(args) => run_command(args),
+        Command::Run(args) => {
+            signals::install().and_then(|signals| run_command(args, signals, Box::new(|| {})))
+        }
+        Command::Service(command) => service::command(command, sensor()),
         Command::Selftest => selftest::selftest().map(|passed| {
             if passed {
                 ExitCode::SUCCESS
@@ -254,7 +283,7 @@ fn main() -> ExitCode {
 fn pipeline_options(output: &OutputArgs, default_storm_limit: u32) -> pipeline::Options {
     let mut options = pipeline::Options::default();
     if let Some(n) = output.workers {
-        options.workers = n.max(1);
+        options.workers = n.into();
     }
     options.storm = storm::StormLimits {
         limit: output.storm_limit.unwrap_or(default_storm_limit),
@@ -274,19 +303,45 @@ fn replay_command(args: ReplayArgs) -> Result<ExitCode, String> {
     let mut options = pipeline_options(&args.output, 0);
     options.ordered = args.ordered;
     options.explain = args.explain;
+    // A stream (`tail -F log | spawnwatch replay -o FILE -`) runs as long as a live
+    // sensor, so its output file is rotated the same way. Without one, a hangup still
+    // ends a replay, as it ends any command started from a terminal.
+    if args.output.output.is_some() {
+        signals::count_hangups(&options.hangups)
+            .map_err(|e| format!("cannot install the SIGHUP handler: {e}"))?;
+    }
+    // The reader of stdout has what it wanted (`| head`): stop now, quietly.
+    options.on_output_ended = || std::process::exit(0);
     let started = std::time::Instant::now();
     let (counts, report) = replay::replay(&args.inputs, rules, sink, &options)?;
     replay::print_summary(&counts, &report, started.elapsed());
-    let nothing_read = counts.records == 0 && (counts.unreadable_files > 0 || counts.files == 0);
-    Ok(if nothing_read {
+    Ok(if counts.input_failed() || report.lost() > 0 {
         ExitCode::from(2)
     } else {
         ExitCode::SUCCESS
     })
 }
 
-fn run_command(args: RunArgs) -> Result<ExitCode, String> {
-    let start = run::platform_source()?;
+/// `run` as the service module sees it.
+fn sensor() -> service::Sensor {
+    let definition = Cli::command();
+    let definition = definition.find_subcommand("run").expect("the run command");
+    service::Sensor {
+        definition: definition.clone(),
+        run: |matches, signals, running| {
+            let args = RunArgs::from_arg_matches(matches).map_err(|e| e.to_string())?;
+            run_command(args, signals, running)
+        },
+    }
+}
+
+/// Runs the sensor until `signals.stop`; `running` is called once it watches.
+fn run_command(
+    args: RunArgs,
+    signals: signals::Signals,
+    running: Box<dyn FnOnce()>,
+) -> Result<ExitCode, String> {
+    let start = run::platform_source(run::Role::Sensor)?;
     let sigma = args.rules.sigma.options();
     let loaded = rules::load_or_report(&args.rules.rules, rules::Platform::Native, &sigma)?;
     let ids: Vec<&str> = loaded
@@ -296,7 +351,6 @@ fn run_command(args: RunArgs) -> Result<ExitCode, String> {
         .collect();
     eprintln!("spawnwatch: {}", loaded_line(&ids));
     let rules = std::sync::Arc::new(arc_swap::ArcSwap::from_pointee(loaded.rules));
-    let signals = signals::install()?;
     let mut reloader = reload::Reloader::new(
         args.rules.rules.clone(),
         sigma,
@@ -315,41 +369,64 @@ fn run_command(args: RunArgs) -> Result<ExitCode, String> {
         stats_interval: std::time::Duration::from_secs(args.stats_interval.max(1)),
         record,
         stop: signals.stop.clone(),
-        on_turn: Box::new(move |pipeline| reloader.poll(pipeline)),
+        on_turn: Box::new({
+            let mut running = Some(running);
+            move |pipeline| {
+                if let Some(running) = running.take() {
+                    running();
+                }
+                reloader.poll(pipeline)
+            }
+        }),
+        restart: restart::Backoff::default(),
+        stats_file: args.stats_file.map(service::StatsFile::new),
     };
-    let report = run::run(
-        start,
-        rules,
-        sink,
-        &pipeline_options(&args.output, storm::StormLimits::default().limit),
-        config,
-    )?;
+    let options = pipeline::Options {
+        host: source::host_facts(),
+        hangups: signals.hangups.clone(),
+        ..pipeline_options(&args.output, storm::StormLimits::default().limit)
+    };
+    let result = run::run(start, rules, sink, &options, config);
+    // A console close, log-off or shutdown waits for this before Windows ends us.
+    signals.finished.set();
+    let report = result?;
+    if report.output.ended {
+        // The reader of stdout has gone (`| head`): a quiet end, as any filter's.
+        return Ok(ExitCode::SUCCESS);
+    }
+    let recorded = report.record.as_ref();
     eprintln!(
-        "spawnwatch: stopped: {} process events evaluated, {} alerts, {} suppressed",
+        "spawnwatch: stopped: {} process events evaluated, {} alerts, {} suppressed, {} alerts lost{}",
         report.evaluated,
         report.total_alerts(),
-        report.suppressed
+        report.suppressed,
+        report.output.lost,
+        recorded.map_or(String::new(), |r| format!(", {} events not recorded", r.lost)),
     );
-    Ok(ExitCode::SUCCESS)
+    Ok(if report.lost() > 0 {
+        ExitCode::from(2)
+    } else {
+        ExitCode::SUCCESS
+    })
 }
 
 fn test_command(paths: &[PathBuf], sigma: &sigma::Options) -> Result<ExitCode, String> {
     let loaded = rules::load_or_report(paths, rules::Platform::All, sigma)?;
-    let examples: Vec<ruletest::Example> = rules::test_files(paths)?
+    let examples: Vec<_> = rules::test_files(paths)?
         .iter()
-        .flat_map(|(name, text)| ruletest::parse(name, text))
+        .flat_map(ruletest::parse)
         .collect();
     if examples.is_empty() {
         return Err("no rule examples found: put them in a *.tests file beside the rules (see `spawnwatch test --help`)".into());
     }
     let outcome = ruletest::run(&loaded.rules, &examples);
     for failure in &outcome.failures {
-        println!("{failure}\n");
+        outln!("{failure}\n");
     }
     for rule in &outcome.untested {
-        println!("warning: {rule}");
+        outln!("warning: {rule}");
     }
-    println!(
+    outln!(
         "{} passed, {} failed",
         outcome.passed,
         outcome.failures.len()

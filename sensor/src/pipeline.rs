@@ -3,7 +3,8 @@
 //!
 //! The table is updated by the one thread that calls `push`, in event order, before the
 //! events fan out; workers evaluate the rules (swappable at any time, see [`Rules`]); the
-//! writer is the only thread that touches the output.
+//! writer is the only thread that touches the output, through a [`Delivery`]: an output
+//! that fails holds alerts back and never stops the pipeline.
 //!
 //! Events travel to the workers in batches: one channel hand-over (and at most one
 //! wake-up) per batch rather than per event is what lets replay use more than one core.
@@ -20,21 +21,22 @@
 
 use crate::alert::alert_line;
 use crate::event::ProcessEvent;
+use crate::facts::HostFacts;
 use crate::latency::AlertLatency;
 use crate::record::SourceEvent;
-use crate::sink::Sink;
+use crate::sink::{Delivery, Figures, Hangups, Sink, Tally};
 use crate::storm::{StormGuard, StormKey, StormLimits};
 use crate::table::{ProcessTable, TableLimits};
 use arc_swap::ArcSwap;
 use chrono::{DateTime, Utc};
-use crossbeam_channel::{bounded, select_biased, Receiver, Sender};
+use crossbeam_channel::{bounded, select_biased, Receiver, RecvTimeoutError, Sender};
 use dsl::{RuleSet, Scratch};
 use std::collections::{BTreeMap, HashMap};
 use std::io;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 /// The rule set the workers use; a reload swaps it atomically, so each event is
 /// evaluated against exactly one whole set.
@@ -51,8 +53,15 @@ pub struct Options {
     pub capacity: usize,
     /// How many ancestors each event carries.
     pub ancestor_limit: usize,
+    /// The live host, asked for `listens` when a rule tests it; `None` in replay.
+    pub host: Option<&'static dyn HostFacts>,
     pub table: TableLimits,
     pub storm: StormLimits,
+    /// SIGHUPs so far: the output is reopened after each.
+    pub hangups: Hangups,
+    /// Called on the writer thread when the output's reader is gone for good (stdout
+    /// closed by `| head`): replay exits there; `run` polls [`Pipeline::output_ended`].
+    pub on_output_ended: fn(),
 }
 
 impl Default for Options {
@@ -63,8 +72,11 @@ impl Default for Options {
             explain: false,
             capacity: 4096,
             ancestor_limit: 32,
+            host: None,
             table: TableLimits::default(),
             storm: StormLimits::default(),
+            hangups: Hangups::default(),
+            on_output_ended: || {},
         }
     }
 }
@@ -78,6 +90,10 @@ pub struct Report {
     pub alerts: BTreeMap<String, u64>,
     /// Alerts held back by storm suppression (summarised instead).
     pub suppressed: u64,
+    /// What became of the output: write errors, alerts lost.
+    pub output: Tally,
+    /// The same for `run --record`'s copy of the events.
+    pub record: Option<Tally>,
 }
 
 /// Running totals, readable while the pipeline runs (for the live stats line).
@@ -87,11 +103,17 @@ pub struct Counters {
     pub alerts: AtomicU64,
     pub suppressed: AtomicU64,
     pub latency: AlertLatency,
+    pub output: Arc<Figures>,
 }
 
 impl Report {
     pub fn total_alerts(&self) -> u64 {
         self.alerts.values().sum()
+    }
+
+    /// Alerts, and recorded events, that could not be written.
+    pub fn lost(&self) -> u64 {
+        self.output.lost + self.record.as_ref().map_or(0, |r| r.lost)
     }
 }
 
@@ -172,8 +194,10 @@ type LastLine = Box<dyn FnOnce(&Counters) -> Option<String> + Send>;
 enum ToWriter {
     /// The alerts of one batch, in event order. Empty only in ordered mode.
     Evaluated { seq: u64, alerts: Vec<Alert> },
-    /// A line of the sensor's own (stats, reload failures), written as is.
+    /// A line of the sensor's own (a reload failure), written as is.
     Sensor(String),
+    /// A stats line: not an alert, so neither held nor lost as one.
+    Stats(String),
     /// Time passes: close storm windows older than the limit.
     Tick(DateTime<Utc>),
     /// Makes the closing line (the final stats line) from the final counters, once
@@ -184,6 +208,7 @@ enum ToWriter {
 pub struct Pipeline {
     table: ProcessTable,
     ancestor_limit: usize,
+    host: Option<&'static dyn HostFacts>,
     /// Events not yet handed to the workers, and the number of the batch they will form.
     pending: Vec<ProcessEvent>,
     pending_since: Instant,
@@ -195,7 +220,7 @@ pub struct Pipeline {
     jobs: JobQueue,
     to_writer: Sender<ToWriter>,
     workers: Vec<JoinHandle<()>>,
-    writer: JoinHandle<io::Result<Report>>,
+    writer: JoinHandle<Report>,
     counters: Arc<Counters>,
 }
 
@@ -219,7 +244,12 @@ impl Pipeline {
                     .expect("spawn worker thread")
             })
             .collect();
-        let counters = Arc::new(Counters::default());
+        let output = Delivery::new(sink, "alerts", options.hangups.clone());
+        let counters = Arc::new(Counters {
+            output: output.figures(),
+            ..Counters::default()
+        });
+        let on_ended = options.on_output_ended;
         let (ordered, storm, totals) = (
             options.ordered,
             StormGuard::new(options.storm),
@@ -229,10 +259,11 @@ impl Pipeline {
             .name("writer".into())
             .spawn(move || {
                 Writer {
-                    sink,
+                    output,
                     storm,
                     totals,
                     unflushed: Vec::new(),
+                    on_ended: Some(on_ended),
                 }
                 .run(&from_workers, ordered)
             })
@@ -240,6 +271,7 @@ impl Pipeline {
         Pipeline {
             table: ProcessTable::new(options.table),
             ancestor_limit: options.ancestor_limit,
+            host: options.host,
             pending: Vec::with_capacity(BATCH),
             pending_since: Instant::now(),
             batch_seq: 0,
@@ -270,6 +302,7 @@ impl Pipeline {
             process,
             ancestor_limit: self.ancestor_limit,
             origin: event.origin,
+            host: self.host,
         };
         self.counters.evaluated.fetch_add(1, Ordering::Relaxed);
         self.pending.push(event);
@@ -319,9 +352,19 @@ impl Pipeline {
         self.jobs.clone()
     }
 
-    /// Writes a line of the sensor's own (a stats or sensor-alert line).
+    /// Writes a line of the sensor's own (a sensor alert).
     pub fn write_sensor_line(&self, line: String) {
         let _ = self.to_writer.send(ToWriter::Sensor(line));
+    }
+
+    /// Writes a stats line.
+    pub fn write_stats_line(&self, line: String) {
+        let _ = self.to_writer.send(ToWriter::Stats(line));
+    }
+
+    /// Whether the output's reader is gone for good: time to stop.
+    pub fn output_ended(&self) -> bool {
+        self.counters.output.ended.load(Ordering::Relaxed)
     }
 
     /// Closes storm windows that ended by `now` (live sources call this periodically).
@@ -364,7 +407,7 @@ impl Pipeline {
         let mut report = self
             .writer
             .join()
-            .map_err(|_| io::Error::other("the writer thread panicked"))??;
+            .map_err(|_| io::Error::other("the writer thread panicked"))?;
         report.evaluated = self.counters.evaluated.load(Ordering::Relaxed);
         Ok(report)
     }
@@ -467,35 +510,49 @@ fn storm_key(event: &ProcessEvent, rule: &str) -> StormKey {
 
 /// The only owner of the output.
 struct Writer {
-    sink: Box<dyn Sink>,
+    output: Delivery,
     storm: StormGuard,
     totals: Arc<Counters>,
     /// When each alert written since the last flush was queued.
     unflushed: Vec<Instant>,
+    /// Called once when the output's reader is gone for good.
+    on_ended: Option<fn()>,
 }
 
+/// How long the writer waits for a message before it looks after the output anyway:
+/// a held alert is retried and a rotated file noticed even when nothing happens.
+const WRITER_WAKE: Duration = Duration::from_secs(1);
+
 impl Writer {
-    fn run(mut self, rx: &Receiver<ToWriter>, ordered: bool) -> io::Result<Report> {
+    fn run(mut self, rx: &Receiver<ToWriter>, ordered: bool) -> Report {
         let mut alerts_by_rule: HashMap<String, u64> = HashMap::new();
         let mut pending: BTreeMap<u64, Vec<Alert>> = BTreeMap::new();
         let mut next = 0u64;
         let mut last = None;
-        for message in rx {
+        loop {
+            let message = match rx.recv_timeout(WRITER_WAKE) {
+                Ok(message) => Some(message),
+                Err(RecvTimeoutError::Timeout) => None,
+                Err(RecvTimeoutError::Disconnected) => break,
+            };
+            self.output.maintain();
             match message {
-                ToWriter::Sensor(line) => self.sink.write_line(&line)?,
-                ToWriter::Last(line) => last = Some(line),
-                ToWriter::Tick(now) => {
+                None => {}
+                Some(ToWriter::Sensor(line)) => _ = self.push(line, true),
+                Some(ToWriter::Stats(line)) => _ = self.push(line, false),
+                Some(ToWriter::Last(line)) => last = Some(line),
+                Some(ToWriter::Tick(now)) => {
                     for line in self.storm.close_expired(Some(now)) {
-                        self.sink.write_line(&line)?;
+                        self.push(line, true);
                     }
                 }
-                ToWriter::Evaluated { alerts, .. } if !ordered => {
-                    self.write(alerts, &mut alerts_by_rule)?
+                Some(ToWriter::Evaluated { alerts, .. }) if !ordered => {
+                    self.write(alerts, &mut alerts_by_rule)
                 }
-                ToWriter::Evaluated { seq, alerts } => {
+                Some(ToWriter::Evaluated { seq, alerts }) => {
                     pending.insert(seq, alerts);
                     while let Some(alerts) = pending.remove(&next) {
-                        self.write(alerts, &mut alerts_by_rule)?;
+                        self.write(alerts, &mut alerts_by_rule);
                         next += 1;
                     }
                 }
@@ -503,50 +560,71 @@ impl Writer {
             // Whoever tails the output (a SIEM forwarder) sees each alert once the
             // burst it came in has been written, not at exit.
             if rx.is_empty() {
-                self.flush()?;
+                self.flush();
             }
         }
         for line in self.storm.close_expired(None) {
-            self.sink.write_line(&line)?;
+            self.push(line, true);
         }
-        self.flush()?;
+        self.flush();
+        // Nobody reads any more: no closing line, not even its copy on stderr.
+        let last = last.filter(|_| !self.output.ended());
         if let Some(line) = last.and_then(|make| make(&self.totals)) {
-            self.sink.write_line(&line)?;
-            self.sink.flush()?;
+            self.push(line, false);
+            self.flush();
         }
-        Ok(Report {
+        Report {
             evaluated: 0,
             alerts: alerts_by_rule.into_iter().collect(),
             suppressed: self.storm.suppressed_total,
-        })
-    }
-
-    /// Flushes the output; the alerts in it are out, so their latency is known.
-    fn flush(&mut self) -> io::Result<()> {
-        self.sink.flush()?;
-        let now = Instant::now();
-        for queued in self.unflushed.drain(..) {
-            self.totals.latency.record(now - queued);
+            output: self.output.finish(),
+            record: None,
         }
-        Ok(())
     }
 
-    fn write(&mut self, alerts: Vec<Alert>, by_rule: &mut HashMap<String, u64>) -> io::Result<()> {
+    /// Queues a line; false when it will never be written.
+    fn push(&mut self, line: String, alert: bool) -> bool {
+        let queued = self.output.push(line, alert);
+        self.notice_end();
+        queued
+    }
+
+    /// Writes out what is queued; once it is all out, the alerts' latency is known.
+    fn flush(&mut self) {
+        if self.output.flush() {
+            let now = Instant::now();
+            for queued in self.unflushed.drain(..) {
+                self.totals.latency.record(now - queued);
+            }
+        }
+        self.notice_end();
+    }
+
+    fn notice_end(&mut self) {
+        if self.output.ended() {
+            self.unflushed.clear();
+            if let Some(on_ended) = self.on_ended.take() {
+                on_ended();
+            }
+        }
+    }
+
+    fn write(&mut self, alerts: Vec<Alert>, by_rule: &mut HashMap<String, u64>) {
         for alert in alerts {
             let (pass, summary) = self.storm.admit(&alert.key, alert.time);
             if let Some(summary) = summary {
-                self.sink.write_line(&summary)?;
+                self.push(summary, true);
             }
             if pass {
-                self.sink.write_line(&alert.line)?;
-                self.unflushed.push(alert.queued);
+                if self.push(alert.line, true) {
+                    self.unflushed.push(alert.queued);
+                }
                 *by_rule.entry(alert.key.rule).or_default() += 1;
                 self.totals.alerts.fetch_add(1, Ordering::Relaxed);
             } else {
                 self.totals.suppressed.fetch_add(1, Ordering::Relaxed);
             }
         }
-        Ok(())
     }
 }
 
@@ -598,9 +676,7 @@ mod tests {
         }
         let report = pipeline.finish().unwrap();
         let lines = memory
-            .0
-            .lock()
-            .unwrap()
+            .lines()
             .iter()
             .map(|l| serde_json::from_str(l).unwrap())
             .collect();
@@ -699,7 +775,7 @@ mod tests {
         }
         assert_eq!(
             a["parent"],
-            serde_json::json!({"pid": 1000, "exe": "w3wp.exe", "image_path": null, "command_line": "w3wp.exe -ap DefaultAppPool"})
+            serde_json::json!({"pid": 1000, "exe": "w3wp.exe", "image_path": null, "command_line": "w3wp.exe -ap DefaultAppPool", "user": null, "listens": null})
         );
         assert_eq!(
             a["ancestors"],
@@ -744,7 +820,7 @@ mod tests {
         );
         assert_eq!(
             lines[0]["parent"],
-            serde_json::json!({"pid": 77, "exe": null, "image_path": null, "command_line": null})
+            serde_json::json!({"pid": 77, "exe": null, "image_path": null, "command_line": null, "user": null, "listens": null})
         );
         assert_eq!(lines[0]["ancestors"], serde_json::json!([]));
     }
@@ -783,6 +859,34 @@ mod tests {
         pipeline.write_sensor_line(r#"{"kind":"stats"}"#.into());
         let report = pipeline.finish().unwrap();
         assert_eq!(report.evaluated, 0);
-        assert_eq!(*memory.0.lock().unwrap(), [r#"{"kind":"stats"}"#]);
+        assert_eq!(memory.lines(), [r#"{"kind":"stats"}"#]);
+    }
+
+    /// The disk fills after the first alert and is cleared after the second: the
+    /// second waits, nothing is lost, and the figures say what happened meanwhile.
+    #[test]
+    fn an_output_that_fails_holds_alerts_until_it_works_again() {
+        let memory = Memory::default();
+        let failures = memory.failures();
+        let rules: Rules = Arc::new(ArcSwap::from_pointee(RuleSet::compile(&[rule(
+            "R", "exe", "cmd.exe",
+        )])));
+        let mut pipeline = Pipeline::start(rules, Box::new(memory.clone()), &Options::default());
+        pipeline.push(create(10, 1, "cmd.exe"));
+        pipeline.flush();
+        memory.fail_with(Some(io::ErrorKind::StorageFull));
+        pipeline.push(create(11, 1, "cmd.exe"));
+        pipeline.flush();
+        let failure = failures.recv_timeout(Duration::from_secs(30));
+        assert_eq!(failure, Ok(io::ErrorKind::StorageFull));
+        let output = pipeline.counters().output.clone();
+        assert!(output.write_errors.load(Ordering::Relaxed) >= 1);
+        memory.fail_with(None);
+        pipeline.push(create(12, 1, "cmd.exe"));
+        let report = pipeline.finish().unwrap();
+        assert_eq!(memory.alert_pids(), [10, 11, 12]);
+        assert_eq!(report.output.lost, 0);
+        assert!(report.output.write_errors >= 1);
+        assert_eq!(output.unwritten.load(Ordering::Relaxed), 0);
     }
 }

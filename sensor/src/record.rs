@@ -11,7 +11,7 @@ pub type Text = compact_str::CompactString;
 
 /// One process, as far as it is known. Absent fields stay `None`: a rule on an
 /// unknown field does not match, and an alert shows it as `null`.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
 pub struct ProcessRecord {
     pub pid: u32,
     pub ppid: Option<u32>,
@@ -22,7 +22,18 @@ pub struct ProcessRecord {
     pub exe: Option<Text>,
     pub image_path: Option<Text>,
     pub command_line: Option<Text>,
+    /// The arguments, when the source has them apart (Linux: `/proc/PID/cmdline`);
+    /// `command_line` is then these, shell-quoted.
+    pub argv: Option<Box<[Text]>>,
+    /// The real user (Linux: the real uid's name).
     pub user: Option<Text>,
+    /// The effective user, when the source tells it apart from the real one (Linux):
+    /// `root` while www-data runs `sudo`.
+    pub effective_user: Option<Text>,
+    /// Whether the process holds a listening TCP socket, when the source says so (the
+    /// examples of `spawnwatch test`). The live sensor finds it out when a rule asks
+    /// (see [`crate::facts`]).
+    pub listens: Option<bool>,
     pub sid: Option<Text>,
     pub integrity_level: Option<Text>,
     pub current_working_directory: Option<Text>,

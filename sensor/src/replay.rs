@@ -2,7 +2,7 @@
 
 use crate::pipeline::{Options, Pipeline, Report, Rules};
 use crate::record::ReadItem;
-use crate::source::replay::{self, Input, Items};
+use crate::source::replay::{self, Input, Items, ReplayError};
 use std::collections::BTreeMap;
 use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
@@ -13,6 +13,9 @@ use std::time::{Duration, Instant};
 pub struct ReadCounts {
     pub files: u64,
     pub unreadable_files: u64,
+    /// Files a directory walk found that are plainly not logs, and the first of them.
+    pub not_logs: u64,
+    pub first_not_log: String,
     pub records: u64,
     pub process_events: u64,
     pub skipped: u64,
@@ -24,17 +27,23 @@ impl ReadCounts {
     fn malformed_total(&self) -> u64 {
         self.malformed.values().map(|(n, _)| n).sum()
     }
+
+    /// Whether an input could not be read, or there was none: exit code 2, as grep
+    /// gives when a file it was asked to read cannot be.
+    pub fn input_failed(&self) -> bool {
+        self.unreadable_files > 0 || self.files == 0
+    }
 }
 
 /// Replays `inputs` and returns what was read and alerted. Errors that stop one input
-/// are printed and counted; the others go on.
+/// (it is missing, unreadable, not a log) are printed and counted; the others go on.
 pub fn replay(
     inputs: &[PathBuf],
     rules: Rules,
     sink: Box<dyn crate::sink::Sink>,
     options: &Options,
 ) -> Result<(ReadCounts, Report), String> {
-    let inputs = replay::expand(inputs).map_err(|e| e.to_string())?;
+    let inputs = replay::expand(inputs);
     let mut pipeline = Pipeline::start(rules, sink, options);
     let jobs = pipeline.jobs();
     let mut counts = ReadCounts::default();
@@ -43,12 +52,17 @@ pub fn replay(
     // parse on their own thread, so the next file's parsing overlaps this one's
     // evaluation. The table still sees the files one after another, in order.
     let mut opened = inputs
-        .iter()
-        .map(|input| (input, replay::read(input, &jobs)))
+        .into_iter()
+        .map(|input| input.and_then(|input| Ok((replay::read(&input, &jobs)?, input))))
         .peekable();
-    while let Some((input, items)) = opened.next() {
+    while let Some(opened_one) = opened.next() {
         opened.peek();
-        read_one(input, items, &mut pipeline, &mut counts, &mut progress);
+        match opened_one {
+            Ok((items, input)) => {
+                read_one(&input, items, &mut pipeline, &mut counts, &mut progress)
+            }
+            Err(e) => not_read(&e, &mut counts, &mut progress),
+        }
     }
     progress.clear();
     let report = pipeline
@@ -57,22 +71,28 @@ pub fn replay(
     Ok((counts, report))
 }
 
+/// Counts an input that could not be read; reports it unless it is a file a directory
+/// walk found that is plainly not a log.
+fn not_read(e: &ReplayError, counts: &mut ReadCounts, progress: &mut Progress) {
+    if e.passed_over() {
+        if counts.not_logs == 0 {
+            counts.first_not_log = e.name().to_string();
+        }
+        counts.not_logs += 1;
+        return;
+    }
+    progress.clear();
+    eprintln!("spawnwatch: {e}");
+    counts.unreadable_files += 1;
+}
+
 fn read_one(
     input: &Input,
-    items: Result<Items, replay::ReplayError>,
+    items: Items,
     pipeline: &mut Pipeline,
     counts: &mut ReadCounts,
     progress: &mut Progress,
 ) {
-    let items = match items {
-        Ok(items) => items,
-        Err(e) => {
-            progress.clear();
-            eprintln!("spawnwatch: {e}");
-            counts.unreadable_files += 1;
-            return;
-        }
-    };
     counts.files += 1;
     for item in items {
         counts.records += 1;
@@ -117,6 +137,13 @@ pub fn print_summary(counts: &ReadCounts, report: &Report, elapsed: Duration) {
     for (kind, (n, first)) in &counts.malformed {
         let _ = writeln!(out, "  malformed {kind}: {n} (first: {first})");
     }
+    if counts.not_logs > 0 {
+        let _ = writeln!(
+            out,
+            "  not logs, passed over: {} file(s) in the directories (first: {})",
+            counts.not_logs, counts.first_not_log
+        );
+    }
     let alerts: Vec<String> = report
         .alerts
         .iter()
@@ -132,6 +159,14 @@ pub fn print_summary(counts: &ReadCounts, report: &Report, elapsed: Duration) {
             format!(" ({})", alerts.join(", "))
         }
     );
+    let output = &report.output;
+    if output.lost > 0 {
+        let _ = writeln!(
+            out,
+            "  lost: {} alerts could not be written to {} ({} write errors)",
+            output.lost, output.name, output.write_errors
+        );
+    }
     let rate = if secs > 0.0 {
         counts.records as f64 / secs
     } else {
@@ -232,17 +267,8 @@ mod tests {
             .unwrap();
             assert_eq!(counts.process_events, events);
             assert_eq!(report.total_alerts(), events);
-            let lines = memory.0.lock().unwrap();
-            let pids: Vec<u64> = lines
-                .iter()
-                .map(|l| {
-                    serde_json::from_str::<serde_json::Value>(l).unwrap()["process"]["pid"]
-                        .as_u64()
-                        .unwrap()
-                })
-                .collect();
             assert_eq!(
-                pids,
+                memory.alert_pids(),
                 (1..=events).collect::<Vec<u64>>(),
                 "{workers} workers"
             );

@@ -69,11 +69,7 @@ pub fn sources(paths: &[PathBuf], platform: Platform) -> Result<Vec<Source>, Str
             files.push(path.clone());
         }
     }
-    let texts = read_all(files, "rule")?;
-    Ok(texts
-        .into_iter()
-        .map(|(name, text)| Source::new(name, text))
-        .collect())
+    read_all(files, "rule")
 }
 
 /// The Sigma files `spawnwatch sigma convert` is given, read: files as given, and a
@@ -94,20 +90,17 @@ pub fn sigma_sources(paths: &[PathBuf]) -> Result<Vec<Source>, String> {
         }
         files.extend(found);
     }
-    let texts = read_all(files, "Sigma")?;
-    Ok(texts
-        .into_iter()
-        .map(|(name, text)| Source::new(name, text))
-        .collect())
+    read_all(files, "Sigma")
 }
 
-/// Each file's (name, text), or an error naming the file that could not be read.
-fn read_all(files: Vec<PathBuf>, what: &str) -> Result<Vec<(String, String)>, String> {
+/// Each file as a source (text that is not UTF-8 is the checker's error, with its
+/// place), or an error naming the file that could not be read.
+fn read_all(files: Vec<PathBuf>, what: &str) -> Result<Vec<Source>, String> {
     files
         .into_iter()
         .map(|f| {
-            std::fs::read_to_string(&f)
-                .map(|text| (f.display().to_string(), text))
+            std::fs::read(&f)
+                .map(|bytes| Source::from_bytes(f.display().to_string(), bytes))
                 .map_err(|e| format!("cannot read {what} file {}: {e}", f.display()))
         })
         .collect()
@@ -138,12 +131,12 @@ fn has_extension(path: &Path, extension: &str) -> bool {
 
 /// The rule examples for `paths`: `*.tests` files named directly, those in named
 /// directories, and `NAME.tests` beside each named `NAME.rules`; with no paths, the
-/// embedded ones. Returns (name, text) pairs.
-pub fn test_files(paths: &[PathBuf]) -> Result<Vec<(String, String)>, String> {
+/// embedded ones.
+pub fn test_files(paths: &[PathBuf]) -> Result<Vec<Source>, String> {
     if paths.is_empty() {
         return Ok(EMBEDDED_TESTS
             .iter()
-            .map(|(n, t)| (n.to_string(), t.to_string()))
+            .map(|(name, text)| Source::new(*name, *text))
             .collect());
     }
     let mut files = Vec::new();

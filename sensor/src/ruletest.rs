@@ -11,12 +11,15 @@
 //! The event is a compact spawnwatch event: the new process's CAR fields at the top,
 //! `ancestors` parent first (or `parent_exe` / `parent_image_path` /
 //! `parent_command_line` for the parent alone). It goes through the process table like a
-//! recorded event, so the test sees what replay and live would.
+//! recorded event, so the test sees what replay and live would. A key that is no field
+//! is an error with a did-you-mean: read as absent, a misspelt field would let a
+//! `nomatch` example pass for the wrong reason.
 
 use crate::event::ProcessEvent;
 use crate::record::{Action, Location, Origin, ParentFields, ProcessRecord, SourceEvent, Text};
 use crate::table::ProcessTable;
-use dsl::{RuleId, RuleSet, Scratch};
+use dsl::ast::Span;
+use dsl::{Diagnostic, Field, FieldRef, RuleId, RuleSet, Scratch, Source};
 use serde_json::{Map, Value};
 use std::collections::{BTreeMap, HashMap};
 
@@ -28,50 +31,139 @@ pub struct Example {
     pub rule: String,
     pub should_match: bool,
     pub event_text: String,
-    event: Result<Map<String, Value>, String>,
+    event: Map<String, Value>,
 }
 
-/// Reads examples from a tests file's text; lines that cannot be read become examples
-/// that fail with the reason.
-pub fn parse(file: &str, text: &str) -> Vec<Example> {
-    text.lines()
+/// Reads the examples of a tests file. A line that cannot be read, or a file that is
+/// not UTF-8, gives an error rendered as the rule checker renders its own (file, line,
+/// column, caret, hint); it counts as a failure.
+pub fn parse(source: &Source) -> Vec<Result<Example, String>> {
+    let sources = std::slice::from_ref(source);
+    if let Some(error) = source.encoding_error(0) {
+        return vec![Err(error.render(sources))];
+    }
+    // Where a part of a line (a slice of the source text) is, for a diagnostic.
+    let at = |part: &str, len: usize| {
+        let start = part.as_ptr() as usize - source.text.as_ptr() as usize;
+        Span {
+            file: 0,
+            start,
+            end: start + len,
+        }
+    };
+    source
+        .text
+        .lines()
         .enumerate()
-        .filter(|(_, l)| !l.trim().is_empty() && !l.trim_start().starts_with('#'))
-        .map(|(i, l)| parse_line(file, i + 1, l.trim()))
+        .map(|(i, line)| (i + 1, line.trim()))
+        .filter(|(_, text)| !text.is_empty() && !text.starts_with('#'))
+        .map(|(line, text)| {
+            parse_line(&source.name, line, text, &at).map_err(|error| error.render(sources))
+        })
         .collect()
 }
 
-fn parse_line(file: &str, line: usize, text: &str) -> Example {
+fn parse_line(
+    file: &str,
+    line: usize,
+    text: &str,
+    at: &dyn Fn(&str, usize) -> Span,
+) -> Result<Example, Diagnostic> {
     let (verdict, rest) = first_word(text);
     let (rule, event_text) = first_word(rest);
-    let should_match = verdict == "match";
-    let event = match verdict {
-        "match" | "nomatch" => serde_json::from_str::<Value>(event_text)
-            .map_err(|e| format!("the event is not JSON: {e}"))
-            .and_then(|v| match v {
-                Value::Object(map) => Ok(map),
-                _ => Err("the event must be a JSON object".to_string()),
-            }),
-        other => Err(format!(
-            "a test line starts with `match` or `nomatch`, not `{other}`"
-        )),
+    let should_match = match verdict {
+        "match" => true,
+        "nomatch" => false,
+        other => {
+            return Err(Diagnostic::error(
+                "bad-test",
+                format!("a test line starts with `match` or `nomatch`, not `{other}`"),
+                at(verdict, verdict.len()),
+            ))
+        }
     };
-    Example {
+    let event = match serde_json::from_str::<Value>(event_text) {
+        Ok(Value::Object(map)) => map,
+        Ok(_) => {
+            return Err(Diagnostic::error(
+                "bad-event",
+                "the event must be a JSON object",
+                at(event_text, event_text.len()),
+            ))
+        }
+        Err(e) => {
+            // The event is on one line: serde's column (in bytes) is the place in it.
+            let mut column = e.column().saturating_sub(1).min(event_text.len());
+            while !event_text.is_char_boundary(column) {
+                column -= 1;
+            }
+            let message = e.to_string();
+            let message = message.split(" at line ").next().unwrap_or(&message);
+            return Err(Diagnostic::error(
+                "bad-event",
+                format!("the event is not JSON: {message}"),
+                at(&event_text[column..], 1),
+            ));
+        }
+    };
+    if let Some((key, hint)) = unknown_key(&event) {
+        let quoted = format!("\"{key}\"");
+        let span = match event_text.find(&quoted) {
+            Some(i) => at(&event_text[i..], quoted.len()),
+            None => at(event_text, 1),
+        };
+        return Err(Diagnostic::error(
+            "unknown-field",
+            format!("unknown field `{key}` in the event"),
+            span,
+        )
+        .with_hint(hint));
+    }
+    Ok(Example {
         file: file.to_string(),
         line,
         rule: rule.to_string(),
         should_match,
         event_text: event_text.to_string(),
         event,
-    }
+    })
 }
 
-/// The first whitespace-separated word and the rest, trimmed.
+/// The first key of the event or of its ancestors that no rule could read, with a hint:
+/// the field it probably meant, or what the keys may be. Without this, a misspelled
+/// field would be absent, and a `nomatch` example would pass for the wrong reason.
+fn unknown_key(event: &Map<String, Value>) -> Option<(&str, String)> {
+    let own = event
+        .keys()
+        .find(|k| *k != "ancestors" && FieldRef::from_name(k).is_none());
+    let ancestors = || {
+        let list = event.get("ancestors")?.as_array()?;
+        list.iter()
+            .filter_map(Value::as_object)
+            .flat_map(|a| a.keys())
+            .find(|k| Field::from_name(k).is_none())
+    };
+    let (key, in_ancestor) = match own {
+        Some(key) => (key, false),
+        None => (ancestors()?, true),
+    };
+    let valid_here = |name: &str| {
+        Field::from_name(name).is_some() || (!in_ancestor && FieldRef::from_name(name).is_some())
+    };
+    let hint = match dsl::check::field_suggestion(key).filter(|s| valid_here(s)) {
+        Some(field) => format!("did you mean `{field}`?"),
+        None if in_ancestor => "an ancestor's keys are the CAR field names: exe, image_path, command_line, pid, ...".to_string(),
+        None => "the keys are the CAR field names (exe, image_path, command_line, pid, ...), their `parent_` forms, and `ancestors`".to_string(),
+    };
+    Some((key.as_str(), hint))
+}
+
+/// The first whitespace-separated word and the rest, trimmed: both slices of `text`.
 fn first_word(text: &str) -> (&str, &str) {
     let text = text.trim_start();
     match text.find(char::is_whitespace) {
         Some(i) => (&text[..i], text[i..].trim()),
-        None => (text, ""),
+        None => (text, &text[text.len()..]),
     }
 }
 
@@ -85,7 +177,7 @@ pub struct Outcome {
     pub untested: Vec<String>,
 }
 
-pub fn run(rules: &RuleSet, examples: &[Example]) -> Outcome {
+pub fn run(rules: &RuleSet, examples: &[Result<Example, String>]) -> Outcome {
     let ids: HashMap<&str, RuleId> = rules
         .ids()
         .map(|id| (rules.meta(id).id.as_str(), id))
@@ -97,6 +189,13 @@ pub fn run(rules: &RuleSet, examples: &[Example]) -> Outcome {
         .map(|id| (rules.meta(id).id.as_str(), (false, false)))
         .collect();
     for example in examples {
+        let example = match example {
+            Ok(example) => example,
+            Err(unreadable) => {
+                outcome.failures.push(unreadable.clone());
+                continue;
+            }
+        };
         let at = format!("{}:{}", example.file, example.line);
         let Some(&id) = ids.get(example.rule.as_str()) else {
             outcome
@@ -104,11 +203,7 @@ pub fn run(rules: &RuleSet, examples: &[Example]) -> Outcome {
                 .push(format!("FAIL {at}: no rule `{}` is loaded", example.rule));
             continue;
         };
-        let event = match &example.event {
-            Ok(map) => build_event(map),
-            Err(e) => Err(e.clone()),
-        };
-        let event = match event {
+        let event = match build_event(&example.event) {
             Ok(event) => event,
             Err(e) => {
                 outcome.failures.push(format!("FAIL {at}: {e}"));
@@ -136,7 +231,7 @@ pub fn run(rules: &RuleSet, examples: &[Example]) -> Outcome {
             .iter()
             .map(|s| format!("    {}", s.render()))
             .collect();
-        outcome.failures.push(format!("FAIL {at}: {} {expected}\n  event: {}\n  condition (yes/no per part, [value seen]):\n{}", example.rule, example.event_text, steps.join("\n")));
+        outcome.failures.push(format!("FAIL {at}: {} {expected}\n  event: {}\n  condition (yes/no per part, [value seen]):\n{}", example.rule, readable(&example.event_text), steps.join("\n")));
     }
     outcome.untested = coverage
         .into_iter()
@@ -152,28 +247,21 @@ pub fn run(rules: &RuleSet, examples: &[Example]) -> Outcome {
     outcome
 }
 
-const PROCESS_KEYS: [&str; 20] = [
-    "exe",
-    "image_path",
-    "command_line",
-    "pid",
-    "ppid",
-    "creator_pid",
-    "user",
-    "sid",
-    "integrity_level",
-    "current_working_directory",
-    "original_file_name",
-    "description",
-    "product",
-    "company",
-    "file_version",
-    "hashes",
-    "logon_id",
-    "terminal_session_id",
-    "hostname",
-    "ancestors",
-];
+/// How much of an event a failure shows: the condition's report names the values
+/// that mattered, and a whole recorded command line would bury it.
+const SHOWN_CHARS: usize = 200;
+
+/// `text`, cut after [`SHOWN_CHARS`] chars with a note of how long it was.
+fn readable(text: &str) -> String {
+    match text.char_indices().nth(SHOWN_CHARS) {
+        Some((cut, _)) => format!(
+            "{}... ({} chars in all)",
+            &text[..cut],
+            text.chars().count()
+        ),
+        None => text.to_string(),
+    }
+}
 
 /// The example's process and ancestors, placed in a fresh process table.
 fn build_event(map: &Map<String, Value>) -> Result<ProcessEvent, String> {
@@ -201,14 +289,6 @@ fn build_event(map: &Map<String, Value>) -> Result<ProcessEvent, String> {
         match chain.first_mut() {
             Some(parent) => parent.extend(parent_keys),
             None => chain.push(parent_keys),
-        }
-    }
-    for key in map.keys() {
-        if !PROCESS_KEYS.contains(&key.as_str()) && !key.starts_with("parent_") {
-            return Err(format!(
-                "unknown key `{key}` in the event (fields are CAR names: {})",
-                PROCESS_KEYS.join(", ")
-            ));
         }
     }
     // The process first, then up the ancestry: a level's pid is its own `pid`, or the
@@ -254,6 +334,7 @@ fn build_event(map: &Map<String, Value>) -> Result<ProcessEvent, String> {
         process: placed,
         ancestor_limit: 32,
         origin: event.origin,
+        host: None,
     })
 }
 
@@ -270,6 +351,13 @@ fn record(
         image_path: text(fields, "image_path")?,
         command_line: text(fields, "command_line")?,
         user: text(fields, "user")?,
+        effective_user: text(fields, "effective_user")?,
+        listens: match fields.get("listens") {
+            None | Some(Value::Null) => None,
+            Some(Value::Bool(yes)) => Some(*yes),
+            Some(_) => return Err("`listens` must be true or false".to_string()),
+        },
+        argv: None,
         sid: text(fields, "sid")?,
         integrity_level: text(fields, "integrity_level")?,
         current_working_directory: text(fields, "current_working_directory")?,
@@ -300,5 +388,128 @@ fn number(fields: &Map<String, Value>, key: &str) -> Result<Option<u32>, String>
             .and_then(|n| u32::try_from(n).ok())
             .map(Some)
             .ok_or_else(|| format!("`{key}` must be a number")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rules() -> RuleSet {
+        dsl::load(&[Source::new(
+            "t.rules",
+            "rule T { title: \"t\" severity: low attack: T1059 condition: parent_exe == \"w3wp.exe\" and exe == \"cmd.exe\" }",
+        )])
+        .unwrap()
+        .rules
+    }
+
+    /// Each example of a tests file: passed, or the failure as printed.
+    fn outcomes(text: &[u8]) -> Vec<Result<(), String>> {
+        let source = Source::from_bytes("t.tests", text.to_vec());
+        let rules = rules();
+        parse(&source)
+            .into_iter()
+            .map(|example| {
+                let outcome = run(&rules, &[example]);
+                match outcome.failures.first() {
+                    None => Ok(()),
+                    Some(failure) => Err(failure.clone()),
+                }
+            })
+            .collect()
+    }
+
+    #[test]
+    fn an_unknown_field_is_an_error_at_its_place_with_a_did_you_mean() {
+        let got = outcomes(
+            b"# the parent key is misspelled: without the error this would pass as nomatch\nnomatch T {\"exe\":\"cmd.exe\",\"parent_exee\":\"w3wp.exe\"}\n",
+        );
+        assert_eq!(
+            got,
+            [Err("error[unknown-field]: unknown field `parent_exee` in the event\n --> t.tests:2:28\n  |\n2 | nomatch T {\"exe\":\"cmd.exe\",\"parent_exee\":\"w3wp.exe\"}\n  |                            ^^^^^^^^^^^^^\n  = help: did you mean `parent_exe`?".to_string())]
+        );
+    }
+
+    #[test]
+    fn unknown_fields_of_ancestors_and_sysmon_spellings_are_errors_too() {
+        let got = outcomes(
+            b"match T {\"exe\":\"cmd.exe\",\"ancestors\":[{\"exee\":\"w3wp.exe\"}]}\nmatch T {\"exe\":\"cmd.exe\",\"ParentImage\":\"C:\\\\w3wp.exe\"}\nmatch T {\"exe\":\"cmd.exe\",\"ancestors\":[{\"parent_exe\":\"w3wp.exe\"}]}\n",
+        );
+        let errors: Vec<String> = got.into_iter().map(|r| r.unwrap_err()).collect();
+        assert!(errors[0].contains("unknown field `exee`"), "{}", errors[0]);
+        assert!(errors[0].contains("--> t.tests:1:40"), "{}", errors[0]);
+        assert!(errors[0].contains("did you mean `exe`?"), "{}", errors[0]);
+        assert!(
+            errors[1].contains("did you mean `parent_image_path`?"),
+            "{}",
+            errors[1]
+        );
+        // `parent_exe` is no key of an ancestor (the next ancestor is its parent).
+        assert!(
+            errors[2].contains("unknown field `parent_exe`"),
+            "{}",
+            errors[2]
+        );
+        assert!(!errors[2].contains("did you mean"), "{}", errors[2]);
+    }
+
+    #[test]
+    fn every_valid_key_passes() {
+        let got = outcomes(
+            b"match T {\"exe\":\"cmd.exe\",\"image_path\":\"C:\\\\cmd.exe\",\"command_line\":\"cmd\",\"pid\":5,\"ppid\":4,\"creator_pid\":4,\"user\":\"u\",\"sid\":\"S-1\",\"integrity_level\":\"High\",\"current_working_directory\":\"C:\\\\\",\"original_file_name\":\"Cmd.Exe\",\"hostname\":\"h\",\"parent_command_line\":\"w3wp -ap\",\"ancestors\":[{\"exe\":\"w3wp.exe\",\"pid\":4,\"user\":\"u\"}]}\n",
+        );
+        assert_eq!(got, [Ok(())]);
+    }
+
+    #[test]
+    fn a_byte_order_mark_is_ignored_and_bytes_that_are_not_utf8_are_located() {
+        let mut bom = "\u{FEFF}".as_bytes().to_vec();
+        bom.extend_from_slice(b"match T {\"exe\":\"cmd.exe\",\"parent_exe\":\"w3wp.exe\"}\n");
+        assert_eq!(outcomes(&bom), [Ok(())]);
+        let latin1 = b"match T {\"exe\":\"cmd.exe\",\"parent_exe\":\"w3wp.exe\"}\nnomatch T {\"exe\":\"caf\xE9.exe\"}\n";
+        let got = outcomes(latin1);
+        assert_eq!(got.len(), 1, "the file is refused as a whole: {got:?}");
+        let error = got[0].clone().unwrap_err();
+        assert!(
+            error.starts_with("error[not-utf8]: the file is not UTF-8 text: byte 0xE9 cannot be read\n --> t.tests:2:22\n"),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn lines_that_are_not_examples_point_at_the_mistake() {
+        let got = outcomes(b"matches T {}\nmatch T {\"exe\": cmd}\nmatch T [1]\n");
+        let errors: Vec<String> = got.into_iter().map(|r| r.unwrap_err()).collect();
+        assert!(
+            errors[0].starts_with("error[bad-test]: a test line starts with `match` or `nomatch`, not `matches`\n --> t.tests:1:1"),
+            "{}",
+            errors[0]
+        );
+        assert!(
+            errors[1].starts_with(
+                "error[bad-event]: the event is not JSON: expected value\n --> t.tests:2:17"
+            ),
+            "{}",
+            errors[1]
+        );
+        assert!(
+            errors[2].contains("the event must be a JSON object"),
+            "{}",
+            errors[2]
+        );
+    }
+
+    #[test]
+    fn a_failing_example_shows_its_event_cut_to_a_readable_length() {
+        let long = "A".repeat(5000);
+        let text = format!("match T {{\"exe\":\"cmd.exe\",\"command_line\":\"{long}\"}}\n");
+        let failure = outcomes(text.as_bytes())[0].clone().unwrap_err();
+        let event = failure
+            .lines()
+            .find(|l| l.starts_with("  event: "))
+            .unwrap();
+        assert!(event.len() < 300, "{event}");
+        assert!(event.ends_with("... (5035 chars in all)"), "{event}");
     }
 }

@@ -6,6 +6,7 @@
 //! FAIL with what it saw.
 
 use crate::pipeline::Options;
+use crate::restart::Backoff;
 use crate::rules::{self, Platform};
 use crate::run::{self, RunConfig};
 use crate::sink::ChannelSink;
@@ -52,7 +53,8 @@ const PROVOCATION: Provocation = Provocation {
 };
 
 pub fn selftest() -> Result<bool, String> {
-    let start = run::platform_source()?;
+    // Its own sessions (Windows), so it can check a host where a sensor already runs.
+    let start = run::platform_source(run::Role::Selftest)?;
     let loaded = rules::load_or_report(&[], Platform::Native, &sigma::Options::default())?;
     let rules = Arc::new(arc_swap::ArcSwap::from_pointee(loaded.rules));
     let (lines_tx, lines) = crossbeam_channel::unbounded();
@@ -65,6 +67,8 @@ pub fn selftest() -> Result<bool, String> {
         on_turn: Box::new(move |_| {
             let _ = ready_tx.try_send(());
         }),
+        restart: Backoff::default(),
+        stats_file: None,
     };
     // The sensor runs here; the fake web server is played from another thread, which
     // stops the sensor once it has its answer.
@@ -89,14 +93,19 @@ pub fn selftest() -> Result<bool, String> {
     let p = &PROVOCATION;
     match outcome {
         Ok(alert) => {
-            println!(
+            outln!(
                 "PASS: {} -> {} raised {} ({}) within {:.1} s; {} process events seen",
-                alert.0, p.child_exe, p.rule, alert.1, alert.2, report.evaluated
+                alert.0,
+                p.child_exe,
+                p.rule,
+                alert.1,
+                alert.2,
+                report.evaluated
             );
             Ok(true)
         }
         Err(what) => {
-            println!(
+            outln!(
                 "FAIL: expected {} for {} -> {} within {} s; {what}; {} process events seen",
                 p.rule,
                 p.server_name,

@@ -9,6 +9,7 @@
 //! count limits) in case a late child event still names it; after that it lives on only
 //! as long as some descendant's entry links to it.
 
+use crate::facts::FactCache;
 use crate::record::{Action, ParentFields, ProcessRecord, SourceEvent, Text};
 use chrono::{DateTime, Duration, Utc};
 use rustc_hash::FxHashMap;
@@ -26,6 +27,8 @@ pub struct Entry {
     pub started: Option<DateTime<Utc>>,
     /// The process that held `record.ppid` when this one started.
     pub parent: Option<Arc<Entry>>,
+    /// Facts found out about the running process when a rule asked.
+    pub facts: FactCache,
     /// Links above this entry (0 = no parent link).
     chain: u32,
 }
@@ -47,6 +50,7 @@ impl Entry {
             record,
             started,
             parent,
+            facts: FactCache::default(),
             chain,
         }
     }

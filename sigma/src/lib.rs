@@ -370,7 +370,7 @@ fn size(cond: &Cond) -> usize {
         Cond::Ancestor { body, .. } => 1 + size(body),
         Cond::Text(t) => 1 + t.patterns.len(),
         Cond::Number(n) => 1 + n.values.len(),
-        Cond::Exists(_) | Cond::SameValue(..) => 1,
+        Cond::Exists(_) | Cond::Flag(_) | Cond::SameValue(..) => 1,
     }
 }
 

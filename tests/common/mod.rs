@@ -29,11 +29,12 @@ pub fn fixture(name: &str) -> PathBuf {
         .join(name)
 }
 
-/// A recording in the shared data folder (CI has it beside the project).
-pub fn shared_data(name: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../../shared/data")
-        .join(name)
+pub mod needs;
+
+/// A recording in the shared data folder (CI has it beside the project); without it,
+/// `None`, the test being skipped (or failed under CI: see [`needs`]).
+pub fn shared_data(name: &str) -> Option<PathBuf> {
+    needs::shared(&format!("data/{name}"))
 }
 
 pub struct Run {

@@ -2,11 +2,17 @@
 //! counters behind the stats line. A live source must never block its reader (ETW drops
 //! whole buffers when a callback stalls; the kernel connector overruns its socket), so a
 //! full channel drops the event and counts it.
+//!
+//! A part of a source that stops on its own (an ETW session stopped by someone else, a
+//! socket that failed) says so through [`LiveSink::ended`]: the run loop restarts the
+//! source and writes a `sensor` alert, since an attacker who blinds the sensor is what
+//! it must not miss.
 
 use crate::record::SourceEvent;
 use crossbeam_channel::{Sender, TrySendError};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
+use std::time::Instant;
 
 /// Counters a live source and the pipeline update; read for the stats line.
 #[derive(Debug, Default)]
@@ -17,16 +23,57 @@ pub struct LiveCounters {
     pub dropped: AtomicU64,
 }
 
+/// A part of a live source stopped producing events while it was meant to run.
+#[derive(Clone, Debug)]
+pub struct SourceEnd {
+    /// Which part: an ETW session's name, `proc-connector`.
+    pub part: String,
+    /// Why, as far as the source knows (the error, or "stopped from outside").
+    pub reason: String,
+    /// When it stopped: the sensor has been blind since.
+    pub at: Instant,
+}
+
 /// The sending end a live source pushes its events into.
 #[derive(Clone, Debug)]
 pub struct LiveSink {
     tx: Sender<SourceEvent>,
     counters: Arc<LiveCounters>,
+    ends: Option<Sender<SourceEnd>>,
 }
 
 impl LiveSink {
     pub fn new(tx: Sender<SourceEvent>, counters: Arc<LiveCounters>) -> LiveSink {
-        LiveSink { tx, counters }
+        LiveSink {
+            tx,
+            counters,
+            ends: None,
+        }
+    }
+
+    /// Where [`LiveSink::ended`] reports go (the run loop).
+    pub fn reporting_ends_to(self, ends: Sender<SourceEnd>) -> LiveSink {
+        LiveSink {
+            ends: Some(ends),
+            ..self
+        }
+    }
+
+    /// Reports that `part` stopped on its own. Without a listener the report goes to
+    /// stderr, so it is never silent.
+    pub fn ended(&self, part: &str, reason: &str) {
+        let end = SourceEnd {
+            part: part.to_string(),
+            reason: reason.to_string(),
+            at: Instant::now(),
+        };
+        let heard = self
+            .ends
+            .as_ref()
+            .is_some_and(|ends| ends.send(end).is_ok());
+        if !heard {
+            eprintln!("spawnwatch: {part} stopped: {reason}");
+        }
     }
 
     /// Hands an event over without blocking. Returns false when the pipeline has shut

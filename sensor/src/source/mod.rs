@@ -13,3 +13,16 @@ pub mod etw_logic;
 
 #[cfg(target_os = "linux")]
 pub mod proc_connector;
+
+/// What this platform's live sensor can find out about its host's processes when a
+/// rule asks (Linux: `listens`, from `/proc`); `None` where it cannot.
+pub fn host_facts() -> Option<&'static dyn crate::facts::HostFacts> {
+    #[cfg(target_os = "linux")]
+    {
+        static PROC: std::sync::LazyLock<proc_connector::ProcFs> =
+            std::sync::LazyLock::new(proc_connector::ProcFs::default);
+        Some(&*PROC)
+    }
+    #[cfg(not(target_os = "linux"))]
+    None
+}

@@ -1,6 +1,8 @@
-//! SID -> account name with `LookupAccountSidW` (the lookup behind `sid::SidCache`).
+//! SID -> account name with `LookupAccountSidW`: the lookup `accounts::SidCache` runs on
+//! its own threads (it may block for as long as a domain controller takes to answer).
 
-use crate::source::etw_logic::sid::{string_to_sid, AccountLookup};
+use crate::source::etw_logic::accounts::AccountLookup;
+use crate::source::etw_logic::sid::string_to_sid;
 use windows::core::{PCWSTR, PWSTR};
 use windows::Win32::Foundation::PSID;
 use windows::Win32::Security::{LookupAccountSidW, SID_NAME_USE};
@@ -10,7 +12,7 @@ use windows::Win32::Security::{LookupAccountSidW, SID_NAME_USE};
 pub struct WinAccountLookup;
 
 impl AccountLookup for WinAccountLookup {
-    fn lookup(&mut self, sid: &str) -> Option<String> {
+    fn lookup(&self, sid: &str) -> Option<String> {
         lookup_account(sid)
     }
 }

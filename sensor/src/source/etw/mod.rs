@@ -7,19 +7,22 @@
 //! over a bounded channel; all logic lives in `etw_logic`, tested on every platform.
 //!
 //! ```text
-//! let source = EtwSource::start(sink, EtwOptions::default())?;   // needs administrator
-//! for event in EtwSource::seed() { table.apply(&event, ..) }     // or push into the sink
+//! let _one = InstanceLock::acquire(&SessionNames::SENSOR)?;     // one sensor per host
+//! let source = EtwSource::start(sink, EtwOptions::default(), SessionNames::SENSOR)?;
+//! for event in EtwSource::seed(hostname) { table.apply(&event, ..) } // or push into the sink
 //! eprintln!("{}", source.stats().to_json());
-//! source.stop();
+//! source.stop();                                                  // flushes ETW's buffers first
 //! ```
 
 mod accounts;
 mod admin;
 mod devices;
+mod instance;
 mod session;
 mod snapshot;
 mod win;
 
 pub use crate::source::etw_logic::options::EtwOptions;
 pub use admin::{is_elevated, NEEDS_ADMIN};
-pub use session::EtwSource;
+pub use instance::InstanceLock;
+pub use session::{EtwSource, SessionNames};

@@ -3,6 +3,11 @@
 //! Callbacks run on ferrisetw's `ProcessTrace` threads: they only copy fields (through
 //! `try_parse`, never `unwrap`) into raw structs and `try_send` them; a full queue drops
 //! and counts. A panic there would make ferrisetw exit the process and leak the session.
+//!
+//! Starting and stopping go through [`lifecycle`](crate::source::etw_logic::lifecycle):
+//! a failed start stops its session by name, a stop flushes ETW's buffers to the
+//! callbacks before ferrisetw's trace objects are dropped, and a session that ends on
+//! its own (stopped from outside) is reported to the run loop through the sink.
 
 use super::accounts::WinAccountLookup;
 use super::admin::{is_elevated, NEEDS_ADMIN};
@@ -10,11 +15,14 @@ use super::devices::device_map;
 use super::snapshot::processes;
 use super::win::wide;
 use crate::record::SourceEvent;
-use crate::source::etw_logic::errors;
+use crate::source::etw_logic::accounts::SidCache;
+use crate::source::etw_logic::errors::{self, SessionKind};
 use crate::source::etw_logic::join::{JoinCounts, Joiner};
+use crate::source::etw_logic::lifecycle::{Control, Processing, Session, Trace, DRAIN_TIMEOUT};
 use crate::source::etw_logic::options::EtwOptions;
-use crate::source::etw_logic::raw::{self, EventFields, Extracted, RawEvent, RecordHeader};
-use crate::source::etw_logic::sid::SidCache;
+use crate::source::etw_logic::raw::{
+    self, Decoding, EventFields, Extracted, RawEvent, RecordHeader,
+};
 use crate::source::etw_logic::snapshot::existing_event;
 use crate::source::etw_logic::stats::{EtwStats, SessionLoss};
 use crate::source::live::LiveSink;
@@ -23,7 +31,8 @@ use ferrisetw::native::EvntraceNativeError;
 use ferrisetw::parser::Parser;
 use ferrisetw::provider::{kernel_providers, Provider};
 use ferrisetw::trace::{
-    stop_trace_by_name, KernelTrace, TraceError, TraceProperties, TraceTrait, UserTrace,
+    stop_trace_by_name, KernelTrace, RealTimeTraceTrait, TraceBuilder, TraceError, TraceProperties,
+    UserTrace,
 };
 use ferrisetw::{EventRecord, SchemaLocator, GUID};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -32,12 +41,39 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 use windows::core::PCWSTR;
 use windows::Win32::System::Diagnostics::Etw::{
-    ControlTraceW, CONTROLTRACE_HANDLE, EVENT_TRACE_CONTROL_QUERY, EVENT_TRACE_PROPERTIES,
+    ControlTraceW, CONTROLTRACE_HANDLE, EVENT_RECORD, EVENT_TRACE_CONTROL_QUERY,
+    EVENT_TRACE_PROPERTIES,
 };
 
-/// Fixed names: a crashed sensor's sessions are found and stopped at the next start.
-pub const KERNEL_PROCESS_SESSION: &str = "spawnwatch-kernel-process";
-pub const SYSTEM_LOGGER_SESSION: &str = "spawnwatch-system-logger";
+/// The fixed names of one role's sessions (a crashed run's are found and stopped at the
+/// next start), and the named mutex that keeps a second process of the role from
+/// stopping them while they run.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub struct SessionNames {
+    pub kernel_process: &'static str,
+    pub system_logger: &'static str,
+    /// A `Global\` mutex, held for as long as the role runs.
+    pub instance_mutex: &'static str,
+    /// Who holds it, for the refusal.
+    pub holder: &'static str,
+}
+
+impl SessionNames {
+    /// `spawnwatch run`: one per host.
+    pub const SENSOR: SessionNames = SessionNames {
+        kernel_process: "spawnwatch-kernel-process",
+        system_logger: "spawnwatch-system-logger",
+        instance_mutex: r"Global\spawnwatch",
+        holder: "a spawnwatch sensor (`spawnwatch run`)",
+    };
+    /// `spawnwatch selftest`: names of its own, so it can run beside the sensor.
+    pub const SELFTEST: SessionNames = SessionNames {
+        kernel_process: "spawnwatch-selftest-kernel-process",
+        system_logger: "spawnwatch-selftest-system-logger",
+        instance_mutex: r"Global\spawnwatch-selftest",
+        holder: "a spawnwatch selftest",
+    };
+}
 
 /// Microsoft-Windows-Kernel-Process {22fb2cd6-0e7b-422b-a0c7-2fad1fd0e716}.
 const KERNEL_PROCESS_PROVIDER: GUID = GUID::from_u128(0x22fb2cd6_0e7b_422b_a0c7_2fad1fd0e716);
@@ -53,27 +89,31 @@ struct Shared {
     kernel_process_events: AtomicU64,
     system_logger_events: AtomicU64,
     unparsed: AtomicU64,
+    logger_fixed_layout: AtomicU64,
     queue_dropped: AtomicU64,
     join: Mutex<JoinCounts>,
-    /// Set before the sessions are stopped: `ProcessTrace` returning is expected.
-    closing: AtomicBool,
     /// Tells the join thread to flush and end.
     stop: AtomicBool,
 }
 
 /// The running live source. Dropping it stops it too.
-#[derive(Debug)]
 pub struct EtwSource {
-    user: Option<UserTrace>,
-    kernel: Option<KernelTrace>,
+    /// Dropped (stopped) before the join thread is told to flush.
+    sessions: Vec<Session>,
     join: Option<JoinHandle<()>>,
     shared: Arc<Shared>,
+    names: SessionNames,
 }
 
 impl EtwSource {
-    /// Starts both sessions and the join thread; events go to `sink`. Fails with a
-    /// message for the user (administrator rights, too many sessions, ...).
-    pub fn start(sink: LiveSink, options: EtwOptions) -> Result<EtwSource, String> {
+    /// Starts both sessions and the join thread; events go to `sink`, and a session
+    /// that stops on its own is reported there. Fails with a message for the user
+    /// (administrator rights, too many sessions, ...), leaving no session behind.
+    pub fn start(
+        sink: LiveSink,
+        options: EtwOptions,
+        names: SessionNames,
+    ) -> Result<EtwSource, String> {
         if is_elevated() == Some(false) {
             return Err(NEEDS_ADMIN.to_string());
         }
@@ -88,16 +128,17 @@ impl EtwSource {
         .with_map_rebuild(Box::new(device_map));
         let join = {
             let shared = shared.clone();
+            let sink = sink.clone();
             std::thread::Builder::new()
                 .name("etw-join".into())
                 .spawn(move || join_loop(rx, sink, shared, joiner))
                 .map_err(|e| format!("cannot start the ETW join thread: {e}"))?
         };
         let mut source = EtwSource {
-            user: None,
-            kernel: None,
+            sessions: Vec::new(),
             join: Some(join),
             shared: shared.clone(),
+            names,
         };
 
         let properties = TraceProperties {
@@ -107,47 +148,42 @@ impl EtwSource {
             flush_timer: Duration::from_secs(options.flush_timer_secs()),
             ..TraceProperties::default()
         };
+        let start = SessionStart {
+            control: Control {
+                stop_by_name: Arc::new(|name| stop_trace_by_name(name).is_ok()),
+                drain_timeout: DRAIN_TIMEOUT,
+            },
+            properties,
+            sink: &sink,
+        };
 
         // From here on, an error drops `source`, which stops whatever started.
-        stop_stale(KERNEL_PROCESS_SESSION);
         let provider = Provider::by_guid(KERNEL_PROCESS_PROVIDER)
             .any(KEYWORD_PROCESS)
             .add_callback(callback(tx.clone(), shared.clone(), Kind::KernelProcess))
             .build();
-        let (user, user_handle) = UserTrace::new()
-            .named(KERNEL_PROCESS_SESSION.to_string())
-            .set_trace_properties(properties)
-            .enable(provider)
-            .start()
-            .map_err(|e| start_error(KERNEL_PROCESS_SESSION, &e))?;
-        source.user = Some(user);
-        spawn_processing("etw-kernel-process", shared.clone(), move || {
-            UserTrace::process_from_handle(user_handle)
-        })?;
-
-        stop_stale(SYSTEM_LOGGER_SESSION);
+        source.sessions.push(start.session(
+            names.kernel_process,
+            SessionKind::KernelProcess,
+            UserTrace::new().enable(provider),
+        )?);
         let provider = Provider::kernel(&kernel_providers::PROCESS_PROVIDER)
-            .add_callback(callback(tx, shared.clone(), Kind::SystemLogger))
+            .add_callback(callback(tx, shared, Kind::SystemLogger))
             .build();
-        let (kernel, kernel_handle) = KernelTrace::new()
-            .named(SYSTEM_LOGGER_SESSION.to_string())
-            .set_trace_properties(properties)
-            .enable(provider)
-            .start()
-            .map_err(|e| start_error(SYSTEM_LOGGER_SESSION, &e))?;
-        source.kernel = Some(kernel);
-        spawn_processing("etw-system-logger", shared, move || {
-            KernelTrace::process_from_handle(kernel_handle)
-        })?;
+        source.sessions.push(start.session(
+            names.system_logger,
+            SessionKind::SystemLogger,
+            KernelTrace::new().enable(provider),
+        )?);
         Ok(source)
     }
 
-    /// The processes running now, as `Existing` events, to seed the process table before
-    /// `start` (the system logger's rundown adds command lines and users afterwards).
-    pub fn seed() -> Vec<SourceEvent> {
+    /// The processes running now, as `Existing` events, to seed the process table
+    /// (the system logger's rundown adds command lines and users afterwards).
+    pub fn seed(hostname: Option<&str>) -> Vec<SourceEvent> {
         processes()
             .iter()
-            .map(|p| existing_event(p, None))
+            .map(|p| existing_event(p, hostname))
             .collect()
     }
 
@@ -157,27 +193,25 @@ impl EtwSource {
             kernel_process_events: s.kernel_process_events.load(Ordering::Relaxed),
             system_logger_events: s.system_logger_events.load(Ordering::Relaxed),
             unparsed: s.unparsed.load(Ordering::Relaxed),
+            logger_fixed_layout: s.logger_fixed_layout.load(Ordering::Relaxed),
             queue_dropped: s.queue_dropped.load(Ordering::Relaxed),
             join: s.join.lock().map(|j| *j).unwrap_or_default(),
-            kernel_process_loss: query_loss(KERNEL_PROCESS_SESSION),
-            system_logger_loss: query_loss(SYSTEM_LOGGER_SESSION),
+            kernel_process_loss: query_loss(self.names.kernel_process),
+            system_logger_loss: query_loss(self.names.system_logger),
         }
     }
 
-    /// Stops both sessions (events still in ETW's buffers are lost), then lets the join
-    /// thread emit what it holds.
+    /// Stops both sessions, lets them deliver what ETW still buffered, then lets the
+    /// join thread emit what it holds.
     pub fn stop(mut self) {
         self.shutdown();
     }
 
     fn shutdown(&mut self) {
-        self.shared.closing.store(true, Ordering::Relaxed);
-        if let Some(trace) = self.user.take() {
-            let _ = trace.stop();
-        }
-        if let Some(trace) = self.kernel.take() {
-            let _ = trace.stop();
-        }
+        // Both first, so they drain at the same time; each drop waits for its last
+        // events before ferrisetw's objects go.
+        self.sessions.iter().for_each(Session::stop);
+        self.sessions.clear();
         self.shared.stop.store(true, Ordering::Relaxed);
         if let Some(join) = self.join.take() {
             let _ = join.join();
@@ -191,15 +225,57 @@ impl Drop for EtwSource {
     }
 }
 
-/// Stops a session left behind by a crashed run. "Not found" is the normal case; any
-/// other failure shows up as a clearer error when the session starts.
+/// What both sessions start with.
+struct SessionStart<'s> {
+    control: Control,
+    properties: TraceProperties,
+    /// Told when a session ends on its own.
+    sink: &'s LiveSink,
+}
+
+impl SessionStart<'_> {
+    /// Stops a stale session of that name, then starts `trace` (its provider enabled)
+    /// under the name, with its processing thread.
+    fn session<T>(
+        &self,
+        name: &'static str,
+        kind: SessionKind,
+        trace: TraceBuilder<T>,
+    ) -> Result<Session, String>
+    where
+        T: RealTimeTraceTrait + 'static,
+    {
+        stop_stale(name);
+        let start = || {
+            let (trace, handle) = trace
+                .named(name.to_string())
+                .set_trace_properties(self.properties)
+                .start()
+                .map_err(|e| start_error(name, kind, &e))?;
+            let processing: Processing =
+                Box::new(move || T::process_from_handle(handle).map_err(describe));
+            Ok((Box::new(trace) as Trace, processing))
+        };
+        Session::start(name, &self.control, start, on_end(self.sink, name))
+    }
+}
+
+/// A session that ends on its own is reported to the run loop.
+fn on_end(sink: &LiveSink, session: &'static str) -> Box<dyn FnOnce(String) + Send> {
+    let sink = sink.clone();
+    Box::new(move |reason| sink.ended(session, &reason))
+}
+
+/// Stops a session left behind by a crashed run (the role's mutex says no live one
+/// has this name). "Not found" is the normal case; any other failure shows up as a
+/// clearer error when the session starts.
 fn stop_stale(name: &str) {
     if stop_trace_by_name(name).is_ok() {
         eprintln!("spawnwatch: stopped ETW session {name}, left running by an earlier run");
     }
 }
 
-fn start_error(session: &str, e: &TraceError) -> String {
+fn start_error(session: &str, kind: SessionKind, e: &TraceError) -> String {
     let raw = match e {
         TraceError::EtwNativeError(EvntraceNativeError::IoError(io)) => io.raw_os_error(),
         TraceError::EtwNativeError(EvntraceNativeError::AlreadyExist) => {
@@ -207,26 +283,14 @@ fn start_error(session: &str, e: &TraceError) -> String {
         }
         _ => None,
     };
-    errors::start_failure(session, raw)
+    errors::start_failure(session, kind, raw)
 }
 
-/// Runs `ProcessTrace` on its own thread (it returns when the session stops).
-fn spawn_processing<F>(name: &str, shared: Arc<Shared>, process: F) -> Result<(), String>
-where
-    F: FnOnce() -> Result<(), TraceError> + Send + 'static,
-{
-    let thread_name = name.to_string();
-    std::thread::Builder::new()
-        .name(thread_name.clone())
-        .spawn(move || {
-            if let Err(e) = process() {
-                if !shared.closing.load(Ordering::Relaxed) {
-                    eprintln!("spawnwatch: ETW processing on {thread_name} ended: {e:?}");
-                }
-            }
-        })
-        .map(drop)
-        .map_err(|e| format!("cannot start the {name} thread: {e}"))
+fn describe(e: TraceError) -> String {
+    match e {
+        TraceError::EtwNativeError(EvntraceNativeError::IoError(io)) => io.to_string(),
+        other => format!("{other:?}"),
+    }
 }
 
 #[derive(Copy, Clone)]
@@ -278,15 +342,21 @@ fn callback(
             return;
         }
         counter.fetch_add(1, Ordering::Relaxed);
-        let Ok(schema) = locator.event_schema(record) else {
-            shared.unparsed.fetch_add(1, Ordering::Relaxed);
-            return;
-        };
-        let parser = Parser::create(record, &schema);
-        let fields = ParserFields(&parser);
-        let extracted = match kind {
-            Kind::KernelProcess => raw::kernel_process_event(&header, &fields),
-            Kind::SystemLogger => raw::system_logger_event(&header, &fields),
+        let schema = locator.event_schema(record).ok();
+        let parser = schema.as_ref().map(|schema| Parser::create(record, schema));
+        let fields = parser.as_ref().map(ParserFields);
+        let tdh = fields.as_ref().map(|f| f as &dyn EventFields);
+        let extracted = match (kind, tdh) {
+            (Kind::KernelProcess, Some(fields)) => raw::kernel_process_event(&header, fields),
+            (Kind::KernelProcess, None) => Extracted::Malformed("no schema"),
+            (Kind::SystemLogger, _) => {
+                let (extracted, decoding) =
+                    raw::system_logger_event_or_fixed(&header, tdh, user_data(record));
+                if decoding == Decoding::FixedLayout && matches!(extracted, Extracted::Event(_)) {
+                    shared.logger_fixed_layout.fetch_add(1, Ordering::Relaxed);
+                }
+                extracted
+            }
         };
         match extracted {
             Extracted::Event(event) => {
@@ -299,6 +369,20 @@ fn callback(
                 shared.unparsed.fetch_add(1, Ordering::Relaxed);
             }
         }
+    }
+}
+
+/// The record's UserData. ferrisetw 1.2.0 keeps its own accessor crate-private; its
+/// `EventRecord` is `#[repr(transparent)]` over `EVENT_RECORD`.
+fn user_data(record: &EventRecord) -> &[u8] {
+    // SAFETY: the cast is sound by repr(transparent); ETW keeps `UserData` valid for
+    // `UserDataLength` bytes while the callback runs, which `record`'s lifetime spans.
+    unsafe {
+        let raw = &*(record as *const EventRecord).cast::<EVENT_RECORD>();
+        if raw.UserData.is_null() {
+            return &[];
+        }
+        std::slice::from_raw_parts(raw.UserData.cast::<u8>(), usize::from(raw.UserDataLength))
     }
 }
 
@@ -400,13 +484,31 @@ mod tests {
     }
 
     #[test]
+    fn user_data_is_the_records_payload() {
+        let mut payload = *b"\x08\x00\x00\x00cmd.exe\0";
+        let mut raw = EVENT_RECORD {
+            UserData: payload.as_mut_ptr().cast(),
+            UserDataLength: payload.len() as u16,
+            ..Default::default()
+        };
+        // SAFETY: EventRecord is repr(transparent) over EVENT_RECORD; `payload` outlives it.
+        let record = unsafe { &*(&raw as *const EVENT_RECORD).cast::<EventRecord>() };
+        assert_eq!(user_data(record), b"\x08\x00\x00\x00cmd.exe\0");
+        raw.UserData = std::ptr::null_mut();
+        // SAFETY: as above.
+        let record = unsafe { &*(&raw as *const EVENT_RECORD).cast::<EventRecord>() };
+        assert!(user_data(record).is_empty());
+    }
+
+    #[test]
     fn seed_lists_this_process() {
         let me = std::process::id();
-        let seed = EtwSource::seed();
+        let seed = EtwSource::seed(Some("web01"));
         let mine = seed.iter().find(|e| e.process.pid == me);
         assert!(
             mine.is_some_and(|e| e.action == Action::Existing && e.process.image_path.is_some())
         );
+        assert!(seed.iter().all(|e| e.hostname.as_deref() == Some("web01")));
     }
 
     #[test]
@@ -414,7 +516,7 @@ mod tests {
     fn live_sessions_report_a_shell_and_its_child() {
         let (tx, rx) = crossbeam_channel::bounded(100_000);
         let sink = LiveSink::new(tx, Arc::default());
-        let source = EtwSource::start(sink, EtwOptions::default());
+        let source = EtwSource::start(sink, EtwOptions::default(), SessionNames::SELFTEST);
         let source = source.unwrap_or_else(|e| panic!("{e}"));
         std::thread::sleep(Duration::from_secs(2));
         let child = Command::new("cmd.exe").args(["/c", "whoami"]).output();

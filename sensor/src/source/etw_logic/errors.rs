@@ -15,8 +15,17 @@ pub fn win32_code(raw: i32) -> u32 {
     }
 }
 
+/// Which session failed: the same code means different things for each.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub enum SessionKind {
+    /// A user session enabling Microsoft-Windows-Kernel-Process.
+    KernelProcess,
+    /// A private session in system-logger mode (the kernel's process events).
+    SystemLogger,
+}
+
 /// One line for the user when a session does not start.
-pub fn start_failure(session: &str, raw: Option<i32>) -> String {
+pub fn start_failure(session: &str, kind: SessionKind, raw: Option<i32>) -> String {
     let Some(raw) = raw else {
         return format!("ETW session {session} did not start");
     };
@@ -27,9 +36,10 @@ pub fn start_failure(session: &str, raw: Option<i32>) -> String {
         ERROR_ALREADY_EXISTS => {
             "a session with this name already exists and could not be stopped".to_string()
         }
-        ERROR_NO_SYSTEM_RESOURCES => {
-            "too many system logger sessions on this host (Windows allows 8)".to_string()
-        }
+        ERROR_NO_SYSTEM_RESOURCES => match kind {
+            SessionKind::SystemLogger => "too many system logger sessions on this host (Windows allows 8): stop one of those `logman query -ets` lists".to_string(),
+            SessionKind::KernelProcess => "Microsoft-Windows-Kernel-Process is enabled in too many sessions (a provider allows 8), or the host runs too many sessions (64): stop one of those `logman query -ets` lists".to_string(),
+        },
         code => format!("Windows error {code}"),
     };
     format!("ETW session {session} did not start: {why}")
@@ -49,12 +59,31 @@ mod tests {
 
     #[test]
     fn messages_say_what_to_do() {
-        let m = start_failure("spawnwatch-system-logger", Some(0x8007_0005u32 as i32));
+        let logger = SessionKind::SystemLogger;
+        let m = start_failure(
+            "spawnwatch-system-logger",
+            logger,
+            Some(0x8007_0005u32 as i32),
+        );
         assert!(m.contains("administrator"), "{m}");
         assert!(m.contains("spawnwatch-system-logger"));
-        assert!(start_failure("s", Some(1450)).contains("8"));
-        assert!(start_failure("s", Some(183)).contains("already exists"));
-        assert!(start_failure("s", Some(31)).contains("Windows error 31"));
-        assert!(start_failure("s", None).ends_with("did not start"));
+        assert!(start_failure("s", logger, Some(183)).contains("already exists"));
+        assert!(start_failure("s", logger, Some(31)).contains("Windows error 31"));
+        assert!(start_failure("s", logger, None).ends_with("did not start"));
+    }
+
+    #[test]
+    fn no_system_resources_says_which_limit_for_each_session() {
+        let logger = start_failure("l", SessionKind::SystemLogger, Some(1450));
+        assert!(
+            logger.contains("too many system logger sessions"),
+            "{logger}"
+        );
+        let kernel = start_failure("k", SessionKind::KernelProcess, Some(1450));
+        assert!(
+            kernel.contains("Microsoft-Windows-Kernel-Process is enabled in too many sessions"),
+            "{kernel}"
+        );
+        assert!(!kernel.contains("system logger"), "{kernel}");
     }
 }

@@ -7,15 +7,26 @@
 //! joined late and completes the process table entry with an `Existing` event (never a
 //! second `Create`: the rules saw the process once).
 //!
+//! Two halves belong together when they name the same pid and parent pid and their
+//! event-header timestamps lie within [`JoinConfig::match_window`]. Only header times are
+//! compared: ferrisetw starts both sessions with the QPC clock and converts it from a
+//! reference taken at session start, so header times do not follow a later step of the
+//! system clock (w32time, VM time sync, `Set-Date`), while a payload's `CreateTime` or
+//! `ExitTime` does. Those payload times are only written out, as the event's time.
+//!
+//! A termination carries the image name of its start (a Kernel-Process ProcessStop has
+//! only an ANSI name cut to 14 characters).
+//!
 //! No clocks in here: the caller passes `now` (time since the source started) to every
 //! call, so tests drive time explicitly.
 
+use super::accounts::{AccountCounts, SidCache};
 use super::paths::{DeviceMap, Resolved};
 use super::raw::{
     KernelProcessStart, KernelProcessStop, RawEvent, SystemLoggerProcess, SL_DC_END, SL_DC_START,
     SL_END, SL_START,
 };
-use super::sid::{integrity_level, wbemsid_to_string, SidCache};
+use super::sid::{integrity_level, wbemsid_to_string};
 use super::strings::{argv0, clean_command_line};
 use super::time::filetime_to_utc;
 use crate::record::{file_name, Action, ProcessRecord, SourceEvent, Text};
@@ -45,7 +56,11 @@ pub struct JoinConfig {
 impl Default for JoinConfig {
     fn default() -> Self {
         JoinConfig {
-            wait: Duration::from_millis(500),
+            // Each session flushes on its own 1 s timer, so the two halves of one
+            // process can arrive about a second apart on a quiet host; a shorter wait
+            // would report most processes with one half, the command line or the image
+            // path missing when the rules see them.
+            wait: Duration::from_millis(1500),
             match_window: Duration::from_secs(2),
             late_memory: Duration::from_secs(30),
             max_pending: 65_536,
@@ -77,6 +92,8 @@ pub struct JoinCounts {
     pub map_rebuilds: u64,
     /// Processes emitted before their wait because too many were pending.
     pub overflow: u64,
+    /// Account name lookups (off the join thread).
+    pub accounts: AccountCounts,
 }
 
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]
@@ -87,8 +104,20 @@ enum Half {
 
 #[derive(Clone, Debug)]
 struct Ended {
-    timestamp: u64,
-    exe: Option<String>,
+    /// Header time: what the join compares.
+    key: u64,
+    /// The time written out: ProcessStop's `ExitTime` (the system clock, like the
+    /// create's `CreateTime`), else the header time.
+    output: u64,
+    /// The system logger End's own name, for a process whose start was never seen.
+    logger_exe: Option<String>,
+}
+
+/// What a terminate needs of the start of a process that was reported.
+#[derive(Debug)]
+struct Started {
+    key: u64,
+    exe: Option<Text>,
 }
 
 #[derive(Debug)]
@@ -104,21 +133,37 @@ struct Slot {
 }
 
 impl Slot {
+    /// The header time of its kernel half, else of its logger half (0: unknown); the
+    /// two sessions' header times share one clock.
     fn key(&self) -> u64 {
         self.kernel
             .as_ref()
-            .map(kernel_key)
+            .map(|k| k.timestamp_filetime)
             .or_else(|| self.logger.as_ref().map(|l| l.timestamp_filetime))
             .unwrap_or(0)
     }
+
+    fn parent_pid(&self) -> Option<u32> {
+        self.kernel
+            .as_ref()
+            .and_then(|k| k.parent_pid)
+            .or_else(|| self.logger.as_ref().and_then(|l| l.parent_pid))
+    }
 }
 
-fn kernel_key(k: &KernelProcessStart) -> u64 {
-    if k.create_time_filetime != 0 {
-        k.create_time_filetime
-    } else {
-        k.timestamp_filetime
-    }
+/// Two header times at most `window` apart, or one unknown (0).
+fn near(a: u64, b: u64, window: u64) -> bool {
+    a == 0 || b == 0 || a.abs_diff(b) <= window
+}
+
+/// A process that started at header time `start` can be the one ending at `end`.
+fn started_before(start: u64, end: u64, window: u64) -> bool {
+    start == 0 || end == 0 || start <= end.saturating_add(window)
+}
+
+/// Two parent pids name the same parent, or one is unknown.
+fn same_parent(a: Option<u32>, b: Option<u32>) -> bool {
+    a.zip(b).is_none_or(|(a, b)| a == b)
 }
 
 #[derive(Debug)]
@@ -137,6 +182,8 @@ pub struct Joiner {
     last_rebuild: Option<Duration>,
     accounts: SidCache,
     known_images: HashMap<u32, String>,
+    /// Processes reported (created or running at start) and not yet terminated.
+    started: HashMap<u32, Started>,
     next_id: u64,
     slots: HashMap<u32, Vec<Slot>>,
     pending: usize,
@@ -168,6 +215,7 @@ impl Joiner {
             last_rebuild: None,
             accounts,
             known_images: HashMap::new(),
+            started: HashMap::new(),
             next_id: 0,
             slots: HashMap::new(),
             pending: 0,
@@ -192,13 +240,21 @@ impl Joiner {
     }
 
     pub fn counts(&self) -> JoinCounts {
-        self.counts
+        JoinCounts {
+            accounts: self.accounts.counts(),
+            ..self.counts
+        }
     }
 
     /// Processes waiting for their partner.
     #[cfg(test)]
     pub fn pending(&self) -> usize {
         self.pending
+    }
+
+    #[cfg(test)]
+    pub fn wait_for_account(&mut self, now: Duration) -> bool {
+        self.accounts.wait_for_answer(now)
     }
 
     /// When the next pending process is due (for the caller's receive timeout).
@@ -215,15 +271,12 @@ impl Joiner {
             RawEvent::Logger(l) => match l.opcode {
                 SL_START => self.on_start(None, Some(l), now, &mut out),
                 SL_END => {
-                    let exe = non_empty(&l.image_file_name);
-                    self.on_terminate(
-                        Half::Logger,
-                        l.pid,
-                        l.timestamp_filetime,
-                        exe,
-                        now,
-                        &mut out,
-                    )
+                    let ended = Ended {
+                        key: l.timestamp_filetime,
+                        output: l.timestamp_filetime,
+                        logger_exe: complete_exe(&l.image_file_name, &l.command_line),
+                    };
+                    self.on_terminate(Half::Logger, l.pid, ended, now, &mut out)
                 }
                 SL_DC_START => {
                     self.counts.rundown += 1;
@@ -280,7 +333,7 @@ impl Joiner {
     }
 
     fn within(&self, a: u64, b: u64) -> bool {
-        a == 0 || b == 0 || a.abs_diff(b) <= self.window_100ns
+        near(a, b, self.window_100ns)
     }
 
     fn on_start(
@@ -290,9 +343,9 @@ impl Joiner {
         now: Duration,
         out: &mut Vec<SourceEvent>,
     ) {
-        let (pid, half, key) = match (&kernel, &logger) {
-            (Some(k), _) => (k.pid, Half::Kernel, kernel_key(k)),
-            (None, Some(l)) => (l.pid, Half::Logger, l.timestamp_filetime),
+        let (pid, half, key, parent) = match (&kernel, &logger) {
+            (Some(k), _) => (k.pid, Half::Kernel, k.timestamp_filetime, k.parent_pid),
+            (None, Some(l)) => (l.pid, Half::Logger, l.timestamp_filetime, l.parent_pid),
             (None, None) => return,
         };
         let partner = self.slots.get(&pid).and_then(|slots| {
@@ -301,7 +354,7 @@ impl Joiner {
                     Half::Kernel => s.kernel.is_none() && s.logger.is_some(),
                     Half::Logger => s.logger.is_none() && s.kernel.is_some(),
                 };
-                open && self.within(s.key(), key)
+                open && self.within(s.key(), key) && same_parent(s.parent_pid(), parent)
             })
         });
         let Some(index) = partner else {
@@ -341,31 +394,34 @@ impl Joiner {
     }
 
     fn on_kernel_stop(&mut self, s: KernelProcessStop, now: Duration, out: &mut Vec<SourceEvent>) {
-        let ts = if s.timestamp_filetime != 0 {
-            s.timestamp_filetime
-        } else {
-            s.exit_time_filetime
+        // Not its ImageName: ANSI, cut to 14 characters.
+        let ended = Ended {
+            key: s.timestamp_filetime,
+            output: if s.exit_time_filetime != 0 {
+                s.exit_time_filetime
+            } else {
+                s.timestamp_filetime
+            },
+            logger_exe: None,
         };
-        let exe = non_empty(&s.image_name);
-        self.on_terminate(Half::Kernel, s.pid, ts, exe, now, out);
+        self.on_terminate(Half::Kernel, s.pid, ended, now, out);
     }
 
     fn on_terminate(
         &mut self,
         half: Half,
         pid: u32,
-        timestamp: u64,
-        exe: Option<String>,
+        ended: Ended,
         now: Duration,
         out: &mut Vec<SourceEvent>,
     ) {
+        let timestamp = ended.key;
         // The other source's report of a termination already handled?
         let window = self.window_100ns;
-        let near = |a: u64, b: u64| a == 0 || b == 0 || a.abs_diff(b) <= window;
         if let Some(list) = self.terms.get_mut(&pid) {
             if let Some(i) = list
                 .iter()
-                .position(|t| t.half != half && near(t.timestamp, timestamp))
+                .position(|t| t.half != half && near(t.timestamp, timestamp, window))
             {
                 list.remove(i);
                 self.counts.duplicate_terminations += 1;
@@ -380,23 +436,19 @@ impl Joiner {
         });
         self.terms_q.push_back((expires, pid));
 
-        let ended = Ended { timestamp, exe };
         if let Some(slots) = self.slots.get_mut(&pid) {
             // A create still waiting for its partner: terminate right after it.
-            let started_before = |s: &Slot| {
-                let k = s.key();
-                k == 0 || timestamp == 0 || k <= timestamp.saturating_add(window)
-            };
+            let before = |s: &Slot| started_before(s.key(), timestamp, window);
             if let Some(slot) = slots
                 .iter_mut()
                 .rev()
-                .find(|s| !s.emitted && s.ended.is_none() && started_before(s))
+                .find(|s| !s.emitted && s.ended.is_none() && before(s))
             {
                 slot.ended = Some(ended);
                 return;
             }
             // Processes emitted alone: a late partner must not bring them back.
-            for slot in slots.iter_mut().filter(|s| s.emitted && started_before(s)) {
+            for slot in slots.iter_mut().filter(|s| s.emitted && before(s)) {
                 slot.ended.get_or_insert_with(|| ended.clone());
             }
         }
@@ -405,12 +457,23 @@ impl Joiner {
 
     fn push_terminate(&mut self, pid: u32, ended: Ended, out: &mut Vec<SourceEvent>) {
         self.counts.terminated += 1;
+        let window = self.window_100ns;
+        let started =
+            (self.started.remove(&pid)).filter(|s| started_before(s.key, ended.key, window));
         let process = ProcessRecord {
             pid,
-            exe: ended.exe.map(Text::from),
+            exe: started
+                .and_then(|s| s.exe)
+                .or(ended.logger_exe.map(Text::from)),
             ..Default::default()
         };
-        out.push(self.event(Action::Terminate, filetime_to_utc(ended.timestamp), process));
+        out.push(self.event(Action::Terminate, filetime_to_utc(ended.output), process));
+    }
+
+    /// Remembers a reported process for its terminate.
+    fn remember_start(&mut self, key: u64, process: &ProcessRecord) {
+        let exe = process.exe.clone();
+        self.started.insert(process.pid, Started { key, exe });
     }
 
     fn emit_alone(&mut self, pid: u32, id: u64, now: Duration, out: &mut Vec<SourceEvent>) {
@@ -492,7 +555,7 @@ impl Joiner {
         }
     }
 
-    fn logger_fields(&mut self, l: &SystemLoggerProcess, p: &mut ProcessRecord) {
+    fn logger_fields(&mut self, l: &SystemLoggerProcess, p: &mut ProcessRecord, now: Duration) {
         let cmd = clean_command_line(&l.command_line);
         if !cmd.is_empty() {
             p.command_line = Some(cmd.into());
@@ -505,10 +568,15 @@ impl Joiner {
         p.user = p
             .sid
             .as_deref()
-            .and_then(|s| self.accounts.resolve(s))
+            .and_then(|s| self.accounts.resolve(s, now))
             .map(Text::from);
         if p.ppid.is_none() {
             p.ppid = l.parent_pid;
+        }
+        // A Start is logged by the process that called CreateProcess (a rundown's
+        // header names no creator).
+        if p.creator_pid.is_none() && l.opcode == SL_START && l.header_pid != 0 {
+            p.creator_pid = Some(l.header_pid);
         }
         if p.image_path.is_none() {
             p.exe = complete_exe(&l.image_file_name, p.command_line.as_deref().unwrap_or(""))
@@ -540,22 +608,24 @@ impl Joiner {
                 .map(Text::from);
         }
         if let Some(l) = logger {
-            self.logger_fields(l, &mut p);
+            self.logger_fields(l, &mut p, now);
         }
         p.fill_exe();
+        let header = kernel.map(|k| k.timestamp_filetime);
+        let header = header.or(logger.map(|l| l.timestamp_filetime));
+        self.remember_start(header.unwrap_or(0), &p);
         let timestamp = kernel
             .and_then(|k| filetime_to_utc(k.create_time_filetime))
-            .or_else(|| kernel.and_then(|k| filetime_to_utc(k.timestamp_filetime)))
-            .or_else(|| logger.and_then(|l| filetime_to_utc(l.timestamp_filetime)));
+            .or_else(|| header.and_then(filetime_to_utc));
         self.event(action, timestamp, p)
     }
 
-    fn rundown_event(&mut self, l: &SystemLoggerProcess, _now: Duration) -> SourceEvent {
+    fn rundown_event(&mut self, l: &SystemLoggerProcess, now: Duration) -> SourceEvent {
         let mut p = ProcessRecord {
             pid: l.pid,
             ..Default::default()
         };
-        self.logger_fields(l, &mut p);
+        self.logger_fields(l, &mut p, now);
         if let (Some(path), Some(exe)) = (self.known_images.get(&l.pid), p.exe.as_deref()) {
             let full = file_name(path).to_ascii_lowercase();
             if !exe.is_empty() && full.starts_with(&exe.to_ascii_lowercase()) {
@@ -563,6 +633,7 @@ impl Joiner {
                 p.image_path = Some(path.as_str().into());
             }
         }
+        self.remember_start(l.timestamp_filetime, &p);
         self.event(Action::Existing, filetime_to_utc(l.timestamp_filetime), p)
     }
 
@@ -577,12 +648,9 @@ impl Joiner {
     }
 }
 
-fn non_empty(s: &str) -> Option<String> {
-    (!s.is_empty()).then(|| s.to_string())
-}
-
-/// The EPROCESS short name keeps 15 characters (`UMWorkerProcess`): complete it from the
-/// command line's `argv[0]` when that file name extends it.
+/// The system logger's `ImageFileName`, completed from the command line's `argv[0]` when
+/// that file name extends it: Windows 7 sends the EPROCESS name, cut to 15 characters
+/// (`UMWorkerProcess`); Windows 8 and later send the whole name, which this keeps.
 pub fn complete_exe(short: &str, command_line: &str) -> Option<String> {
     if short.is_empty() {
         return None;
@@ -600,20 +668,23 @@ pub fn complete_exe(short: &str, command_line: &str) -> Option<String> {
 mod tests {
     use super::*;
     use crate::record::{Location, Origin};
+    use crate::source::etw_logic::accounts::tests::gated;
+    use crate::source::etw_logic::accounts::AccountSettings;
     use crate::source::etw_logic::raw::tests::CREATE_TIME;
     use crate::source::etw_logic::sid::tests::{user_sid_bytes, wbemsid};
-    use crate::source::etw_logic::sid::AccountLookup;
     use std::sync::atomic::{AtomicU32, Ordering};
     use std::sync::Arc;
 
     const MS: u64 = 10_000; // 100 ns units per millisecond
+    const USER_SID: &str = "S-1-5-21-1004336348-1177238915-682003330-1001";
 
-    struct Accounts;
-    impl AccountLookup for Accounts {
-        fn lookup(&mut self, sid: &str) -> Option<String> {
-            (sid == "S-1-5-21-1004336348-1177238915-682003330-1001")
-                .then(|| r"CONTOSO\web".to_string())
-        }
+    /// An account cache that knows the test user already (lookups: `accounts`).
+    fn accounts() -> SidCache {
+        let (mut accounts, _lookup, open) = gated(AccountSettings::default());
+        open.send(()).unwrap();
+        assert_eq!(accounts.resolve(USER_SID, Duration::ZERO), None);
+        assert!(accounts.wait_for_answer(Duration::ZERO));
+        accounts
     }
 
     fn devices() -> DeviceMap {
@@ -624,10 +695,11 @@ mod tests {
 
     fn joiner() -> Joiner {
         let config = JoinConfig {
+            wait: ms(500),
             hostname: Some("web01".into()),
             ..JoinConfig::default()
         };
-        Joiner::new(config, devices(), SidCache::new(Box::new(Accounts), 16))
+        Joiner::new(config, devices(), accounts())
     }
 
     fn ms(n: u64) -> Duration {
@@ -648,13 +720,12 @@ mod tests {
         })
     }
 
-    fn kstop(pid: u32, name: &str, t: u64) -> RawEvent {
+    fn kstop(pid: u32, t: u64) -> RawEvent {
         RawEvent::KernelStop(KernelProcessStop {
             pid,
             create_time_filetime: 0,
             exit_time_filetime: t,
             exit_code: Some(0),
-            image_name: name.to_string(),
             timestamp_filetime: t,
         })
     }
@@ -663,6 +734,8 @@ mod tests {
         RawEvent::Logger(SystemLoggerProcess {
             opcode,
             pid,
+            // a Start is logged by its creator (here the parent), an End by the process
+            header_pid: if opcode == SL_START { ppid } else { pid },
             parent_pid: Some(ppid),
             session_id: Some(0),
             exit_status: Some(259),
@@ -692,10 +765,7 @@ mod tests {
             p.command_line.as_deref(),
             Some(r#"C:\Windows\system32\cmd.exe /c "cd /d C:\inetpub && whoami""#)
         );
-        assert_eq!(
-            p.sid.as_deref(),
-            Some("S-1-5-21-1004336348-1177238915-682003330-1001")
-        );
+        assert_eq!(p.sid.as_deref(), Some(USER_SID));
         assert_eq!(p.user.as_deref(), Some(r"CONTOSO\web"));
         assert_eq!(p.integrity_level.as_deref(), Some("High"));
         assert_eq!(ev.timestamp, filetime_to_utc(CREATE_TIME));
@@ -799,10 +869,40 @@ mod tests {
         assert_eq!(p.exe.as_deref(), Some("UMWorkerProcess.exe"));
         assert_eq!(p.image_path, None);
         assert_eq!(p.ppid, Some(600));
-        assert_eq!(p.creator_pid, None);
+        // the Start's header names its creator
+        assert_eq!(p.creator_pid, Some(600));
         assert_eq!(p.user.as_deref(), Some(r"CONTOSO\web"));
         assert_eq!(out[0].timestamp, filetime_to_utc(CREATE_TIME));
         assert_eq!(j.counts().logger_only, 1);
+    }
+
+    #[test]
+    fn no_event_waits_for_an_account_name() {
+        let (accounts, lookup, open) = gated(AccountSettings::default());
+        let config = JoinConfig {
+            wait: ms(500),
+            ..JoinConfig::default()
+        };
+        let mut j = Joiner::new(config, devices(), accounts);
+        // the lookup blocks until the gate opens; the process goes out with its SID
+        j.on_raw(
+            logger(1, 5120, 4012, "cmd.exe", CMDLINE, CREATE_TIME),
+            ms(0),
+        );
+        let out = j.tick(ms(500));
+        let p = &out[0].process;
+        assert_eq!(
+            (p.sid.as_deref(), p.user.as_deref()),
+            (Some(USER_SID), None)
+        );
+        // answered: the next process of that SID carries the name
+        open.send(()).unwrap();
+        assert!(j.wait_for_account(ms(600)));
+        let rundown = logger(3, 5121, 4012, "cmd.exe", CMDLINE, CREATE_TIME);
+        let out = j.on_raw(rundown, ms(700));
+        assert_eq!(out[0].process.user.as_deref(), Some(r"CONTOSO\web"));
+        assert_eq!(lookup.asked.lock().unwrap().len(), 1);
+        assert_eq!(j.counts().accounts.lookups, 1);
     }
 
     #[test]
@@ -814,7 +914,7 @@ mod tests {
             .on_raw(kstart(6000, 5120, 5120, whoami, CREATE_TIME), ms(0))
             .is_empty());
         assert!(j
-            .on_raw(kstop(6000, "whoami.exe", CREATE_TIME + 20 * MS), ms(1))
+            .on_raw(kstop(6000, CREATE_TIME + 20 * MS), ms(1))
             .is_empty());
         let out = j.tick(ms(500));
         let actions: Vec<Action> = out.iter().map(|e| e.action).collect();
@@ -847,6 +947,128 @@ mod tests {
         );
     }
 
+    /// A Kernel-Process start whose payload `CreateTime` is `step` (100 ns) off its
+    /// header time, as after a step of the system clock.
+    fn kstart_stepped(pid: u32, ppid: u32, header: u64, step: i64) -> RawEvent {
+        let mut raw = kstart(pid, ppid, ppid, CMD, 0);
+        if let RawEvent::KernelStart(k) = &mut raw {
+            k.timestamp_filetime = header;
+            k.create_time_filetime = header.saturating_add_signed(step);
+        }
+        raw
+    }
+
+    fn kstop_stepped(pid: u32, header: u64, step: i64) -> RawEvent {
+        let mut raw = kstop(pid, header);
+        if let RawEvent::KernelStop(s) = &mut raw {
+            s.exit_time_filetime = header.saturating_add_signed(step);
+        }
+        raw
+    }
+
+    #[test]
+    fn a_clock_step_changes_nothing_the_join_compares() {
+        const SECOND: i64 = 10_000_000;
+        for step in [5 * SECOND, -5 * SECOND, 3600 * SECOND, -3600 * SECOND] {
+            for kernel_first in [true, false] {
+                let mut j = joiner();
+                let mut out = Vec::new();
+                // pid 900 twice: reused 10 s later, under another parent
+                for (i, (pid, ppid)) in [(900, 4012), (901, 4012), (900, 5000)].iter().enumerate() {
+                    let (pid, ppid) = (*pid, *ppid);
+                    let header = CREATE_TIME + i as u64 * 10_000 * MS;
+                    let now = ms(i as u64 * 10_000);
+                    let kernel = [
+                        kstart_stepped(pid, ppid, header, step),
+                        kstop_stepped(pid, header + 50 * MS, step),
+                    ];
+                    let system_logger = [
+                        logger(1, pid, ppid, "cmd.exe", CMDLINE, header + 4 * MS),
+                        logger(2, pid, ppid, "cmd.exe", "", header + 51 * MS),
+                    ];
+                    let (first, second) = if kernel_first {
+                        (kernel, system_logger)
+                    } else {
+                        (system_logger, kernel)
+                    };
+                    for (k, raw) in first.into_iter().enumerate() {
+                        out.extend(j.on_raw(raw, now + ms(k as u64)));
+                    }
+                    for (k, raw) in second.into_iter().enumerate() {
+                        out.extend(j.on_raw(raw, now + ms(400 + k as u64)));
+                    }
+                    out.extend(j.tick(now + ms(5_000)));
+                }
+                out.extend(j.flush(ms(60_000)));
+                let what = format!("step {step}, kernel first: {kernel_first}");
+                let seq: Vec<(Action, u32)> =
+                    out.iter().map(|e| (e.action, e.process.pid)).collect();
+                assert_eq!(
+                    seq,
+                    [
+                        (Action::Create, 900),
+                        (Action::Terminate, 900),
+                        (Action::Create, 901),
+                        (Action::Terminate, 901),
+                        (Action::Create, 900),
+                        (Action::Terminate, 900),
+                    ],
+                    "{what}"
+                );
+                for (i, create) in out.iter().step_by(2).enumerate() {
+                    let p = &create.process;
+                    assert!(p.command_line.is_some() && p.image_path.is_some(), "{what}");
+                    // the payload's CreateTime is what is written out
+                    let header = CREATE_TIME + i as u64 * 10_000 * MS;
+                    let create_time = header.saturating_add_signed(step);
+                    assert_eq!(create.timestamp, filetime_to_utc(create_time), "{what}");
+                }
+                let c = j.counts();
+                assert_eq!(
+                    (c.joined, c.kernel_only, c.logger_only, c.joined_late),
+                    (3, 0, 0, 0),
+                    "{what}"
+                );
+                assert_eq!((c.terminated, c.duplicate_terminations), (3, 3), "{what}");
+            }
+        }
+    }
+
+    #[test]
+    fn a_terminate_names_the_image_of_its_start_not_the_cut_stop_name() {
+        let mut j = joiner();
+        let image = r"\Device\HarddiskVolume3\Windows\System32\SearchProtocolHost.exe";
+        j.on_raw(kstart(700, 600, 600, image, CREATE_TIME), ms(0));
+        j.tick(ms(500));
+        let out = j.on_raw(kstop(700, CREATE_TIME + 900 * MS), ms(900));
+        assert_eq!(out[0].action, Action::Terminate);
+        assert_eq!(
+            out[0].process.exe.as_deref(),
+            Some("SearchProtocolHost.exe")
+        );
+        // a process running at start: the rundown's name
+        j.on_raw(
+            logger(3, 710, 600, "SearchFilterHost.exe", "", CREATE_TIME),
+            ms(901),
+        );
+        let out = j.on_raw(kstop(710, CREATE_TIME + MS), ms(902));
+        assert_eq!(out[0].process.exe.as_deref(), Some("SearchFilterHost.exe"));
+        // a start never seen: no name rather than a cut one
+        let out = j.on_raw(kstop(720, CREATE_TIME + MS), ms(903));
+        assert_eq!(
+            (out[0].action, out[0].process.exe.as_deref()),
+            (Action::Terminate, None)
+        );
+        // the same pid again, after the terminate: its new start's name
+        j.on_raw(
+            kstart(700, 600, 600, CMD, CREATE_TIME + 2_000 * MS),
+            ms(2_000),
+        );
+        j.tick(ms(2_500));
+        let out = j.on_raw(kstop(700, CREATE_TIME + 2_100 * MS), ms(2_600));
+        assert_eq!(out[0].process.exe.as_deref(), Some("cmd.exe"));
+    }
+
     #[test]
     fn termination_seen_while_pending_follows_the_joined_create() {
         let mut j = joiner();
@@ -865,7 +1087,7 @@ mod tests {
         assert_eq!(actions, [Action::Create, Action::Terminate]);
         assert_full_create(&out[0]);
         assert!(j
-            .on_raw(kstop(5120, "cmd.exe", CREATE_TIME + 9 * MS), ms(310))
+            .on_raw(kstop(5120, CREATE_TIME + 9 * MS), ms(310))
             .is_empty());
         assert_eq!(j.counts().duplicate_terminations, 1);
         assert!(j.tick(ms(60_000)).is_empty());
@@ -878,17 +1100,12 @@ mod tests {
         assert_eq!(out.len(), 1);
         assert_eq!(out[0].action, Action::Terminate);
         assert_eq!(out[0].process.exe.as_deref(), Some("svchost.exe"));
-        assert!(j
-            .on_raw(kstop(300, "svchost.exe", CREATE_TIME + MS), ms(5))
-            .is_empty());
+        assert!(j.on_raw(kstop(300, CREATE_TIME + MS), ms(5)).is_empty());
         // after the memory expires, the same pid's next termination is reported again
         j.tick(ms(31_000));
         assert_eq!(
-            j.on_raw(
-                kstop(300, "svchost.exe", CREATE_TIME + 400_000 * MS),
-                ms(31_001)
-            )
-            .len(),
+            j.on_raw(kstop(300, CREATE_TIME + 400_000 * MS), ms(31_001))
+                .len(),
             1
         );
         assert_eq!(j.counts().terminated, 2);
@@ -896,18 +1113,21 @@ mod tests {
 
     #[test]
     fn a_reused_pid_is_another_process() {
-        let mut j = joiner();
-        j.on_raw(kstart(800, 4, 4, CMD, CREATE_TIME), ms(0));
-        // same pid, logger half 10 s of event time later: not a partner
-        j.on_raw(
-            logger(1, 800, 4012, "cmd.exe", CMDLINE, CREATE_TIME + 10_000 * MS),
-            ms(100),
-        );
-        assert_eq!(j.pending(), 2);
-        let out = j.tick(ms(700));
-        assert_eq!(out.len(), 2);
-        let c = j.counts();
-        assert_eq!((c.joined, c.kernel_only, c.logger_only), (0, 1, 1));
+        // the logger half 10 s of header time later, or 3 ms later under another parent
+        for (delay, ppid) in [(10_000 * MS, 4012), (3 * MS, 5000)] {
+            let mut j = joiner();
+            j.on_raw(kstart(800, 4012, 4012, CMD, CREATE_TIME), ms(0));
+            j.on_raw(
+                logger(1, 800, ppid, "cmd.exe", CMDLINE, CREATE_TIME + delay),
+                ms(100),
+            );
+            assert_eq!(j.pending(), 2);
+            let out = j.tick(ms(700));
+            let parents: Vec<Option<u32>> = out.iter().map(|e| e.process.ppid).collect();
+            assert_eq!(parents, [Some(4012), Some(ppid)]);
+            let c = j.counts();
+            assert_eq!((c.joined, c.kernel_only, c.logger_only), (0, 1, 1));
+        }
     }
 
     #[test]
@@ -1000,7 +1220,7 @@ mod tests {
             max_pending: 2,
             ..JoinConfig::default()
         };
-        let mut j = Joiner::new(config, devices(), SidCache::new(Box::new(Accounts), 4));
+        let mut j = Joiner::new(config, devices(), accounts());
         assert!(j
             .on_raw(kstart(1, 4, 4, CMD, CREATE_TIME), ms(0))
             .is_empty());

@@ -22,9 +22,7 @@ pub struct EtwOptions {
 impl Default for EtwOptions {
     fn default() -> Self {
         EtwOptions {
-            // Each session flushes on its own 1 s timer, so the two halves of one
-            // process can arrive about a second apart on a quiet host.
-            join_wait: Duration::from_millis(1500),
+            join_wait: JoinConfig::default().wait,
             queue_capacity: 65_536,
             flush_timer: Duration::from_secs(1),
             buffer_kb: 64,
@@ -60,6 +58,8 @@ mod tests {
             ..EtwOptions::default()
         };
         assert_eq!(o.join_config().wait, Duration::from_millis(1500));
+        // one default: a Joiner built without options waits as long as the live source
+        assert_eq!(EtwOptions::default().join_config(), JoinConfig::default());
         assert_eq!(o.join_config().hostname.as_deref(), Some("h"));
         assert_eq!(o.flush_timer_secs(), 1);
         assert_eq!(EtwOptions::default().queue_capacity, 65_536);

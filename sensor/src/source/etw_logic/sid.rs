@@ -2,8 +2,6 @@
 //! (a `TOKEN_USER` followed by the SID). Everything is bounds-checked: short or garbage
 //! input gives `None`, never a panic.
 
-use std::collections::HashMap;
-
 /// Size of the `TOKEN_USER` header in front of a WBEMSID: a pointer and a `u32`
 /// (padded), so 16 bytes from a 64-bit kernel and 8 from a 32-bit one.
 pub fn token_user_size(pointer_size: usize) -> usize {
@@ -91,73 +89,6 @@ pub fn integrity_level(label_sid: &str) -> Option<&'static str> {
         0x4000..=0x4FFF => "System",
         _ => "Protected",
     })
-}
-
-/// Resolves a SID string to `DOMAIN\name`. On Windows this is `LookupAccountSidW`; tests
-/// inject a fake. `None` when the SID is unknown.
-pub trait AccountLookup {
-    fn lookup(&mut self, sid: &str) -> Option<String>;
-}
-
-/// Accounts every Windows host has, answered without a lookup.
-pub fn well_known_account(sid: &str) -> Option<&'static str> {
-    Some(match sid {
-        "S-1-5-18" => r"NT AUTHORITY\SYSTEM",
-        "S-1-5-19" => r"NT AUTHORITY\LOCAL SERVICE",
-        "S-1-5-20" => r"NT AUTHORITY\NETWORK SERVICE",
-        _ => return None,
-    })
-}
-
-/// SID -> account name, cached (misses too: a SID that did not resolve is not looked up
-/// again until the cache is full and cleared).
-pub struct SidCache {
-    lookup: Box<dyn AccountLookup + Send>,
-    cache: HashMap<String, Option<String>>,
-    capacity: usize,
-    lookups: u64,
-}
-
-impl SidCache {
-    pub fn new(lookup: Box<dyn AccountLookup + Send>, capacity: usize) -> SidCache {
-        SidCache {
-            lookup,
-            cache: HashMap::new(),
-            capacity: capacity.max(1),
-            lookups: 0,
-        }
-    }
-
-    pub fn resolve(&mut self, sid: &str) -> Option<String> {
-        if let Some(name) = well_known_account(sid) {
-            return Some(name.to_string());
-        }
-        if let Some(hit) = self.cache.get(sid) {
-            return hit.clone();
-        }
-        self.lookups += 1;
-        let name = self.lookup.lookup(sid);
-        if self.cache.len() >= self.capacity {
-            self.cache.clear();
-        }
-        self.cache.insert(sid.to_string(), name.clone());
-        name
-    }
-
-    /// How many times the injected lookup was called.
-    #[cfg(test)]
-    pub fn lookups(&self) -> u64 {
-        self.lookups
-    }
-}
-
-impl std::fmt::Debug for SidCache {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SidCache")
-            .field("cached", &self.cache.len())
-            .field("lookups", &self.lookups)
-            .finish()
-    }
 }
 
 #[cfg(test)]
@@ -264,41 +195,5 @@ pub(crate) mod tests {
         assert_eq!(integrity_level("S-1-5-18"), None);
         assert_eq!(integrity_level("S-1-16-"), None);
         assert_eq!(integrity_level("S-1-16-x"), None);
-    }
-
-    struct Fake(Vec<String>);
-    impl AccountLookup for Fake {
-        fn lookup(&mut self, sid: &str) -> Option<String> {
-            self.0.push(sid.to_string());
-            (sid == "S-1-5-82-1").then(|| r"IIS APPPOOL\DefaultAppPool".to_string())
-        }
-    }
-
-    #[test]
-    fn cache_answers_well_known_sids_and_remembers_hits_and_misses() {
-        let mut cache = SidCache::new(Box::new(Fake(Vec::new())), 2);
-        assert_eq!(
-            cache.resolve("S-1-5-18").as_deref(),
-            Some(r"NT AUTHORITY\SYSTEM")
-        );
-        assert_eq!(cache.lookups(), 0);
-        assert_eq!(
-            cache.resolve("S-1-5-82-1").as_deref(),
-            Some(r"IIS APPPOOL\DefaultAppPool")
-        );
-        assert_eq!(
-            cache.resolve("S-1-5-82-1").as_deref(),
-            Some(r"IIS APPPOOL\DefaultAppPool")
-        );
-        assert_eq!(cache.resolve("S-1-5-21-9"), None);
-        assert_eq!(cache.resolve("S-1-5-21-9"), None);
-        assert_eq!(cache.lookups(), 2);
-        // capacity 2 reached: the next new SID clears the cache
-        assert_eq!(cache.resolve("S-1-5-21-10"), None);
-        assert_eq!(
-            cache.resolve("S-1-5-82-1").as_deref(),
-            Some(r"IIS APPPOOL\DefaultAppPool")
-        );
-        assert_eq!(cache.lookups(), 4);
     }
 }

@@ -27,6 +27,9 @@ pub struct EtwStats {
     pub system_logger_events: u64,
     /// Events whose schema or required fields could not be read.
     pub unparsed: u64,
+    /// System logger events read by their documented fixed layout because TDH could
+    /// not give them whole (its MOF class definitions come from WMI).
+    pub logger_fixed_layout: u64,
     /// Dropped between the ETW callbacks and the join thread (queue full).
     pub queue_dropped: u64,
     pub join: JoinCounts,
@@ -59,6 +62,7 @@ impl EtwStats {
             "kernel_process_events": self.kernel_process_events,
             "system_logger_events": self.system_logger_events,
             "unparsed": self.unparsed,
+            "logger_fixed_layout": self.logger_fixed_layout,
             "joined": j.joined,
             "joined_late": j.joined_late,
             "kernel_only": j.kernel_only,
@@ -67,6 +71,10 @@ impl EtwStats {
             "terminated": j.terminated,
             "duplicate_terminations": j.duplicate_terminations,
             "path_misses": j.path_misses,
+            "account_lookups": j.accounts.lookups,
+            "account_lookups_failed": j.accounts.failed,
+            "account_lookups_timed_out": j.accounts.timed_out,
+            "account_lookups_skipped": j.accounts.skipped,
             "dropped_queue": self.queue_dropped,
             "etw_events_lost": self.etw_events_lost(),
             "etw_realtime_buffers_lost": self.etw_buffers_lost(),
@@ -81,12 +89,14 @@ impl EtwStats {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::source::etw_logic::accounts::AccountCounts;
 
     fn sample() -> EtwStats {
         EtwStats {
             kernel_process_events: 120,
             system_logger_events: 131,
             unparsed: 1,
+            logger_fixed_layout: 3,
             queue_dropped: 2,
             join: JoinCounts {
                 joined: 118,
@@ -95,6 +105,11 @@ mod tests {
                 logger_only: 0,
                 rundown: 85,
                 terminated: 110,
+                accounts: AccountCounts {
+                    lookups: 5,
+                    timed_out: 2,
+                    ..AccountCounts::default()
+                },
                 ..JoinCounts::default()
             },
             kernel_process_loss: Some(SessionLoss {
@@ -112,6 +127,10 @@ mod tests {
         assert_eq!(v["source"], "etw");
         assert_eq!(v["joined"], 118);
         assert_eq!(v["kernel_process_events"], 120);
+        assert_eq!(v["logger_fixed_layout"], 3);
+        assert_eq!(v["account_lookups"], 5);
+        assert_eq!(v["account_lookups_timed_out"], 2);
+        assert_eq!(v["account_lookups_skipped"], 0);
         assert_eq!(v["dropped_queue"], 2);
         assert_eq!(v["etw_events_lost"], 4);
         assert_eq!(v["sessions"]["kernel_process"]["realtime_buffers_lost"], 1);

@@ -28,7 +28,8 @@
 //!   2-core VM (debug build) about half of those a shell ran were gone in time, while
 //!   the shell itself, which waits for them, was nearly always read;
 //! - a process that execs again or rewrites its argv (setproctitle) before we read
-//!   it is reported with what `/proc` shows then;
+//!   it is reported with what `/proc` shows then, and two execs that read the same
+//!   (JDK's `jspawnhelper` execing the program) are reported once (`repeated_execs`);
 //! - failed execs, and what a process does besides fork/exec/exit, are not reported;
 //! - when the kernel overruns the socket (ENOBUFS), events are lost (`overruns`);
 //! - pids are those of the initial pid namespace, and user names come from the host's
@@ -39,10 +40,13 @@
 //! ignored.
 
 mod parse;
+mod privileges;
 mod procfs;
+mod repeat;
 mod socket;
 
 pub use parse::{parse_messages, ProcEvent};
+pub use privileges::{check_privileges, NEEDED as NEEDED_CAPABILITIES};
 pub use procfs::{ProcFs, UserNames};
 
 use crate::record::{Action, ProcessRecord, SourceEvent, Text};
@@ -82,6 +86,9 @@ pub struct ProcStats {
     pub emitted: u64,
     /// Processes whose image could not be read from `/proc` (gone or zombie).
     pub proc_missing: u64,
+    /// Execs not reported because they read the same as the process's last one
+    /// (see [`repeat`]).
+    pub repeated_execs: u64,
     /// Times the kernel overran the socket (ENOBUFS): events were lost.
     pub overruns: u64,
     /// Why the reader stopped on its own, if it did.
@@ -100,6 +107,7 @@ impl ProcStats {
             "thread_events": self.thread_events,
             "emitted": self.emitted,
             "proc_missing": self.proc_missing,
+            "repeated_execs": self.repeated_execs,
             "overruns": self.overruns,
             "failure": self.failure,
         })
@@ -115,6 +123,7 @@ struct Counters {
     thread_events: AtomicU64,
     emitted: AtomicU64,
     proc_missing: AtomicU64,
+    repeated_execs: AtomicU64,
     overruns: AtomicU64,
     failure: Mutex<Option<String>>,
 }
@@ -134,6 +143,7 @@ impl Counters {
             thread_events: get(&self.thread_events),
             emitted: get(&self.emitted),
             proc_missing: get(&self.proc_missing),
+            repeated_execs: get(&self.repeated_execs),
             overruns: get(&self.overruns),
             failure: self.failure.lock().map(|f| f.clone()).unwrap_or_default(),
         }
@@ -254,7 +264,7 @@ pub fn seed() -> Vec<SourceEvent> {
 }
 
 fn seed_from(procfs: &ProcFs, users: &mut UserNames) -> Vec<SourceEvent> {
-    let hostname = procfs.hostname();
+    let hostname = host_name();
     procfs
         .pids()
         .into_iter()
@@ -264,6 +274,10 @@ fn seed_from(procfs: &ProcFs, users: &mut UserNames) -> Vec<SourceEvent> {
                 .then(|| source_event(Action::Existing, record, hostname.clone()))
         })
         .collect()
+}
+
+fn host_name() -> Option<Text> {
+    crate::host::hostname().map(Text::from)
 }
 
 fn source_event(action: Action, process: ProcessRecord, hostname: Option<Text>) -> SourceEvent {
@@ -336,12 +350,17 @@ impl Reader {
         true
     }
 
+    /// The reader cannot go on: before the kernel's answer `start` fails with the
+    /// reason; after it the run loop hears of it (and restarts the source).
     fn fail(&mut self, reason: String) {
         if let Ok(mut failure) = self.handler.counters.failure.lock() {
             *failure = Some(reason.clone());
         }
-        if let Some(ready) = self.ready.take() {
-            let _ = ready.send(Err(reason));
+        match self.ready.take() {
+            Some(ready) => {
+                let _ = ready.send(Err(reason));
+            }
+            None => self.handler.sink.ended(SOURCE, &reason),
         }
     }
 }
@@ -349,7 +368,7 @@ impl Reader {
 fn refusal(errno: u32) -> String {
     let err = std::io::Error::from_raw_os_error(errno as i32);
     let hint = if errno as i32 == libc::EPERM {
-        " (needs root or CAP_NET_ADMIN in the initial user namespace)"
+        ": CAP_NET_ADMIN is missing (before Linux 6.6 listening needs root or CAP_NET_ADMIN in the initial user namespace)"
     } else {
         ""
     };
@@ -383,18 +402,20 @@ struct Handler {
     /// Processes forked since start that have neither exec'd, exited nor been emitted:
     /// child pid -> parent pid.
     forked: HashMap<u32, u32>,
+    last_exec: repeat::LastExec,
     prune_at: usize,
 }
 
 impl Handler {
     fn new(sink: LiveSink, procfs: ProcFs, users: UserNames, counters: Arc<Counters>) -> Handler {
         Handler {
-            hostname: procfs.hostname(),
+            hostname: host_name(),
             procfs,
             users,
             sink,
             counters,
             forked: HashMap::new(),
+            last_exec: repeat::LastExec::default(),
             prune_at: PENDING_PRUNE_AT,
         }
     }
@@ -413,10 +434,11 @@ impl Handler {
                     bump(&self.counters.thread_events);
                     return true;
                 }
-                if self.forked.len() >= self.prune_at {
+                if self.forked.len().max(self.last_exec.len()) >= self.prune_at {
                     self.prune();
                 }
                 self.forked.insert(child_tgid, parent_tgid);
+                self.last_exec.forget(child_tgid);
                 true
             }
             ProcEvent::Exec { pid, tgid } => {
@@ -427,6 +449,10 @@ impl Handler {
                 }
                 let fork_parent = self.forked.remove(&tgid);
                 let record = self.read(tgid, fork_parent);
+                if self.last_exec.repeats(&record) {
+                    bump(&self.counters.repeated_execs);
+                    return true;
+                }
                 if let Some(ppid) = record.ppid {
                     if !self.emit_forked_ancestors(ppid) {
                         return false;
@@ -446,6 +472,7 @@ impl Handler {
                     return true;
                 }
                 self.forked.remove(&tgid);
+                self.last_exec.forget(tgid);
                 let process = ProcessRecord {
                     pid: tgid,
                     ppid: parent_tgid.filter(|&p| p != 0),
@@ -502,9 +529,10 @@ impl Handler {
 
     fn prune(&mut self) {
         let root = &self.procfs.root;
-        self.forked
-            .retain(|pid, _| root.join(pid.to_string()).exists());
-        self.prune_at = PENDING_PRUNE_AT.max(2 * self.forked.len());
+        let alive = |pid: u32| root.join(pid.to_string()).exists();
+        self.forked.retain(|&pid, _| alive(pid));
+        self.last_exec.retain(alive);
+        self.prune_at = PENDING_PRUNE_AT.max(2 * self.forked.len().max(self.last_exec.len()));
     }
 }
 

@@ -205,6 +205,11 @@ pub(crate) mod tests {
         nl
     }
 
+    /// The kernel's answer to a LISTEN whose nonce was `ack - 1`: accepted.
+    pub(crate) fn ack(ack: u32) -> Vec<u8> {
+        message(PROC_EVENT_NONE, 0, ack, &[0])
+    }
+
     pub(crate) fn fork(parent: u32, child: u32) -> Vec<u8> {
         message(PROC_EVENT_FORK, 7, 0, &[parent, parent, child, child, 0, 0])
     }

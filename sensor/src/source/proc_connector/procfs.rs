@@ -1,7 +1,10 @@
-//! Reading a process's details from `/proc`, and uid → user name.
+//! Reading a process's details from `/proc`, whether it listens on a TCP port, and
+//! uid → user name.
 
+use crate::facts::HostFacts;
 use crate::record::{ProcessRecord, Text};
 use std::collections::HashMap;
+use std::io::BufRead;
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
@@ -28,10 +31,13 @@ pub(crate) struct ProcInfo {
     pub(crate) name: Option<String>,
     pub(crate) tgid: Option<u32>,
     pub(crate) ppid: Option<u32>,
-    /// Effective uid.
+    /// Real uid: who runs it.
     pub(crate) uid: Option<u32>,
+    /// Effective uid: whose rights it has; another while a setuid program (sudo) runs.
+    pub(crate) euid: Option<u32>,
     pub(crate) image_path: Option<String>,
-    pub(crate) command_line: Option<String>,
+    /// `cmdline` split at its NULs (empty: unknown).
+    pub(crate) argv: Option<Vec<String>>,
     pub(crate) cwd: Option<String>,
 }
 
@@ -58,9 +64,9 @@ impl ProcFs {
         // Most wanted first: a short-lived process may be gone by the next read.
         let mut info = ProcInfo {
             image_path: self.link(pid, "exe"),
-            command_line: std::fs::read(self.path(pid, "cmdline"))
+            argv: std::fs::read(self.path(pid, "cmdline"))
                 .ok()
-                .and_then(|raw| command_line(&raw)),
+                .and_then(|raw| argv(&raw)),
             cwd: self.link(pid, "cwd"),
             ..ProcInfo::default()
         };
@@ -80,12 +86,6 @@ impl ProcFs {
             .collect()
     }
 
-    pub(crate) fn hostname(&self) -> Option<Text> {
-        let name = std::fs::read_to_string(self.root.join("sys/kernel/hostname")).ok()?;
-        let name = name.trim();
-        (!name.is_empty()).then(|| name.into())
-    }
-
     /// The record of `pid` as `/proc` shows it now, with `ppid` falling back to
     /// `known_ppid` (from the kernel's events). `exe` is the image's file name, or
     /// the comm when the image link could not be read (zombie, kernel thread).
@@ -100,8 +100,13 @@ impl ProcFs {
             pid,
             ppid: info.ppid.or(known_ppid),
             image_path: info.image_path.as_deref().map(Text::from),
-            command_line: info.command_line.as_deref().map(Text::from),
+            command_line: info.argv.as_deref().map(|a| command_line(a).into()),
+            argv: info
+                .argv
+                .as_ref()
+                .map(|a| a.iter().map(Text::from).collect()),
             user: info.uid.map(|uid| users.name(uid).into()),
+            effective_user: info.euid.map(|uid| users.name(uid).into()),
             current_working_directory: info.cwd.as_deref().map(Text::from),
             ..ProcessRecord::default()
         };
@@ -124,25 +129,108 @@ fn parse_status(status: &str, info: &mut ProcInfo) {
             "Tgid" => info.tgid = value.parse().ok(),
             // 0 for pid 1 and kernel threads' kthreadd: no parent.
             "PPid" => info.ppid = value.parse().ok().filter(|&p: &u32| p != 0),
-            // Real, effective, saved, fs: the effective uid decides what it may do.
-            "Uid" => info.uid = value.split_whitespace().nth(1).and_then(|u| u.parse().ok()),
+            // Real, effective, saved, fs.
+            "Uid" => {
+                let mut uids = value.split_whitespace().map(|u| u.parse().ok());
+                info.uid = uids.next().flatten();
+                info.euid = uids.next().flatten();
+            }
             _ => {}
         }
     }
 }
 
-/// `cmdline` is argv joined by NULs (with a trailing one); spaces make it the usual
-/// command line. Empty (kernel thread, zombie) is unknown.
-fn command_line(raw: &[u8]) -> Option<String> {
-    let trimmed = match raw.iter().rposition(|&b| b != 0) {
-        Some(last) => &raw[..=last],
-        None => return None,
-    };
-    let joined: Vec<u8> = trimmed
-        .iter()
-        .map(|&b| if b == 0 { b' ' } else { b })
-        .collect();
-    Some(String::from_utf8_lossy(&joined).into_owned())
+/// `cmdline` is argv joined by NULs (with a trailing one). Empty (kernel thread, zombie)
+/// is unknown.
+fn argv(raw: &[u8]) -> Option<Vec<String>> {
+    let last = raw.iter().rposition(|&b| b != 0)?;
+    Some(
+        raw[..=last]
+            .split(|&b| b == 0)
+            .map(|arg| String::from_utf8_lossy(arg).into_owned())
+            .collect(),
+    )
+}
+
+/// The arguments as a shell would read them back: quoted where a space, a quote or
+/// another character the shell treats specially needs it (`perl -e 'print 1'`).
+/// A lone argument is left as it is: a process that rewrote its title (`nginx: master
+/// process ...`, `php-fpm: pool www`) leaves one string with spaces, which is no
+/// command to quote.
+fn command_line(argv: &[String]) -> String {
+    match argv {
+        [title] => title.clone(),
+        // Quoting fails only on a NUL, which no argument holds.
+        _ => shlex::try_join(argv.iter().map(String::as_str)).unwrap_or_else(|_| argv.join(" ")),
+    }
+}
+
+/// The inode of a descriptor's target when it is a socket (`socket:[1234]`).
+fn socket_inode(fd_target: &Path) -> Option<u64> {
+    fd_target
+        .to_str()?
+        .strip_prefix("socket:[")?
+        .strip_suffix(']')?
+        .parse()
+        .ok()
+}
+
+impl ProcFs {
+    /// Whether `pid` holds a listening TCP socket (IPv4 or IPv6): one of its
+    /// descriptors is a socket that `net/tcp` or `net/tcp6` of its network namespace
+    /// lists in state LISTEN. `None` when its descriptors cannot be read (it has gone)
+    /// or its image is no longer `image_path` (the pid now holds another process).
+    pub(crate) fn listens(&self, pid: u32, image_path: Option<&str>) -> Option<bool> {
+        if let Some(expected) = image_path {
+            if self.link(pid, "exe")? != expected {
+                return None;
+            }
+        }
+        let sockets: Vec<u64> = std::fs::read_dir(self.path(pid, "fd"))
+            .ok()?
+            .filter_map(|fd| socket_inode(&std::fs::read_link(fd.ok()?.path()).ok()?))
+            .collect();
+        if sockets.is_empty() {
+            return Some(false);
+        }
+        Some(
+            ["net/tcp", "net/tcp6"]
+                .iter()
+                .any(|table| self.listening(pid, table, &sockets)),
+        )
+    }
+
+    /// Whether `table` lists one of `sockets` as listening. The kernel lists the
+    /// listening sockets first (`tcp_seq_start`: the listening hash, then the
+    /// established one), so the read stops at the first line in another state: a
+    /// server with thousands of connections costs no more than one without.
+    fn listening(&self, pid: u32, table: &str, sockets: &[u64]) -> bool {
+        let Ok(file) = std::fs::File::open(self.path(pid, table)) else {
+            return false;
+        };
+        for line in std::io::BufReader::new(file).lines().skip(1) {
+            let Ok(line) = line else {
+                return false;
+            };
+            // sl local_address rem_address st tx_queue:rx_queue tr:tm->when retrnsmt uid timeout inode
+            let columns: Vec<&str> = line.split_whitespace().collect();
+            const LISTEN: &str = "0A";
+            if columns.get(3) != Some(&LISTEN) {
+                return false;
+            }
+            let inode = columns.get(9).and_then(|i| i.parse::<u64>().ok());
+            if inode.is_some_and(|i| sockets.contains(&i)) {
+                return true;
+            }
+        }
+        false
+    }
+}
+
+impl HostFacts for ProcFs {
+    fn listens(&self, process: &ProcessRecord) -> Option<bool> {
+        ProcFs::listens(self, process.pid, process.image_path.as_deref())
+    }
 }
 
 /// uid → user name from a passwd file, cached. The file is read once; a uid it does
@@ -286,12 +374,115 @@ pub(crate) mod tests {
                 ppid: Some(200),
                 exe: Some("dash".into()),
                 image_path: Some("/usr/bin/dash".into()),
-                command_line: Some("sh -c id; uname -a".into()),
+                command_line: Some("sh -c 'id; uname -a'".into()),
+                argv: Some(["sh", "-c", "id; uname -a"].map(Text::from).into()),
                 user: Some("www-data".into()),
+                effective_user: Some("www-data".into()),
                 current_working_directory: Some("/var/www/html".into()),
                 ..ProcessRecord::default()
             }
         );
+    }
+
+    #[test]
+    fn a_setuid_program_has_its_real_and_its_effective_user() {
+        let dir = tempfile::tempdir().unwrap();
+        let procfs = ProcFs {
+            root: dir.path().join("proc"),
+        };
+        fake_process(
+            &procfs.root,
+            400,
+            300,
+            33,
+            Some("/usr/bin/sudo"),
+            &["sudo", "-n", "-l"],
+        );
+        let status = std::fs::read_to_string(procfs.root.join("400/status")).unwrap();
+        std::fs::write(
+            procfs.root.join("400/status"),
+            status.replace("Uid:\t33\t33\t33\t33", "Uid:\t33\t0\t0\t0"),
+        )
+        .unwrap();
+        let mut users = UserNames::new(passwd(dir.path()));
+        let (record, _) = procfs.record(400, None, &mut users);
+        assert_eq!(record.user.as_deref(), Some("www-data"));
+        assert_eq!(record.effective_user.as_deref(), Some("root"));
+    }
+
+    /// `/proc/PID/fd/N -> socket:[inode]` for each of `sockets`, and the network
+    /// namespace's TCP tables as the kernel lists them: listening sockets first.
+    fn fake_sockets(
+        root: &Path,
+        pid: u32,
+        sockets: &[u64],
+        tcp: &[(&str, u64)],
+        tcp6: &[(&str, u64)],
+    ) {
+        let fd = root.join(pid.to_string()).join("fd");
+        std::fs::create_dir_all(&fd).unwrap();
+        symlink("/dev/null", fd.join("0")).unwrap();
+        for (i, inode) in sockets.iter().enumerate() {
+            symlink(format!("socket:[{inode}]"), fd.join((i + 3).to_string())).unwrap();
+        }
+        let net = root.join(pid.to_string()).join("net");
+        std::fs::create_dir_all(&net).unwrap();
+        for (file, rows) in [("tcp", tcp), ("tcp6", tcp6)] {
+            let mut text = "  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode\n".to_string();
+            for (i, (state, inode)) in rows.iter().enumerate() {
+                text.push_str(&format!(
+                    "   {i}: 0100007F:1F90 00000000:0000 {state} 00000000:00000000 00:00000000 00000000    33        0 {inode} 1 0000000000000000 100 0 0 10 0\n"
+                ));
+            }
+            std::fs::write(net.join(file), text).unwrap();
+        }
+    }
+
+    #[test]
+    fn a_process_listens_when_one_of_its_sockets_is_listed_listening() {
+        let dir = tempfile::tempdir().unwrap();
+        let procfs = ProcFs {
+            root: dir.path().join("proc"),
+        };
+        let node = Some("/usr/bin/node");
+        // 500 listens on IPv6; 501 has a connection only; 502 no socket at all.
+        for pid in [500, 501, 502] {
+            fake_process(&procfs.root, pid, 1, 33, node, &["node", "server.js"]);
+        }
+        let tcp = [("0A", 9001), ("01", 7001)];
+        let tcp6 = [("0A", 9002), ("01", 7002)];
+        fake_sockets(&procfs.root, 500, &[7001, 9002], &tcp, &tcp6);
+        fake_sockets(&procfs.root, 501, &[7001, 7002], &tcp, &tcp6);
+        fake_sockets(&procfs.root, 502, &[], &tcp, &tcp6);
+        assert_eq!(procfs.listens(500, node), Some(true));
+        assert_eq!(procfs.listens(501, node), Some(false));
+        assert_eq!(procfs.listens(502, node), Some(false));
+        assert_eq!(
+            procfs.listens(500, Some("/usr/bin/php8.2")),
+            None,
+            "the pid now runs another image"
+        );
+        assert_eq!(procfs.listens(503, None), None, "gone");
+        // Rows after the listening ones are not read: a listening socket there would
+        // be the kernel's mistake, not ours.
+        fake_sockets(
+            &procfs.root,
+            504,
+            &[9003],
+            &[("01", 7001), ("0A", 9003)],
+            &[],
+        );
+        fake_process(&procfs.root, 504, 1, 33, node, &["node"]);
+        assert_eq!(procfs.listens(504, node), Some(false));
+    }
+
+    #[test]
+    fn this_process_listens_once_it_binds_a_listener() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let me = ProcFs::default();
+        let image = me.link(std::process::id(), "exe");
+        assert_eq!(me.listens(std::process::id(), image.as_deref()), Some(true));
+        drop(listener);
     }
 
     #[test]
@@ -347,30 +538,43 @@ pub(crate) mod tests {
         std::fs::write(procfs.root.join("5/cmdline"), b"a\0\0b\xff\0\0").unwrap();
         let info = procfs.read(5);
         assert_eq!(info.image_path.as_deref(), Some("/tmp/.x/kworker"));
-        assert_eq!(info.command_line.as_deref(), Some("a  b\u{fffd}"));
-        assert_eq!(command_line(b"\0\0"), None);
-        assert_eq!(command_line(b""), None);
         assert_eq!(
-            command_line(b"nginx: master process"),
-            Some("nginx: master process".into())
+            info.argv,
+            Some(vec!["a".into(), "".into(), "b\u{fffd}".into()])
+        );
+        assert_eq!(argv(b"\0\0"), None);
+        assert_eq!(argv(b""), None);
+        assert_eq!(
+            argv(b"nginx: master process"),
+            Some(vec!["nginx: master process".into()])
         );
     }
 
     #[test]
-    fn lists_pids_and_hostname() {
+    fn command_lines_read_back_as_the_arguments() {
+        let line =
+            |args: &[&str]| command_line(&args.iter().map(|a| a.to_string()).collect::<Vec<_>>());
+        assert_eq!(line(&["perl", "-e", "print 1"]), "perl -e 'print 1'");
+        assert_eq!(line(&["sh", "-c", "id"]), "sh -c id");
+        let tricky = ["sh", "-c", "echo 'it''s' \"$HOME\" | cat", "", "a\nb"];
+        let quoted = line(&tricky);
+        assert_eq!(shlex::split(&quoted).unwrap(), tricky, "{quoted}");
+        // A process that rewrote its title: one string, shown as it is.
+        assert_eq!(line(&["php-fpm: pool www"]), "php-fpm: pool www");
+    }
+
+    #[test]
+    fn lists_pids() {
         let dir = tempfile::tempdir().unwrap();
         let procfs = ProcFs {
             root: dir.path().join("proc"),
         };
         fake_process(&procfs.root, 1, 0, 0, Some("/sbin/init"), &["/sbin/init"]);
         fake_process(&procfs.root, 77, 1, 0, Some("/usr/sbin/nginx"), &["nginx"]);
-        std::fs::create_dir_all(procfs.root.join("sys/kernel")).unwrap();
         std::fs::create_dir_all(procfs.root.join("self")).unwrap();
-        std::fs::write(procfs.root.join("sys/kernel/hostname"), "web01\n").unwrap();
         let mut pids = procfs.pids();
         pids.sort();
         assert_eq!(pids, [1, 77]);
-        assert_eq!(procfs.hostname().as_deref(), Some("web01"));
         assert_eq!(procfs.read(1).ppid, None, "PPid 0 is no parent");
     }
 

@@ -167,6 +167,39 @@ fn a_vanished_process_is_reported_with_its_fork_parent_and_counted() {
     assert_eq!(f.handler.counters.snapshot().proc_missing, 2);
 }
 
+/// JDK 17 starts a program through jspawnhelper, which execs it in the same process:
+/// read after the second exec, both execs read as the program.
+#[test]
+fn two_execs_that_read_the_same_are_reported_once() {
+    let mut f = fixture(8);
+    f.handler.handle(fork(100, 200));
+    fake_process(
+        &f.root,
+        200,
+        100,
+        997,
+        Some("/usr/bin/dash"),
+        &["/bin/sh", "-c", "id"],
+    );
+    f.handler.handle(exec(200));
+    f.handler.handle(exec(200));
+    // An exec that reads otherwise is another program.
+    std::fs::remove_dir_all(f.root.join("200")).unwrap();
+    fake_process(&f.root, 200, 100, 997, Some("/usr/bin/id"), &["id"]);
+    f.handler.handle(exec(200));
+    // Once the process has exited, its pid's next holder starts afresh.
+    f.handler.handle(exit(200, 100));
+    f.handler.handle(fork(100, 200));
+    f.handler.handle(exec(200));
+    let got: Vec<_> =
+        f.rx.try_iter()
+            .map(|e| summary(&e).3.map(String::from))
+            .collect();
+    let name = |n: &str| Some(n.to_string());
+    assert_eq!(got, [name("dash"), name("id"), None, name("id")]);
+    assert_eq!(f.handler.counters.snapshot().repeated_execs, 1);
+}
+
 #[test]
 fn exec_in_a_known_pid_is_a_new_create_and_threads_are_ignored() {
     let mut f = fixture(8);
@@ -331,6 +364,47 @@ fn seed_sees_this_process() {
     );
 }
 
+#[test]
+fn a_socket_that_fails_after_start_is_reported_as_an_end() {
+    use super::parse::tests::ack;
+    use std::os::fd::{AsRawFd, OwnedFd};
+    use std::os::unix::net::UnixDatagram;
+    // The test plays the kernel on the other end of a datagram socketpair.
+    let (ours, kernel) = UnixDatagram::pair().unwrap();
+    let fd = ours.as_raw_fd();
+    let socket = ConnectorSocket::on(OwnedFd::from(ours), RECEIVE_TIMEOUT).unwrap();
+    let nonce = 41;
+    kernel.send(&ack(nonce + 1)).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let (tx, _rx) = crossbeam_channel::bounded(16);
+    let (ends_tx, ends) = crossbeam_channel::unbounded();
+    let sink = LiveSink::new(tx, Arc::default()).reporting_ends_to(ends_tx);
+    let procfs = ProcFs {
+        root: dir.path().join("proc"),
+    };
+    let users = UserNames::new(passwd(dir.path()));
+    let connector = ProcConnector::launch(socket, nonce, sink, procfs, users).expect("launch");
+    // The socket breaks under the reader: its descriptor is no socket any more.
+    let null = std::fs::File::open("/dev/null").unwrap();
+    // SAFETY: both descriptors are open; `fd` stays owned by the reader's socket.
+    assert!(unsafe { libc::dup2(null.as_raw_fd(), fd) } >= 0);
+    let end = ends
+        .recv_timeout(Duration::from_secs(10))
+        .expect("the reader's end was not reported");
+    assert_eq!(end.part, "proc-connector");
+    assert!(
+        end.reason
+            .starts_with("receiving from the process-events connector"),
+        "{}",
+        end.reason
+    );
+    assert_eq!(
+        connector.stats().failure.as_deref(),
+        Some(end.reason.as_str())
+    );
+    stop_within_deadline(connector);
+}
+
 // ---- Against the real kernel (root only) ----
 
 /// Whether the real-kernel tests can run; prints why not.
@@ -474,7 +548,7 @@ fn real_exec_events_carry_image_command_line_and_ancestry() {
     assert_eq!(sh_create.process.image_path, canonical("/bin/sh"));
     assert_eq!(
         sh_create.process.command_line,
-        Some(format!("/bin/sh -c {script}").into())
+        Some(format!("/bin/sh -c '{script}'").into())
     );
     assert_eq!(sh_create.process.ppid, Some(me), "sh is this test's child");
     assert_eq!(sh_create.process.user.as_deref(), Some("root"));
@@ -555,7 +629,7 @@ fn real_forked_subshell_is_emitted_as_the_parent_of_its_exec() {
     assert_eq!(sub.ppid, Some(sh));
     assert_eq!(
         sub.command_line,
-        Some(format!("/bin/sh -c {script}").into())
+        Some(format!("/bin/sh -c '{script}'").into())
     );
     assert_eq!(seen[sh_at.unwrap()].process.ppid, Some(me));
 
@@ -660,4 +734,14 @@ fn without_root_start_is_refused_clearly_or_works() {
             stop_within_deadline(connector);
         }
     }
+}
+
+#[test]
+fn a_listen_refused_for_privilege_names_the_missing_capability() {
+    let message = refusal(libc::EPERM as u32);
+    assert!(
+        message.contains(": CAP_NET_ADMIN is missing (before Linux 6.6"),
+        "{message}"
+    );
+    assert!(!refusal(libc::EINVAL as u32).contains("CAP_"));
 }

@@ -1,13 +1,15 @@
 //! Zip archives: entries read in order, in place, each detected like a file. JSON lines
-//! stream out of the decompressor; an EVTX entry is buffered (the parser seeks), as is
-//! a zip inside the zip.
+//! stream out of the decompressor; an EVTX entry, or a zip inside the zip, is unpacked
+//! to a temporary file first (its reader seeks). No entry is read past a cap.
 
-use super::evtx::{self as evtx_reader, SharedBuf};
+use super::evtx as evtx_reader;
 use super::jsonl::JsonLines;
 use super::producer::Sink;
-use super::{buffer_all, first_bytes, peek, sniff, Format};
+use super::spill::{spill, Capped};
+use super::{first_bytes, named_binary, peek, sniff, Format, EMPTY_BINARY};
 use crate::record::{Location, ReadItem};
 use std::io::{Cursor, Read, Seek};
+use std::path::Path;
 use std::sync::Arc;
 use zip::ZipArchive;
 
@@ -20,11 +22,13 @@ fn hidden(entry: &str) -> bool {
     entry.starts_with("__MACOSX/") || super::file_name_of(entry).starts_with('.')
 }
 
-/// Pushes the records of every entry; false once the sink is gone.
+/// Pushes the records of every entry, none unpacked past `cap` bytes; false once the
+/// sink is gone.
 pub(crate) fn read_zip<R: Read + Seek>(
     archive: &mut ZipArchive<R>,
     archive_name: &str,
     depth: u32,
+    cap: u64,
     sink: &mut Sink,
 ) -> bool {
     for index in 0..archive.len() {
@@ -37,7 +41,7 @@ pub(crate) fn read_zip<R: Read + Seek>(
                 message,
             })
         };
-        let mut entry = match archive.by_index(index) {
+        let entry = match archive.by_index(index) {
             Ok(entry) => entry,
             Err(e) => {
                 if !report(format!("{archive_name}: entry {}: {e}", index + 1)) {
@@ -50,6 +54,7 @@ pub(crate) fn read_zip<R: Read + Seek>(
             continue;
         }
         let label: Arc<str> = format!("{archive_name}!{}", entry.name()).into();
+        let mut entry = Capped::new(entry, cap);
         let prefix = match peek(&mut entry) {
             Ok(prefix) => prefix,
             Err(e) => {
@@ -60,6 +65,9 @@ pub(crate) fn read_zip<R: Read + Seek>(
             }
         };
         let going_on = match sniff(&prefix) {
+            Format::JsonLines if prefix.is_empty() && named_binary(Path::new(&*label)) => {
+                report(format!("{label}: {EMPTY_BINARY}"))
+            }
             Format::JsonLines => {
                 let lines = JsonLines::new(
                     Cursor::new(prefix).chain(&mut entry),
@@ -75,26 +83,23 @@ pub(crate) fn read_zip<R: Read + Seek>(
                 }
                 going_on
             }
-            Format::Evtx => match buffer_all(prefix, &mut entry) {
-                Ok(bytes) => {
-                    let shared = SharedBuf(Arc::new(bytes));
-                    match evtx_reader::open(Cursor::new(shared.clone()), Cursor::new(shared)) {
-                        Ok(input) => {
-                            evtx_reader::read_evtx(input, label.clone(), Some(label), &mut |item| {
-                                sink.push(item)
-                            })
-                        }
-                        Err(e) => report(format!("{label}: not a readable EVTX file: {e}")),
+            Format::Evtx => match spill(&prefix, &mut entry, cap) {
+                Ok(file) => match evtx_reader::open_file(file) {
+                    Ok(input) => {
+                        evtx_reader::read_evtx(input, label.clone(), Some(label), &mut |item| {
+                            sink.push(item)
+                        })
                     }
-                }
+                    Err(e) => report(format!("{label}: not a readable EVTX file: {e}")),
+                },
                 Err(e) => report(format!("{label}: {e}")),
             },
             Format::Zip if depth >= MAX_DEPTH => report(format!(
                 "{label}: a zip nested more than {MAX_DEPTH} deep, not opened"
             )),
-            Format::Zip => match buffer_all(prefix, &mut entry) {
-                Ok(bytes) => match ZipArchive::new(Cursor::new(bytes)) {
-                    Ok(mut inner) => read_zip(&mut inner, &label, depth + 1, sink),
+            Format::Zip => match spill(&prefix, &mut entry, cap) {
+                Ok(file) => match ZipArchive::new(file) {
+                    Ok(mut inner) => read_zip(&mut inner, &label, depth + 1, cap, sink),
                     Err(e) => report(format!("{label}: not a readable zip archive: {e}")),
                 },
                 Err(e) => report(format!("{label}: {e}")),

@@ -1,9 +1,11 @@
 //! EVTX files through the `evtx` crate: each record rendered to JSON (the nested
 //! `{"Event":{"System":..,"EventData":..}}` form) and mapped like a JSON line. Chunks are
 //! parsed on the crate's worker threads; a damaged chunk or record becomes a `Malformed`
-//! item and the file goes on. A file cut short mid-chunk (which the crate passes over
-//! silently) has its last, partial chunk read here: the records before the cut are kept
-//! and the cut is reported.
+//! item and the file goes on. Every chunk's header and records are checked against their
+//! CRC32 checksums: the records of a chunk that fails are not replayed (a flipped byte
+//! can change a command line) but each is counted as a `checksum` failure. A file cut
+//! short mid-chunk (which the crate passes over silently) has its last, partial chunk
+//! read here: the records before the cut are kept and the cut is reported.
 
 use super::fields::{Doc, Key};
 use super::jsonl::label_item;
@@ -11,24 +13,15 @@ use super::prefilter::Prefilter;
 use super::windows_event::map_windows;
 use crate::record::{Location, Origin, ReadItem};
 use chrono::{DateTime, Utc};
-use evtx::err::EvtxError;
+use evtx::err::{ChunkError, EvtxError};
 use evtx::{EvtxChunkData, EvtxParser, EvtxRecord, ParserSettings};
+use std::fs::File;
 use std::io::{Read, Seek, SeekFrom};
 use std::sync::Arc;
 
 const FILE_HEADER_SIZE: u64 = 4096;
 const CHUNK_SIZE: u64 = 65536;
 const CHUNK_HEADER_SIZE: u64 = 512;
-
-/// An in-memory EVTX (an archive entry, stdin) that the parser and the tail check share.
-#[derive(Clone)]
-pub(crate) struct SharedBuf(pub(crate) Arc<Vec<u8>>);
-
-impl AsRef<[u8]> for SharedBuf {
-    fn as_ref(&self) -> &[u8] {
-        &self.0
-    }
-}
 
 /// An EVTX file whose header has been read.
 pub(crate) struct EvtxInput<R: Read + Seek> {
@@ -43,6 +36,7 @@ fn settings() -> ParserSettings {
         .num_threads(0)
         .indent(false)
         .separate_json_attributes(false)
+        .validate_checksums(true)
 }
 
 /// Reads the file header. Fails when there is none to read (a file shorter than it).
@@ -54,6 +48,12 @@ pub(crate) fn open<R: Read + Seek>(reader: R, tail: R) -> Result<EvtxInput<R>, S
         tail,
         declared_chunks,
     })
+}
+
+/// [`open`] on a file, with a second handle for the tail.
+pub(crate) fn open_file(file: File) -> Result<EvtxInput<File>, String> {
+    let tail = file.try_clone().map_err(|e| e.to_string())?;
+    open(file, tail)
 }
 
 /// Pushes every record of `input` into `sink` in file order; false when the sink is
@@ -77,7 +77,12 @@ pub(crate) fn read_evtx<R: Read + Seek>(
                 *last_id = Some(id);
                 item
             }
-            Err(e) => malformed(&e, *last_id),
+            Err(e) => {
+                if let Failure::Damaged { id: Some(id), .. } = e {
+                    *last_id = Some(id);
+                }
+                malformed(&e, *last_id)
+            }
         };
         sink(label_item(item, label.as_deref()))
     };
@@ -87,12 +92,23 @@ pub(crate) fn read_evtx<R: Read + Seek>(
         let records =
             parser.serialized_records(move |record| map_record(record, &file, &prefilter));
         for result in records {
-            if !push(result.map_err(Failure::Evtx), &mut last_id) {
+            let going_on = match result {
+                Err(EvtxError::FailedToParseChunk { chunk_id, source })
+                    if fails_checksum(&source) =>
+                {
+                    damaged_chunk(&mut tail, chunk_id, &source)
+                        .into_iter()
+                        .all(|record| push(record, &mut last_id))
+                }
+                result => push(result.map_err(Failure::Evtx), &mut last_id),
+            };
+            if !going_on {
                 return false;
             }
         }
     }
-    for result in read_tail(&mut tail, declared_chunks, &file, &prefilter) {
+    let tail_items = read_tail(&mut tail, declared_chunks, &file, &prefilter);
+    for result in zeroed_chunks(&mut tail, declared_chunks).chain(tail_items) {
         if !push(result, &mut last_id) {
             return false;
         }
@@ -147,26 +163,101 @@ fn map_record(
 /// What went wrong with a record or chunk.
 enum Failure {
     Evtx(EvtxError),
-    /// The file ends early (found here, not by the parser).
-    Cut(String),
+    /// Records lost in a way found here, not by the parser: the file ends early, a chunk
+    /// in use is zeros.
+    Lost(String),
+    /// A record of a chunk that fails its checksum (`None`: one that cannot be named).
+    Damaged {
+        id: Option<u64>,
+        message: String,
+    },
 }
 
 /// A failure as an item: at the record it names, else just after the last record read
 /// (a chunk-level error names no record).
 fn malformed(failure: &Failure, last_id: Option<u64>) -> ReadItem {
     let after_last = last_id.map_or(1, |id| id + 1);
-    let (id, message) = match failure {
+    let (kind, id, message) = match failure {
         Failure::Evtx(e @ EvtxError::FailedToParseRecord { record_id, .. }) => {
-            (*record_id, error_chain(e))
+            ("evtx-record", *record_id, error_chain(e))
         }
-        Failure::Evtx(e) => (after_last, error_chain(e)),
-        Failure::Cut(message) => (after_last, message.clone()),
+        Failure::Evtx(e) => ("evtx-record", after_last, error_chain(e)),
+        Failure::Lost(message) => ("evtx-record", after_last, message.clone()),
+        Failure::Damaged { id, message } => ("checksum", id.unwrap_or(after_last), message.clone()),
     };
     ReadItem::Malformed {
-        kind: "evtx-record",
+        kind,
         location: Location::Record(id),
         message,
     }
+}
+
+/// Whether a chunk failed because a checksum does not match what it covers.
+fn fails_checksum(e: &ChunkError) -> bool {
+    matches!(
+        e,
+        ChunkError::InvalidChunkHeaderChecksum { .. }
+            | ChunkError::InvalidChunkChecksum { .. }
+            | ChunkError::InvalidFreeSpaceOffset { .. }
+    )
+}
+
+/// The records of chunk `number`, which failed its checksum, as failures: read again
+/// without the check, to name and count them; one failure when none can be found.
+fn damaged_chunk<R: Read + Seek>(
+    tail: &mut R,
+    number: u64,
+    why: &ChunkError,
+) -> Vec<Result<(u64, ReadItem), Failure>> {
+    let offset = FILE_HEADER_SIZE + number * CHUNK_SIZE;
+    let message = format!(
+        "chunk {number} (file offset {offset:#x}) fails its checksum: {why}; the file is \
+         damaged, and the chunk's records are not replayed"
+    );
+    let mut ids = record_ids(tail, offset);
+    if ids.is_empty() {
+        ids.push(None);
+    }
+    ids.into_iter()
+        .map(|id| {
+            Err(Failure::Damaged {
+                id,
+                message: message.clone(),
+            })
+        })
+        .collect()
+}
+
+/// The record ids of the chunk at `offset`, read without checking its checksums: the
+/// range its header declares when that is possible, else the records that parse.
+fn record_ids<R: Read + Seek>(tail: &mut R, offset: u64) -> Vec<Option<u64>> {
+    // The smallest record is a 24-byte header and its end marker.
+    const MOST_RECORDS: u64 = (CHUNK_SIZE - CHUNK_HEADER_SIZE) / 28;
+    let mut data = Vec::new();
+    let read = tail
+        .seek(SeekFrom::Start(offset))
+        .and_then(|_| tail.by_ref().take(CHUNK_SIZE).read_to_end(&mut data));
+    let Some(mut chunk) = read.ok().and_then(|_| EvtxChunkData::new(data, false).ok()) else {
+        return Vec::new();
+    };
+    let (first, last) = (
+        chunk.header.first_event_record_id,
+        chunk.header.last_event_record_id,
+    );
+    if first <= last && last - first < MOST_RECORDS {
+        return (first..=last).map(Some).collect();
+    }
+    let Ok(mut chunk) = chunk.parse(Arc::new(settings())) else {
+        return Vec::new();
+    };
+    chunk
+        .iter()
+        .map(|record| match record {
+            Ok(record) => Some(record.event_record_id),
+            Err(EvtxError::FailedToParseRecord { record_id, .. }) => Some(record_id),
+            Err(_) => None,
+        })
+        .collect()
 }
 
 /// An error with its causes: the `evtx` crate's top-level messages say little.
@@ -181,6 +272,36 @@ fn error_chain(e: &dyn std::error::Error) -> String {
     message
 }
 
+/// The crate passes over a chunk of zeros (room a log has not used yet) without a word;
+/// one that the file header counts as in use held records, which are lost.
+fn zeroed_chunks<R: Read + Seek>(
+    tail: &mut R,
+    declared_chunks: u16,
+) -> impl Iterator<Item = Result<(u64, ReadItem), Failure>> {
+    let zeroed: Vec<u64> = (0..u64::from(declared_chunks))
+        .filter(|&number| chunk_is_zeros(tail, FILE_HEADER_SIZE + number * CHUNK_SIZE))
+        .collect();
+    zeroed.into_iter().map(move |number| {
+        Err(Failure::Lost(format!(
+            "chunk {number} (file offset {:#x}) is all zeros, though the file header counts \
+             {declared_chunks} chunks in use: its records are lost",
+            FILE_HEADER_SIZE + number * CHUNK_SIZE
+        )))
+    })
+}
+
+/// Whether the whole chunk at `offset` is there and zeros; its magic is looked at first.
+fn chunk_is_zeros<R: Read + Seek>(tail: &mut R, offset: u64) -> bool {
+    let mut data = Vec::new();
+    let mut read_up_to = |len: u64| {
+        data.clear();
+        tail.seek(SeekFrom::Start(offset))
+            .and_then(|_| tail.by_ref().take(len).read_to_end(&mut data))
+            .is_ok_and(|n| n as u64 == len && data.iter().all(|&b| b == 0))
+    };
+    read_up_to(8) && read_up_to(CHUNK_SIZE)
+}
+
 /// The crate reads whole chunks only and stops quietly at a partial one. Reads that
 /// partial chunk (padded with zeros) for the records before the cut, and reports the cut;
 /// reports a file that ends on a chunk boundary before the chunk count its header
@@ -191,7 +312,7 @@ fn read_tail<R: Read + Seek>(
     file: &Arc<str>,
     prefilter: &Prefilter,
 ) -> Vec<Result<(u64, ReadItem), Failure>> {
-    let cut = |message: String| vec![Err(Failure::Cut(message))];
+    let cut = |message: String| vec![Err(Failure::Lost(message))];
     let len = match tail.seek(SeekFrom::End(0)) {
         Ok(len) => len,
         Err(e) => return cut(format!("cannot check the end of the file: {e}")),
@@ -249,17 +370,12 @@ fn read_tail<R: Read + Seek>(
 mod tests {
     use super::*;
     use crate::record::Action;
-    use crate::source::replay::tests::events;
-
-    fn data(name: &str) -> String {
-        format!("{}/../../shared/data/{name}", env!("CARGO_MANIFEST_DIR"))
-    }
+    use crate::source::replay::tests::{data, events};
 
     fn read_bytes(bytes: Vec<u8>) -> Vec<ReadItem> {
-        let shared = SharedBuf(Arc::new(bytes));
         let input = open(
-            std::io::Cursor::new(shared.clone()),
-            std::io::Cursor::new(shared),
+            std::io::Cursor::new(bytes.clone()),
+            std::io::Cursor::new(bytes),
         )
         .unwrap();
         let mut items = Vec::new();
@@ -273,7 +389,7 @@ mod tests {
     #[test]
     fn sysmon_webshell_sample() {
         let items = read_bytes(
-            std::fs::read(data("LM_typical_IIS_webshell_sysmon_1_10_traces.evtx")).unwrap(),
+            std::fs::read(data!("LM_typical_IIS_webshell_sysmon_1_10_traces.evtx")).unwrap(),
         );
         assert_eq!(items.len(), 4);
         let events = events(&items);
@@ -303,7 +419,7 @@ mod tests {
 
     #[test]
     fn truncated_copy_keeps_the_records_before_the_cut() {
-        let whole = std::fs::read(data("ID4688-Tchopper-obfuscated-payload.evtx")).unwrap();
+        let whole = std::fs::read(data!("ID4688-Tchopper-obfuscated-payload.evtx")).unwrap();
         let full = events(&read_bytes(whole.clone())).len();
         for cut in [
             FILE_HEADER_SIZE + 3 * CHUNK_SIZE + 30_000,
@@ -329,24 +445,113 @@ mod tests {
         }
     }
 
+    /// The `checksum` items: (record id, message).
+    fn checksum_failures(items: &[ReadItem]) -> Vec<(u64, &str)> {
+        items
+            .iter()
+            .filter_map(|item| match item {
+                ReadItem::Malformed {
+                    kind: "checksum",
+                    location: Location::Record(id),
+                    message,
+                } => Some((*id, message.as_str())),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// The record ids chunk `number` holds, from its (intact) header.
+    fn chunk_ids(bytes: &[u8], number: u64) -> std::ops::RangeInclusive<u64> {
+        let at = (FILE_HEADER_SIZE + number * CHUNK_SIZE) as usize;
+        let chunk = EvtxChunkData::new(bytes[at..at + CHUNK_SIZE as usize].to_vec(), true).unwrap();
+        chunk.header.first_event_record_id..=chunk.header.last_event_record_id
+    }
+
+    /// Every record is accounted for: those of the damaged chunk as `checksum` failures
+    /// naming it, the others read as before.
+    fn assert_only_chunk_fails(intact: &[u8], damaged: Vec<u8>, number: u64, which: &str) {
+        let whole = read_bytes(intact.to_vec());
+        let items = read_bytes(damaged);
+        let failures = checksum_failures(&items);
+        let ids: Vec<u64> = failures.iter().map(|(id, _)| *id).collect();
+        assert_eq!(ids, chunk_ids(intact, number).collect::<Vec<_>>());
+        let (_, message) = failures[0];
+        assert!(
+            message.starts_with(&format!("chunk {number} (file offset "))
+                && message.contains(which),
+            "{message}"
+        );
+        assert_eq!(items.len(), whole.len());
+        let kept: Vec<_> = events(&items).iter().map(|e| e.origin.location).collect();
+        let expected: Vec<_> = events(&whole)
+            .iter()
+            .map(|e| e.origin.location)
+            .filter(
+                |l| !matches!(l, Location::Record(id) if chunk_ids(intact, number).contains(id)),
+            )
+            .collect();
+        assert_eq!(kept, expected);
+    }
+
     #[test]
-    fn a_damaged_chunk_is_reported_and_the_rest_read() {
-        let mut bytes = std::fs::read(data("ID4688-Tchopper-obfuscated-payload.evtx")).unwrap();
-        let full = events(&read_bytes(bytes.clone())).len();
-        // Garble the middle of chunk 2's records.
-        let at = (FILE_HEADER_SIZE + 2 * CHUNK_SIZE + 20_000) as usize;
-        for b in &mut bytes[at..at + 4_000] {
-            *b = 0xA5;
+    fn a_flipped_byte_in_a_record_fails_its_chunk_checksum() {
+        let intact = std::fs::read(data!("ID4688-Tchopper-obfuscated-payload.evtx")).unwrap();
+        let mut damaged = intact.clone();
+        // A byte of a record's text in chunk 1, as a bad disk sector or a careless
+        // hex edit would change it.
+        damaged[(FILE_HEADER_SIZE + CHUNK_SIZE + 3_000) as usize] ^= 0x20;
+        assert_only_chunk_fails(&intact, damaged, 1, "chunk data CRC32 invalid");
+    }
+
+    #[test]
+    fn a_flipped_byte_in_a_chunk_header_fails_its_checksum() {
+        let intact = std::fs::read(data!("ID4688-Tchopper-obfuscated-payload.evtx")).unwrap();
+        // A byte of the chunk header's string table (its records cannot be parsed any
+        // more), then the high byte of the first record id it declares (the records
+        // name themselves).
+        for at in [200, 31] {
+            let mut damaged = intact.clone();
+            damaged[(FILE_HEADER_SIZE + 2 * CHUNK_SIZE + at) as usize] ^= 0x01;
+            assert_only_chunk_fails(&intact, damaged, 2, "chunk header CRC32 invalid");
         }
-        let items = read_bytes(bytes);
-        assert!(items.iter().any(|i| matches!(
-            i,
-            ReadItem::Malformed {
-                kind: "evtx-record",
-                ..
-            }
-        )));
-        let kept = events(&items).len();
-        assert!(kept > full / 2 && kept < full, "{kept} of {full}");
+    }
+
+    /// A file header and then nothing that holds records: each is reported as damaged,
+    /// never read as an empty log.
+    #[test]
+    fn a_header_with_garbage_or_zeros_after_it_is_reported() {
+        let real = std::fs::read(data!("sigma_regr_cve_2025_55182_node_child.evtx")).unwrap();
+        let header = &real[..FILE_HEADER_SIZE as usize];
+        // Deterministic noise (xorshift).
+        let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
+        let noise: Vec<u8> = (0..70_000)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                x as u8
+            })
+            .collect();
+        let zeros = vec![0; CHUNK_SIZE as usize];
+        for (after, expected) in [
+            (&noise[..10_000], "chunk 0 (file offset 0x1000) ends after 10000"),
+            (&noise[..], "Invalid EVTX chunk header magic"),
+            (&zeros[..], "chunk 0 (file offset 0x1000) is all zeros, though the file header counts 1 chunks in use"),
+            (&[][..], "its header declares 1 chunks, it holds 0"),
+        ] {
+            let items = read_bytes([header, after].concat());
+            let messages: Vec<&str> = items
+                .iter()
+                .map(|item| match item {
+                    ReadItem::Malformed {
+                        kind: "evtx-record",
+                        message,
+                        ..
+                    } => message.as_str(),
+                    other => panic!("{other:?}"),
+                })
+                .collect();
+            assert!(messages.iter().any(|m| m.contains(expected)), "{messages:?}");
+        }
     }
 }

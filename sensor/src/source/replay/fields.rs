@@ -102,9 +102,12 @@ keys! {
     Exe = "exe",
     ParentExe = "parent_exe",
     Sid = "sid",
+    Argv = "argv",
+    EffectiveUser = "effective_user",
 }
 
-/// A value as far as a mapping cares: scalars kept, containers only noted.
+/// A value as far as a mapping cares: scalars and lists of strings (`argv`) kept, other
+/// containers only noted.
 #[derive(Clone, Debug, PartialEq)]
 pub(crate) enum Val<'a> {
     Str(Str<'a>),
@@ -114,6 +117,8 @@ pub(crate) enum Val<'a> {
     Bool(bool),
     Null,
     Object,
+    /// An array of strings only (empty included).
+    Strings(Vec<Str<'a>>),
     Array,
 }
 
@@ -160,12 +165,13 @@ impl Val<'_> {
             Val::Bool(_) => "a boolean",
             Val::Null => "null",
             Val::Object => "an object",
-            Val::Array => "an array",
+            Val::Strings(_) | Val::Array => "an array",
         }
     }
 }
 
-/// The keys of one record that a mapping reads. The first occurrence of a key wins.
+/// The keys of one record that a mapping reads. A key written twice keeps its last value,
+/// as JavaScript and most JSON tools do.
 #[cfg_attr(test, derive(Debug, PartialEq))]
 pub(crate) struct Doc<'a> {
     slots: [Option<Val<'a>>; Key::COUNT],
@@ -243,10 +249,7 @@ impl<'a> Doc<'a> {
     }
 
     pub(super) fn set(&mut self, key: Key, value: Val<'a>) {
-        let slot = &mut self.slots[key as usize];
-        if slot.is_none() {
-            *slot = Some(value);
-        }
+        self.slots[key as usize] = Some(value);
     }
 
     /// A text field of a Windows event: numbers are written out, and `"-"`, `""`,
@@ -385,9 +388,20 @@ impl<'de> Visitor<'de> for Node<'_, 'de> {
         Ok(Val::Null)
     }
 
+    /// Only a known key's value gets here (or a record that is no object).
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Val<'de>, A::Error> {
-        while seq.next_element::<IgnoredAny>()?.is_some() {}
-        Ok(Val::Array)
+        let mut strings = Some(Vec::new());
+        let item = || Node {
+            doc: None,
+            scope: Scope::Inner,
+        };
+        while let Some(value) = seq.next_element_seed(item())? {
+            match (value, &mut strings) {
+                (Val::Str(s), Some(list)) => list.push(s),
+                _ => strings = None,
+            }
+        }
+        Ok(strings.map_or(Val::Array, Val::Strings))
     }
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Val<'de>, A::Error> {
@@ -425,7 +439,7 @@ impl<'de> Visitor<'de> for Node<'_, 'de> {
 }
 
 /// The scalar an XML element stands for: its `#text`, else its `SystemTime` or `Name`
-/// attribute; an object without either stays `Object`.
+/// attribute (the last one written of each); an object without either stays `Object`.
 fn element_value<'de, A: MapAccess<'de>>(mut map: A, scope: Scope) -> Result<Val<'de>, A::Error> {
     let mut found: Option<Val<'de>> = None;
     let mut attribute: Option<Val<'de>> = None;
@@ -451,9 +465,9 @@ fn element_value<'de, A: MapAccess<'de>>(mut map: A, scope: Scope) -> Result<Val
             continue;
         }
         if &*key == "#attributes" {
-            attribute.get_or_insert(value);
+            attribute = Some(value);
         } else {
-            found.get_or_insert(value);
+            found = Some(value);
         }
     }
     Ok(found.or(attribute).unwrap_or(Val::Object))
@@ -536,6 +550,26 @@ mod tests {
         assert_eq!(doc.text(Key::User), None);
         assert_eq!(doc.text(Key::Image), None);
         assert_eq!(doc.text(Key::CommandLine).as_deref(), Some("x"));
+    }
+
+    /// The fast reader takes the first line, serde_json the others (a nested value).
+    #[test]
+    fn a_key_written_twice_keeps_its_last_value() {
+        for line in [
+            r#"{"pid":1,"exe":"a.exe","pid":2,"exe":"b.exe"}"#,
+            r#"{"pid":1,"exe":"a.exe","x":{},"pid":2,"exe":"b.exe"}"#,
+            r#"{"pid":1,"exe":"a.exe","x":[1.5],"pid":2,"exe":"b\u002eexe"}"#,
+        ] {
+            let doc = Doc::parse(line.as_bytes()).unwrap();
+            assert_eq!(doc.number(Key::Pid), Ok(Some(2)), "{line}");
+            assert_eq!(doc.str(Key::Exe), Some("b.exe"), "{line}");
+            assert_eq!(Doc::parse_general(line.as_bytes()).unwrap(), doc, "{line}");
+        }
+        let nested = br##"{"Event":{"System":{"EventID":{"#text":"1","#text":"5"},"Computer":"A","Computer":"B"},"EventData":{"Image":"a","Image":"b"}}}"##;
+        let doc = Doc::parse(nested).unwrap();
+        assert_eq!(doc.number(Key::EventId), Ok(Some(5)));
+        assert_eq!(doc.str(Key::Computer), Some("B"));
+        assert_eq!(doc.str(Key::Image), Some("b"));
     }
 
     #[test]

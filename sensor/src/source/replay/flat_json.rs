@@ -1,6 +1,6 @@
 //! A fast reader for the commonest record: one flat JSON object whose values are
-//! strings, whole non-negative numbers, booleans or null (spawnwatch's own event lines,
-//! flat Windows event exports). It fills the same [`Doc`] serde_json would, or gives up
+//! strings, whole non-negative numbers, booleans, null or lists of strings (spawnwatch's
+//! own event lines, with their `argv`; flat Windows event exports). It fills the same [`Doc`] serde_json would, or gives up
 //! on anything else (a nested value, a negative or fractional number, a surrogate
 //! escape, a control character, a syntax error) and leaves the line to serde_json,
 //! which reads the rest and words the errors.
@@ -104,6 +104,10 @@ impl<'a> Cursor<'a> {
                 return self.string(wanted).map(Val::Str);
             }
             b'0'..=b'9' => return self.unsigned().map(Val::UInt),
+            b'[' => {
+                self.at += 1;
+                return self.strings(wanted).map(Val::Strings);
+            }
             _ if rest.starts_with(b"true") => (Val::Bool(true), 4),
             _ if rest.starts_with(b"false") => (Val::Bool(false), 5),
             _ if rest.starts_with(b"null") => (Val::Null, 4),
@@ -111,6 +115,35 @@ impl<'a> Cursor<'a> {
         };
         self.at += length;
         Some(value)
+    }
+
+    /// The rest of a list of strings whose `[` is read (anything else in it: give up).
+    fn strings(&mut self, wanted: bool) -> Option<Vec<Str<'a>>> {
+        let mut list = Vec::new();
+        self.skip_spaces();
+        if self.peek()? == b']' {
+            self.at += 1;
+            return Some(list);
+        }
+        loop {
+            self.expect(b'"')?;
+            let item = self.string(wanted)?;
+            if wanted {
+                list.push(item);
+            }
+            self.skip_spaces();
+            match self.peek()? {
+                b',' => {
+                    self.at += 1;
+                    self.skip_spaces();
+                }
+                b']' => {
+                    self.at += 1;
+                    return Some(list);
+                }
+                _ => return None,
+            }
+        }
     }
 
     /// A whole number that fits a `u64` (serde_json reads a larger one as a float).
@@ -253,6 +286,14 @@ mod tests {
     }
 
     #[test]
+    fn reads_lists_of_strings() {
+        let doc = fast(r#"{"argv":["sh", "-c","echo \"x\""],"x":[],"y":["unwanted"]}"#)
+            .expect("a flat line with string lists is read");
+        let argv = ["sh", "-c", "echo \"x\""].map(|s| Str::Unescaped(s.into()));
+        assert_eq!(doc.get(Key::Argv), Some(&Val::Strings(argv.to_vec())));
+    }
+
+    #[test]
     fn gives_up_on_what_it_does_not_read() {
         for line in [
             r#"{"pid":-1}"#,
@@ -261,7 +302,10 @@ mod tests {
             r#"{"pid":01}"#,
             r#"{"pid":18446744073709551616}"#,
             r#"{"x":{"pid":1}}"#,
-            r#"{"x":[]}"#,
+            r#"{"x":[1]}"#,
+            r#"{"x":["a",1]}"#,
+            r#"{"x":["a",]}"#,
+            r#"{"x":[["a"]]}"#,
             r#"{"x":"\ud83d\ude00"}"#,
             r#"{"x":"\q"}"#,
             r#"{"x":"\u12g4"}"#,
@@ -315,6 +359,7 @@ mod tests {
                 "#text",
                 "Message",
                 "exe",
+                "argv",
             ])
             .prop_map(|k| format!("\"{k}\"")),
             Just(r#""p\u0069d""#.to_string()),
@@ -330,7 +375,8 @@ mod tests {
             1 => any::<f64>().prop_map(|n| n.to_string()),
             2 => prop::sample::select(vec![
                 "true", "false", "null", "0", "00", "1e2", "-0", "18446744073709551616",
-                "{}", "[1,\"x\"]", "{\"pid\":1}", "tru",
+                "{}", "[1,\"x\"]", "{\"pid\":1}", "tru", "[]", "[ ]", "[\"sh\", \"-c\",\"a \\\"b\"]",
+                "[\"x\"", "[\"x\",]",
             ])
             .prop_map(String::from),
         ]

@@ -1,8 +1,10 @@
 //! Recorded logs to process events: EVTX (Sysmon 1/5, Security 4688/4689), JSON lines
 //! (flat or nested Windows events, spawnwatch's own `--record` lines) and zips of them.
 //!
-//! [`expand`] turns the command line into [`Input`]s; [`read`] detects each one's format
-//! from its first bytes and yields its records in file order as [`ReadItem`]s.
+//! [`expand`] turns the command line into [`Input`]s (a path that cannot be opened is an
+//! error in its place); [`read`] detects each one's format from its first bytes (JSON
+//! lines also when only the lines after the first are objects) and yields its records in
+//! file order as [`ReadItem`]s.
 //! [`spawnwatch_line::to_event_line`] writes the lines `--record` saves and replay reads.
 
 mod archive;
@@ -14,6 +16,7 @@ mod jsonl_pool;
 mod prefilter;
 mod producer;
 pub mod spawnwatch_line;
+mod spill;
 mod time;
 mod windows_event;
 
@@ -26,16 +29,15 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use zip::ZipArchive;
 
-/// The most an EVTX or zip that cannot be read in place (an archive entry, stdin) may
-/// take in memory.
-const BUFFER_CAP: usize = 2 << 30;
-
 /// One thing to read: a file (a zip counts as one input whose entries are read in
 /// order) or stdin.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Input {
     source: Source,
     name: Arc<str>,
+    /// Found by walking a directory rather than named on the command line: a file that is
+    /// plainly not a log is passed over rather than reported.
+    walked: bool,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -50,6 +52,14 @@ impl Input {
         Input {
             name: path.display().to_string().into(),
             source: Source::Path(path),
+            walked: false,
+        }
+    }
+
+    fn walked(path: PathBuf) -> Input {
+        Input {
+            walked: true,
+            ..Input::file(path)
         }
     }
 
@@ -57,6 +67,7 @@ impl Input {
         Input {
             source: Source::Stdin,
             name: "<stdin>".into(),
+            walked: false,
         }
     }
 
@@ -69,20 +80,37 @@ impl Input {
 /// An error that stops one input, with a message that names it and says what to do.
 #[derive(Debug)]
 pub struct ReplayError {
-    message: String,
+    name: String,
+    what: String,
+    /// A file found in a directory that is plainly not a log (a README, a checksum list):
+    /// counted, not reported.
+    not_a_log: bool,
 }
 
 impl ReplayError {
     fn new(name: &str, what: impl fmt::Display) -> ReplayError {
         ReplayError {
-            message: format!("{name}: {what}"),
+            name: name.to_string(),
+            what: what.to_string(),
+            not_a_log: false,
         }
+    }
+
+    /// The input it is about.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Whether this is a file a directory walk found that is plainly not a log, to be
+    /// counted rather than reported.
+    pub fn passed_over(&self) -> bool {
+        self.not_a_log
     }
 }
 
 impl fmt::Display for ReplayError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.message)
+        write!(f, "{}: {}", self.name, self.what)
     }
 }
 
@@ -90,22 +118,22 @@ impl std::error::Error for ReplayError {}
 
 /// Expands the command-line arguments: files as given, directories walked recursively
 /// (entries sorted by name, hidden files and directories skipped, symlinks to
-/// directories not followed), `-` = stdin.
-pub fn expand(args: &[PathBuf]) -> Result<Vec<Input>, ReplayError> {
+/// directories not followed), `-` = stdin. A path that cannot be opened is an error in
+/// its place, and the others are still expanded.
+pub fn expand(args: &[PathBuf]) -> Vec<Result<Input, ReplayError>> {
     let mut inputs = Vec::new();
     for arg in args {
         if arg.as_os_str() == "-" {
-            inputs.push(Input::stdin());
+            inputs.push(Ok(Input::stdin()));
             continue;
         }
-        let metadata = fs::metadata(arg).map_err(|e| cannot_open(arg, &e))?;
-        if metadata.is_dir() {
-            walk(arg, &mut inputs)?;
-        } else {
-            inputs.push(Input::file(arg));
+        match fs::metadata(arg) {
+            Ok(metadata) if metadata.is_dir() => walk(arg, &mut inputs),
+            Ok(_) => inputs.push(Ok(Input::file(arg))),
+            Err(e) => inputs.push(Err(cannot_open(arg, &e))),
         }
     }
-    Ok(inputs)
+    inputs
 }
 
 fn cannot_open(path: &Path, e: &io::Error) -> ReplayError {
@@ -115,24 +143,27 @@ fn cannot_open(path: &Path, e: &io::Error) -> ReplayError {
     )
 }
 
-fn walk(dir: &Path, inputs: &mut Vec<Input>) -> Result<(), ReplayError> {
-    let mut entries = fs::read_dir(dir)
-        .and_then(|entries| entries.collect::<io::Result<Vec<_>>>())
-        .map_err(|e| cannot_open(dir, &e))?;
+fn walk(dir: &Path, inputs: &mut Vec<Result<Input, ReplayError>>) {
+    let entries = fs::read_dir(dir).and_then(|entries| entries.collect::<io::Result<Vec<_>>>());
+    let mut entries = match entries {
+        Ok(entries) => entries,
+        Err(e) => return inputs.push(Err(cannot_open(dir, &e))),
+    };
     entries.sort_by_key(|entry| entry.file_name());
     for entry in entries {
         if entry.file_name().as_encoded_bytes().first() == Some(&b'.') {
             continue;
         }
         let path = entry.path();
-        let kind = entry.file_type().map_err(|e| cannot_open(&path, &e))?;
-        if kind.is_dir() {
-            walk(&path, inputs)?;
-        } else if kind.is_file() || (kind.is_symlink() && path.is_file()) {
-            inputs.push(Input::file(path));
+        match entry.file_type() {
+            Ok(kind) if kind.is_dir() => walk(&path, inputs),
+            Ok(kind) if kind.is_file() || (kind.is_symlink() && path.is_file()) => {
+                inputs.push(Ok(Input::walked(path)));
+            }
+            Ok(_) => {}
+            Err(e) => inputs.push(Err(cannot_open(&path, &e))),
         }
     }
-    Ok(())
 }
 
 /// The records of one input, in file order.
@@ -147,9 +178,13 @@ pub fn read(input: &Input, jobs: &JobQueue) -> Result<Items, ReplayError> {
     match &input.source {
         Source::Path(path) => {
             let mut file = File::open(path).map_err(|e| cannot_open(path, &e))?;
+            let metadata = file.metadata().map_err(unreadable)?;
             // A pipe (`<(unzip -p ..)`) or a device cannot seek: read it like stdin.
-            if !file.metadata().map_err(unreadable)?.is_file() {
+            if !metadata.is_file() {
                 return read_stream(file, name, jobs);
+            }
+            if metadata.len() == 0 && named_binary(path) {
+                return Err(ReplayError::new(&name, EMPTY_BINARY));
             }
             let prefix = peek(&mut file).map_err(unreadable)?;
             let format = sniff(&prefix);
@@ -158,20 +193,43 @@ pub fn read(input: &Input, jobs: &JobQueue) -> Result<Items, ReplayError> {
             }
             file.seek(SeekFrom::Start(0)).map_err(unreadable)?;
             match format {
-                Format::Evtx => {
-                    let tail = file.try_clone().map_err(unreadable)?;
-                    read_evtx(file, tail, name)
-                }
+                Format::Evtx => read_evtx(file, name),
                 Format::Zip => read_zip(file, name),
-                _ => Err(not_a_log(&name, &prefix)),
+                _ => {
+                    let mut error = not_a_log(&name, &prefix);
+                    error.not_a_log = input.walked && claimed_format(path).is_none();
+                    Err(error)
+                }
             }
         }
         Source::Stdin => read_stream(io::stdin(), name, jobs),
     }
 }
 
+/// What an empty input whose name claims EVTX or zip is: no log at all (an empty
+/// JSON-lines file is an empty log).
+pub(crate) const EMPTY_BINARY: &str =
+    "empty (0 bytes): no log at all, not an empty one; it may have been cut short or not \
+     copied whole";
+
+/// Whether a name claims EVTX or zip.
+pub(crate) fn named_binary(path: &Path) -> bool {
+    matches!(claimed_format(path), Some(Format::Evtx | Format::Zip))
+}
+
+/// The format a file's extension claims, if any.
+fn claimed_format(path: &Path) -> Option<Format> {
+    let extension = path.extension()?.to_str()?.to_ascii_lowercase();
+    match extension.as_str() {
+        "evtx" => Some(Format::Evtx),
+        "zip" => Some(Format::Zip),
+        "json" | "jsonl" | "ndjson" => Some(Format::JsonLines),
+        _ => None,
+    }
+}
+
 /// Reads a stream that cannot seek (stdin): JSON lines stream through; an EVTX or a zip
-/// is buffered first (up to [`BUFFER_CAP`]).
+/// is copied to a temporary file first.
 fn read_stream<R: Read + Send + 'static>(
     mut reader: R,
     name: Arc<str>,
@@ -183,12 +241,12 @@ fn read_stream<R: Read + Send + 'static>(
         Format::JsonLines => read_json_lines(Cursor::new(prefix).chain(reader), name, jobs),
         Format::Unknown => Err(not_a_log(&name, &prefix)),
         format => {
-            let bytes = buffer_all(prefix, &mut reader).map_err(|e| ReplayError::new(&name, e))?;
+            let file = spill::spill(&prefix, &mut reader, spill::ENTRY_CAP)
+                .map_err(|e| ReplayError::new(&name, e))?;
             if format == Format::Evtx {
-                let shared = evtx::SharedBuf(Arc::new(bytes));
-                read_evtx(Cursor::new(shared.clone()), Cursor::new(shared), name)
+                read_evtx(file, name)
             } else {
-                read_zip(Cursor::new(bytes), name)
+                read_zip(file, name)
             }
         }
     }
@@ -206,12 +264,8 @@ fn no_thread(name: &str, e: &io::Error) -> ReplayError {
     ReplayError::new(name, format_args!("cannot start a reader thread: {e}"))
 }
 
-fn read_evtx<R: Read + Seek + Send + 'static>(
-    reader: R,
-    tail: R,
-    name: Arc<str>,
-) -> Result<Items, ReplayError> {
-    let input = evtx::open(reader, tail).map_err(|e| {
+fn read_evtx(file: File, name: Arc<str>) -> Result<Items, ReplayError> {
+    let input = evtx::open_file(file).map_err(|e| {
         ReplayError::new(
             &name,
             format_args!("cannot read the EVTX file header ({e}); the file may be cut short"),
@@ -224,11 +278,8 @@ fn read_evtx<R: Read + Seek + Send + 'static>(
     .map_err(|e| no_thread(&name, &e))
 }
 
-fn read_zip<R: Read + Seek + Send + 'static>(
-    reader: R,
-    name: Arc<str>,
-) -> Result<Items, ReplayError> {
-    let mut archive = ZipArchive::new(reader).map_err(|e| {
+fn read_zip(file: File, name: Arc<str>) -> Result<Items, ReplayError> {
+    let mut archive = ZipArchive::new(file).map_err(|e| {
         ReplayError::new(
             &name,
             format_args!("not a readable zip archive ({e}); the file may be cut short or damaged"),
@@ -236,7 +287,7 @@ fn read_zip<R: Read + Seek + Send + 'static>(
     })?;
     let archive_name = name.clone();
     producer::spawn(&name, "zip-entry", move |sink| {
-        archive::read_zip(&mut archive, &archive_name, 0, sink);
+        archive::read_zip(&mut archive, &archive_name, 0, spill::ENTRY_CAP, sink);
     })
     .map_err(|e| no_thread(&name, &e))
 }
@@ -263,35 +314,86 @@ pub(crate) enum Format {
 }
 
 const BOM: &[u8] = b"\xEF\xBB\xBF";
+/// How much of an input whose first line is not a JSON object is read to look for JSON
+/// lines after it (a capture cut mid-line, a garbage line at the top).
+const SNIFF_WINDOW: usize = 64 << 10;
+/// The most read to tell a format: a long blank start, or lines longer than the window.
+const PEEK_MAX: usize = 1 << 20;
 
 fn is_blank(b: &u8) -> bool {
     matches!(b, b' ' | b'\t' | b'\r' | b'\n')
 }
 
-pub(crate) fn sniff(prefix: &[u8]) -> Format {
+/// `prefix` without a byte-order mark, from its first non-blank byte; `None` if blank.
+fn text_of(prefix: &[u8]) -> Option<&[u8]> {
+    let text = prefix.strip_prefix(BOM).unwrap_or(prefix);
+    let first = text.iter().position(|b| !is_blank(b))?;
+    Some(&text[first..])
+}
+
+/// The binary format whose magic `prefix` starts with.
+fn magic(prefix: &[u8]) -> Option<Format> {
     if prefix.starts_with(b"ElfFile\0") {
-        return Format::Evtx;
+        return Some(Format::Evtx);
     }
     // A local file header, or the end record of an empty archive.
-    if prefix.starts_with(b"PK\x03\x04") || prefix.starts_with(b"PK\x05\x06") {
-        return Format::Zip;
+    let zip = prefix.starts_with(b"PK\x03\x04") || prefix.starts_with(b"PK\x05\x06");
+    zip.then_some(Format::Zip)
+}
+
+pub(crate) fn sniff(prefix: &[u8]) -> Format {
+    if let Some(format) = magic(prefix) {
+        return format;
     }
-    let text = prefix.strip_prefix(BOM).unwrap_or(prefix);
-    match text.iter().find(|b| !is_blank(b)) {
-        None | Some(b'{') => Format::JsonLines,
+    match text_of(prefix) {
+        None => Format::JsonLines,
+        Some(text) if text.starts_with(b"{") || json_lines_after_the_first(text) => {
+            Format::JsonLines
+        }
         Some(_) => Format::Unknown,
     }
 }
 
-/// Reads enough of an input to tell its format: at least 8 bytes and its first
-/// non-blank byte, or all of it when shorter. A long blank start stops at 1 MiB.
+/// Whether the lines after a first line that is not a JSON object are JSON lines: at
+/// least one of them is a JSON object, and no fewer of them are objects than are not
+/// (a text file with a JSON example in it is not a log).
+fn json_lines_after_the_first(text: &[u8]) -> bool {
+    let (mut objects, mut others) = (0, 0);
+    for line in text.split(|&b| b == b'\n').skip(1) {
+        let line = line.trim_ascii();
+        if line.is_empty() {
+            continue;
+        }
+        let object =
+            line.starts_with(b"{") && serde_json::from_slice::<serde::de::IgnoredAny>(line).is_ok();
+        if object {
+            objects += 1;
+        } else {
+            others += 1;
+        }
+    }
+    objects > 0 && objects >= others
+}
+
+/// Whether `prefix` is enough to tell the format: 8 bytes (a magic) and the first
+/// non-blank byte; when that is not `{`, the first [`SNIFF_WINDOW`] bytes and at least
+/// one whole line after the first.
+fn enough_to_sniff(prefix: &[u8]) -> bool {
+    let Some(text) = text_of(prefix).filter(|_| prefix.len() >= 8) else {
+        return false;
+    };
+    text.starts_with(b"{")
+        || magic(prefix).is_some()
+        || (prefix.len() >= SNIFF_WINDOW && memchr::memchr_iter(b'\n', text).nth(1).is_some())
+}
+
+/// Reads enough of an input to tell its format (see [`enough_to_sniff`]), or all of it
+/// when shorter, or at most [`PEEK_MAX`] bytes.
 pub(crate) fn peek(reader: &mut impl Read) -> io::Result<Vec<u8>> {
     const STEP: usize = 8192;
     let mut prefix = Vec::new();
     loop {
-        let text = prefix.strip_prefix(BOM).unwrap_or(&prefix);
-        let decided = prefix.len() >= 8 && text.iter().any(|b| !is_blank(b));
-        if decided || prefix.len() >= 1 << 20 {
+        if enough_to_sniff(&prefix) || prefix.len() >= PEEK_MAX {
             return Ok(prefix);
         }
         let len = prefix.len();
@@ -312,31 +414,6 @@ pub(crate) fn peek(reader: &mut impl Read) -> io::Result<Vec<u8>> {
             Err(e) => return Err(e),
         }
     }
-}
-
-/// The rest of `reader` after `prefix`, up to [`BUFFER_CAP`]; grows as it reads (a size
-/// the input declares is not trusted).
-pub(crate) fn buffer_all(prefix: Vec<u8>, reader: &mut impl Read) -> Result<Vec<u8>, String> {
-    buffer_up_to(prefix, reader, BUFFER_CAP)
-}
-
-fn buffer_up_to(
-    mut prefix: Vec<u8>,
-    reader: &mut impl Read,
-    cap: usize,
-) -> Result<Vec<u8>, String> {
-    let room = (cap + 1).saturating_sub(prefix.len()) as u64;
-    reader
-        .take(room)
-        .read_to_end(&mut prefix)
-        .map_err(|e| format!("cannot read: {e}"))?;
-    if prefix.len() > cap {
-        return Err(format!(
-            "larger than {:.1} GiB: too large to buffer for reading; extract it and pass the file",
-            cap as f64 / f64::from(1 << 30)
-        ));
-    }
-    Ok(prefix)
 }
 
 /// Up to 16 bytes in hex and as text, for "not a log" messages.

@@ -55,7 +55,10 @@ fn build(doc: &mut Doc, origin: Origin) -> Result<SourceEvent, Problem> {
         exe: string(doc, Key::Exe)?,
         image_path: string(doc, Key::ImagePath)?,
         command_line: string(doc, Key::LineCommandLine)?,
+        argv: strings(doc, Key::Argv)?,
         user: string(doc, Key::LineUser)?,
+        effective_user: string(doc, Key::EffectiveUser)?,
+        listens: None,
         sid: string(doc, Key::Sid)?,
         integrity_level: string(doc, Key::LineIntegrityLevel)?,
         current_working_directory: string(doc, Key::Cwd)?,
@@ -121,6 +124,22 @@ fn string(doc: &mut Doc, key: Key) -> Result<Option<Text>, Problem> {
     }
 }
 
+/// An optional list of strings (`argv`): null is unknown, `[]` an empty list.
+fn strings(doc: &mut Doc, key: Key) -> Result<Option<Box<[Text]>>, Problem> {
+    match doc.take(key) {
+        None | Some(Val::Null) => Ok(None),
+        Some(Val::Strings(list)) => Ok(Some(list.into_iter().map(Text::from).collect())),
+        Some(Val::Array) => Err((
+            "wrong-type",
+            format!(
+                "`{}` must be a list of strings; it holds other values",
+                key.name()
+            ),
+        )),
+        Some(other) => Err(wrong_type(key, "a list of strings", &other)),
+    }
+}
+
 /// An optional process id: a JSON number from 0 to 2^32-1, or null.
 fn pid_of(doc: &Doc, key: Key) -> Result<Option<u32>, Problem> {
     match doc.get(key) {
@@ -157,7 +176,11 @@ struct Line<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     command_line: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    argv: Option<&'a [Text]>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     user: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    effective_user: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     parent_image_path: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -195,7 +218,9 @@ pub fn to_event_line(event: &SourceEvent) -> String {
         ppid: p.ppid,
         image_path: p.image_path.as_deref(),
         command_line: p.command_line.as_deref(),
+        argv: p.argv.as_deref(),
         user: p.user.as_deref(),
+        effective_user: p.effective_user.as_deref(),
         parent_image_path: event.parent.image_path.as_deref(),
         parent_command_line: event.parent.command_line.as_deref(),
         creator_pid: p.creator_pid,
@@ -286,6 +311,32 @@ mod tests {
             panic!()
         };
         assert_eq!(e.process.exe.as_deref(), Some("id"));
+    }
+
+    #[test]
+    fn argv_is_a_list_of_strings() {
+        let t = r##""timestamp":"2026-11-27T10:00:01Z","action":"create","pid":1,"exe":"sh""##;
+        let ReadItem::Event(e) = map(&format!(r#"{{{t},"argv":["sh","-c","id"]}}"#)) else {
+            panic!()
+        };
+        assert_eq!(
+            e.process.argv.as_deref(),
+            Some(&["sh", "-c", "id"].map(Text::from)[..])
+        );
+        for (wrong, message) in [
+            (
+                r#""sh -c id""#,
+                "`argv` must be a list of strings, not a string",
+            ),
+            (
+                r#"["sh",1]"#,
+                "`argv` must be a list of strings; it holds other values",
+            ),
+            ("{}", "`argv` must be a list of strings, not an object"),
+        ] {
+            let got = problem(&format!(r#"{{{t},"argv":{wrong}}}"#));
+            assert_eq!(got, ("wrong-type", message.to_string()), "{wrong}");
+        }
     }
 
     #[test]
@@ -385,6 +436,8 @@ mod tests {
                 process: ProcessRecord {
                     pid: u32::MAX,
                     exe: Some("a \"quoted\" \\ näme".into()),
+                    argv: Some(["sh", "-c", "echo \"it's\" \\", ""].map(Text::from).into()),
+                    effective_user: Some("root".into()),
                     ..ProcessRecord::default()
                 },
                 parent: ParentFields::default(),
