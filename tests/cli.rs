@@ -442,6 +442,7 @@ fn report_commands_end_quietly_when_their_reader_has_gone() {
         &["check"],
         &["check", "--format", "json"],
         &["test", "rules"],
+        &["sigma", "convert", "tests/fixtures/sigma/whoami-web.yml"],
     ] {
         let (reader, writer) = std::io::pipe().unwrap();
         drop(reader);

@@ -44,7 +44,7 @@ pub fn run(paths: &[PathBuf], sigma: &sigma::Options, as_json: bool) -> Result<E
             s.exceptions
         );
         if let Some(summary) = report.summary() {
-            println!("{summary}");
+            outln!("{summary}");
         }
     }
     Ok(if errors > 0 {

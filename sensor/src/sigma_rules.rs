@@ -101,13 +101,12 @@ pub fn convert_command(sources: Vec<Source>) -> std::process::ExitCode {
             d.render(&mixed.sources)
         );
     }
-    let mut out = String::new();
+    let mut printed = Vec::with_capacity(mixed.foreign.rules.len());
     for (rule, info) in mixed.foreign.rules.iter().zip(&mixed.infos) {
         match dsl::print::print_rule(rule) {
             Ok(text) => {
-                out.push_str(&comments(&mixed.sources[rule.meta.span.file].name, info));
-                out.push_str(&text);
-                out.push('\n');
+                let comments = comments(&mixed.sources[rule.meta.span.file].name, info);
+                printed.push(format!("{comments}{text}"));
             }
             Err(why) => {
                 failed = true;
@@ -118,7 +117,10 @@ pub fn convert_command(sources: Vec<Source>) -> std::process::ExitCode {
             }
         }
     }
-    print!("{out}");
+    // One write: a library is a thousand rules. A reader that has gone ends us quietly.
+    if !printed.is_empty() {
+        outln!("{}", printed.join("\n"));
+    }
     if let Some(summary) = mixed.report.summary() {
         eprintln!("spawnwatch: {summary}");
     }
