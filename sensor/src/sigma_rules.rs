@@ -172,7 +172,7 @@ fn convert_all(first: usize, files: &[Source], options: &sigma::Options) -> Vec<
     let convert_chunk = |start: usize, part: &[Source]| -> Vec<sigma::FileResult> {
         part.iter()
             .enumerate()
-            .map(|(i, s)| sigma::convert_file(first + start + i, &s.text, options))
+            .map(|(i, s)| convert_file(first + start + i, s, options))
             .collect()
     };
     if threads == 1 {
@@ -189,6 +189,22 @@ fn convert_all(first: usize, files: &[Source], options: &sigma::Options) -> Vec<
             .flat_map(|h| h.join().expect("a Sigma conversion thread panicked"))
             .collect()
     })
+}
+
+/// One Sigma file converted; one that is not UTF-8 is an error at its first bad byte,
+/// as a rule-language file is (its lossy text would load rules no one wrote).
+fn convert_file(file: usize, source: &Source, options: &sigma::Options) -> sigma::FileResult {
+    match source.encoding_error(file) {
+        Some(error) => sigma::FileResult {
+            diagnostics: vec![error],
+            skipped: vec![sigma::Skipped {
+                id: None,
+                reason: "not UTF-8".into(),
+            }],
+            ..Default::default()
+        },
+        None => sigma::convert_file(file, &source.text, options),
+    }
 }
 
 #[cfg(test)]
@@ -215,6 +231,28 @@ mod tests {
         assert_eq!(
             mixed.report.summary().unwrap(),
             "Sigma: 1 rules loaded from 3 file(s); 2 skipped: 1 modifier `cidr`, 1 other log source"
+        );
+    }
+
+    #[test]
+    fn a_sigma_file_that_is_not_utf8_is_an_error_at_its_bad_byte_not_loaded() {
+        // Saved as Latin-1: `é` is the one byte 0xE9.
+        let latin1 = RULE
+            .replace("x.exe", "caf\u{1}.exe")
+            .replace('\u{1}', "\u{e9}");
+        let bytes: Vec<u8> = latin1.chars().map(|c| c as u8).collect();
+        let sources = vec![Source::from_bytes("latin1.yml", bytes)];
+        let mixed = convert(sources, &sigma::Options::default());
+        assert!(mixed.foreign.rules.is_empty());
+        let [error] = &mixed.foreign.diagnostics[..] else {
+            panic!("{:?}", mixed.foreign.diagnostics)
+        };
+        assert!(error.is_error());
+        assert_eq!(error.code, "not-utf8");
+        assert_eq!(error.span.start, RULE.find("x.exe").unwrap() + "caf".len());
+        assert_eq!(
+            mixed.report.summary().unwrap(),
+            "Sigma: 0 rules loaded from 1 file(s); 1 skipped: 1 not UTF-8"
         );
     }
 
