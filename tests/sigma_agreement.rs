@@ -6,20 +6,14 @@
 
 mod common;
 
-use common::spawnwatch;
+use common::{needs, spawnwatch};
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 type Hit = (String, String, u64);
 
 /// A rule, why the reference misses it, and the (file, EventRecordID) it misses.
 type Misread = (&'static str, &'static str, &'static [(&'static str, u64)]);
-
-fn shared(path: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../../shared")
-        .join(path)
-}
 
 /// Rules the reference does not load (81 of the 1,183: `windash` in 79, `fieldref`
 /// and `re|i` in one each, modifiers its Sigma reader lacks), so each of their hits
@@ -184,9 +178,8 @@ const ONLY_REFERENCE: [(&str, &str, u64); 1] = [(
 )];
 
 /// The reference's hits.
-fn reference() -> BTreeSet<Hit> {
-    let text = std::fs::read_to_string(shared("sigma/chainsaw-hits-evtx-attack-samples.tsv"))
-        .expect("the reference hits file");
+fn reference(hits: &Path) -> BTreeSet<Hit> {
+    let text = std::fs::read_to_string(hits).expect("the reference hits file");
     text.lines()
         .skip(1)
         .map(|line| {
@@ -201,10 +194,10 @@ fn reference() -> BTreeSet<Hit> {
 }
 
 /// spawnwatch's hits, from its alert lines.
-fn spawnwatch_hits(samples: &Path) -> BTreeSet<Hit> {
+fn spawnwatch_hits(rules: &Path, samples: &Path) -> BTreeSet<Hit> {
     let out = spawnwatch()
         .args(["replay", "--rules"])
-        .arg(shared("sigma/rules/windows/process_creation"))
+        .arg(rules)
         .arg(samples)
         .output()
         .unwrap();
@@ -246,10 +239,16 @@ fn event_ids(samples: &Path, wanted: &BTreeSet<(String, u64)>) -> BTreeMap<(Stri
 
 #[test]
 fn sigma_rules_find_every_reference_hit_and_each_difference_has_a_reason() {
-    let samples = shared("evtx-attack-samples");
-    let reference = reference();
+    let (Some(hits), Some(rules), Some(samples)) = (
+        needs::shared("sigma/chainsaw-hits-evtx-attack-samples.tsv"),
+        needs::shared("sigma/rules/windows/process_creation"),
+        needs::shared("evtx-attack-samples"),
+    ) else {
+        return;
+    };
+    let reference = reference(&hits);
     assert_eq!(reference.len(), 549);
-    let ours = spawnwatch_hits(&samples);
+    let ours = spawnwatch_hits(&rules, &samples);
     let equal = ours.intersection(&reference).count();
     let only_ours: BTreeSet<&Hit> = ours.difference(&reference).collect();
     let only_reference: BTreeSet<&Hit> = reference.difference(&ours).collect();
