@@ -661,6 +661,50 @@ fn rules_reload_live_and_a_broken_file_keeps_the_old_set(source: Source) {
     assert_eq!(late_mark1, 0, "MARK-1 was removed with the file");
 }
 
+// --- Sigma rules, live ----------------------------------------------------------------
+
+/// SigmaHQ's Linux process-creation rules, live: `cat` under a shell renamed `nginx`
+/// is SigmaHQ's "Linux Webshell Indicators" (a web server starting `/bin/cat`). `cat`
+/// waits on its stdin, so the sensor can read both processes from /proc.
+#[test]
+fn sigma_rules_run_live() {
+    let Some(sigma) = needs::shared("sigma/rules/linux/process_creation") else {
+        return;
+    };
+    let Some(_host) = live_host(&[]) else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let sensor = Sensor::start(&sigma, &dir.path().join("alerts.jsonl"), &[]);
+    assert!(
+        sensor
+            .stderr_seen
+            .iter()
+            .any(|l| l.ends_with("Sigma: 122 rules loaded from 122 file(s); 0 skipped")),
+        "{:#?}",
+        sensor.stderr_seen
+    );
+    let nginx = dir.path().join("nginx");
+    std::fs::copy("/bin/sh", &nginx).unwrap();
+    let mut server = Command::new(&nginx)
+        .args(["-c", "cat; true"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("the fake nginx starts");
+    let alert = sensor.wait_line("the Sigma rule's alert", |l| {
+        l["rule"]["id"] == "818f7b24-0fba-4c49-a073-8b755573b9c7"
+            && l["parent"]["pid"] == server.id()
+    });
+    drop(server.stdin.take());
+    server.wait().unwrap();
+    sensor.stop();
+    assert_eq!(alert["rule"]["title"], "Linux Webshell Indicators");
+    assert_eq!(alert["rule"]["severity"], "high");
+    assert_eq!(alert["process"]["exe"], "cat");
+    assert_eq!(alert["parent"]["image_path"], nginx.to_str().unwrap());
+}
+
 // --- selftest -----------------------------------------------------------------------
 
 #[test]

@@ -24,6 +24,16 @@ pub enum Field {
     CurrentWorkingDirectory,
     Hostname,
     OriginalFileName,
+    /// The PE's version resource, as Sysmon records it: `Description`, `Product`,
+    /// `Company`, `FileVersion`; and its `Hashes` (`SHA256=...,IMPHASH=...`).
+    Description,
+    Product,
+    Company,
+    FileVersion,
+    Hashes,
+    /// The logon session (Sysmon's `LogonId`, `0x3e7`) and the terminal session number.
+    LogonId,
+    TerminalSessionId,
     EffectiveUser,
     Listens,
     ExeDeleted,
@@ -51,7 +61,7 @@ impl FieldKind {
 }
 
 impl Field {
-    pub const ALL: [Field; 16] = [
+    pub const ALL: [Field; 23] = [
         Field::Exe,
         Field::ImagePath,
         Field::CommandLine,
@@ -64,6 +74,13 @@ impl Field {
         Field::CurrentWorkingDirectory,
         Field::Hostname,
         Field::OriginalFileName,
+        Field::Description,
+        Field::Product,
+        Field::Company,
+        Field::FileVersion,
+        Field::Hashes,
+        Field::LogonId,
+        Field::TerminalSessionId,
         Field::EffectiveUser,
         Field::Listens,
         Field::ExeDeleted,
@@ -85,6 +102,13 @@ impl Field {
             Field::CurrentWorkingDirectory => "current_working_directory",
             Field::Hostname => "hostname",
             Field::OriginalFileName => "original_file_name",
+            Field::Description => "description",
+            Field::Product => "product",
+            Field::Company => "company",
+            Field::FileVersion => "file_version",
+            Field::Hashes => "hashes",
+            Field::LogonId => "logon_id",
+            Field::TerminalSessionId => "terminal_session_id",
             Field::EffectiveUser => "effective_user",
             Field::Listens => "listens",
             Field::ExeDeleted => "exe_deleted",

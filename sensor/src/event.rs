@@ -88,6 +88,13 @@ pub fn record_value(r: &ProcessRecord, field: Field) -> Option<Value<'_>> {
         Field::IntegrityLevel => text(&r.integrity_level),
         Field::CurrentWorkingDirectory => text(&r.current_working_directory),
         Field::OriginalFileName => text(&r.original_file_name),
+        Field::Description => text(&r.description),
+        Field::Product => text(&r.product),
+        Field::Company => text(&r.company),
+        Field::FileVersion => text(&r.file_version),
+        Field::Hashes => text(&r.hashes),
+        Field::LogonId => text(&r.logon_id),
+        Field::TerminalSessionId => text(&r.terminal_session_id),
         Field::Hostname => None,
     }
 }

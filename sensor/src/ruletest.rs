@@ -360,6 +360,13 @@ fn record(
         integrity_level: text(fields, "integrity_level")?,
         current_working_directory: text(fields, "current_working_directory")?,
         original_file_name: text(fields, "original_file_name")?,
+        description: text(fields, "description")?,
+        product: text(fields, "product")?,
+        company: text(fields, "company")?,
+        file_version: text(fields, "file_version")?,
+        hashes: text(fields, "hashes")?,
+        logon_id: text(fields, "logon_id")?,
+        terminal_session_id: text(fields, "terminal_session_id")?,
     })
 }
 

@@ -65,6 +65,7 @@ fn build(doc: &mut Doc, origin: Origin) -> Result<SourceEvent, Problem> {
         original_file_name: string(doc, Key::LineOriginalFileName)?,
         exe_deleted: flag(doc, Key::ExeDeleted)?,
         exe_memfd: flag(doc, Key::ExeMemfd)?,
+        ..Default::default()
     };
     if action == Action::Create && process.image_path.is_none() && process.exe.is_none() {
         return Err((
@@ -76,6 +77,7 @@ fn build(doc: &mut Doc, origin: Origin) -> Result<SourceEvent, Problem> {
         exe: string(doc, Key::ParentExe)?,
         image_path: string(doc, Key::ParentImagePath)?,
         command_line: string(doc, Key::LineParentCommandLine)?,
+        ..Default::default()
     };
     process.fill_exe();
     parent.fill_exe();
