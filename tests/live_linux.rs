@@ -853,13 +853,17 @@ fn a_non_root_sensor_with_only_the_units_capabilities_catches_the_web_shell() {
         return;
     };
     let capabilities = unit_capabilities();
-    assert_eq!(capabilities, ["CAP_NET_ADMIN", "CAP_SYS_PTRACE"]);
+    assert_eq!(
+        capabilities,
+        ["CAP_BPF", "CAP_NET_ADMIN", "CAP_PERFMON", "CAP_SYS_PTRACE"]
+    );
     let user = Unprivileged::nobody();
     let server = start_web_server(&user.dir.path().join("web"));
     let output = user.dir.path().join("alerts.jsonl");
     let caps: Vec<&str> = capabilities.iter().map(String::as_str).collect();
     let sensor = Sensor::start_with(&mut user.command(&caps, &[]), &user.rules, &output, &[]);
-    // It runs as that user, holding those two capabilities and nothing else.
+    // It runs as that user, holding those capabilities and nothing else, and with them
+    // eBPF runs: no fallback to the connector.
     let status = std::fs::read_to_string(format!("/proc/{}/status", sensor.child.id())).unwrap();
     let field = |name: &str| {
         status
@@ -874,7 +878,12 @@ fn a_non_root_sensor_with_only_the_units_capabilities_catches_the_web_shell() {
     assert_eq!(field("Uid:"), user.uid.to_string());
     assert_eq!(
         field("CapEff:"),
-        format!("{:016x}", (1u64 << 12) | (1 << 19))
+        format!("{:016x}", (1u64 << 12) | (1 << 19) | (1 << 38) | (1 << 39))
+    );
+    assert!(
+        (sensor.stderr_seen.iter()).any(|l| l.starts_with("spawnwatch: source: ebpf")),
+        "{:#?}",
+        sensor.stderr_seen
     );
     let id = get(server.port, "/shell.php?cmd=id");
     assert!(id.contains("uid="), "the web shell ran id: {id}");

@@ -119,7 +119,7 @@ enum Command {
     /// rotation).
     Run(RunArgs),
     /// Run the sensor as a service that starts at boot: a Windows service (LocalSystem,
-    /// restarted on failure) or a systemd unit (its own user, two capabilities).
+    /// restarted on failure) or a systemd unit (its own user, four capabilities).
     /// `spawnwatch service install --help` says more.
     #[command(subcommand)]
     Service(service::ServiceCommand),

@@ -7,7 +7,7 @@
 //! - [`lifecycle`]: the state machine and stop sequence a service manager sees, tested
 //!   on every platform;
 //! - `windows.rs`: thin glue to the Service Control Manager and the event log;
-//! - `systemd.rs`: the unit (its own user, two capabilities, a sandbox) and its install;
+//! - `systemd.rs`: the unit (its own user, four capabilities, a sandbox) and its install;
 //! - [`stats_file`]: the latest stats line, which `service status` prints.
 //!
 //! This module knows `run` only through what `main` hands it ([`Sensor`]): its clap
@@ -55,8 +55,8 @@ pub enum ServiceCommand {
     /// or /var/log/spawnwatch/alerts.jsonl (Linux). Windows: LocalSystem, automatic
     /// start, restarted 5 s after a failure (three times, then every minute), failures
     /// to start written to the Application event log (source spawnwatch). Linux: a
-    /// systemd unit running as the user `spawnwatch` with only CAP_NET_ADMIN and
-    /// CAP_SYS_PTRACE, in a sandbox.
+    /// systemd unit running as the user `spawnwatch` with only CAP_BPF, CAP_PERFMON,
+    /// CAP_NET_ADMIN and CAP_SYS_PTRACE, in a sandbox.
     Install(InstallArgs),
     /// Stop the service and remove it (its outputs and stats file stay).
     Uninstall,
@@ -136,7 +136,7 @@ mod platform {
                     args::service_options(&sensor.definition, &install.run.options, &layout)?;
                 let exe = std::env::current_exe()
                     .map_err(|e| format!("cannot tell where this program is: {e}"))?;
-                let capabilities = crate::source::proc_connector::NEEDED_CAPABILITIES;
+                let capabilities = crate::source::linux::capabilities();
                 let unit = systemd::unit(&exe, &options, &capabilities)?;
                 if install.print {
                     print!("{unit}");

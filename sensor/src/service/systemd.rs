@@ -1,7 +1,8 @@
 //! The sensor as a systemd service: the unit, and installing it.
 //!
-//! The unit runs `spawnwatch run` as the system user `spawnwatch`, holding only the two
-//! capabilities the live source needs (CAP_NET_ADMIN, CAP_SYS_PTRACE: see
+//! The unit runs `spawnwatch run` as the system user `spawnwatch`, holding only the
+//! capabilities the live sources need (`source::linux::capabilities`: CAP_BPF and
+//! CAP_PERFMON for eBPF; CAP_NET_ADMIN and CAP_SYS_PTRACE for the connector, see
 //! `source/proc_connector/privileges.rs` for why each, and why not CAP_DAC_READ_SEARCH)
 //! in a sandbox that leaves it nothing else to write but its output files and its
 //! state directory. Installing writes the unit, creates the user, and asks systemd to
@@ -86,8 +87,9 @@ Restart=on-failure
 RestartSec=5s
 User={USER}
 Group={USER}
-# The process-events connector (CAP_NET_ADMIN) and other users' /proc/PID/exe and cwd
-# (CAP_SYS_PTRACE), and nothing else.
+# The eBPF programs (CAP_BPF, CAP_PERFMON), the process-events connector they fall
+# back to (CAP_NET_ADMIN), other users' /proc/PID/exe and cwd (CAP_SYS_PTRACE), and
+# nothing else.
 AmbientCapabilities={capabilities}
 CapabilityBoundingSet={capabilities}
 NoNewPrivileges=yes

@@ -11,6 +11,19 @@ use super::Choice;
 use crate::record::SourceEvent;
 use serde_json::Value;
 
+/// What a sensor that is not root needs for either source, and nothing more: what the
+/// systemd unit of `spawnwatch service install` grants, so that `auto` runs eBPF there
+/// and the connector stays a working fallback.
+pub fn capabilities() -> Vec<&'static str> {
+    let mut both: Vec<&str> = (ebpf::NEEDED.iter())
+        .chain(&proc_connector::NEEDED_CAPABILITIES)
+        .copied()
+        .collect();
+    both.sort_unstable();
+    both.dedup();
+    both
+}
+
 /// Starts the source `choice` names (a restart starts it again the same way), then
 /// snapshots the processes already running.
 pub fn start(
@@ -135,6 +148,14 @@ impl LiveSource for EbpfSource {
 mod tests {
     use super::*;
     use std::cell::Cell;
+
+    #[test]
+    fn the_capabilities_are_what_both_sources_need_and_no_more() {
+        assert_eq!(
+            capabilities(),
+            ["CAP_BPF", "CAP_NET_ADMIN", "CAP_PERFMON", "CAP_SYS_PTRACE"]
+        );
+    }
 
     /// A source that only names itself.
     struct Named(&'static str);

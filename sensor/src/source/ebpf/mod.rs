@@ -31,6 +31,10 @@
 mod load;
 mod wire;
 
+/// The capabilities loading the programs needs where the sensor is not root (CAP_SYS_ADMIN
+/// would do too, but grants far more).
+pub const NEEDED: [&str; 2] = ["CAP_BPF", "CAP_PERFMON"];
+
 use crate::record::ProcessRecord;
 use crate::source::live::{LiveSink, ReaderThread};
 use crate::source::proc_connector::{argv, bump, Counters, Handler, ProcFs, ProcInfo, UserNames};
