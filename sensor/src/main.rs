@@ -92,11 +92,18 @@ struct RuleArgs {
 
 #[derive(Args)]
 struct OutputArgs {
-    /// Append alerts to FILE instead of writing them to stdout. FILE is reopened on
-    /// SIGHUP and when it is renamed away (log rotation); while it cannot be written
-    /// (a full disk), up to 10,000 alerts wait and are written once it can.
-    #[arg(long, short = 'o', value_name = "FILE")]
-    output: Option<PathBuf>,
+    /// Where alerts go (default: stdout); repeat for several, each with a queue and a
+    /// thread of its own. FILE (or file:FILE) appends to it, reopened on SIGHUP and
+    /// when it is renamed away (log rotation); while it cannot be written (a full
+    /// disk), up to 10,000 alerts wait. `-` is stdout. syslog+tcp://HOST:PORT,
+    /// syslog+tls://HOST:PORT: RFC 5424 over TCP or TLS; syslog+udp://HOST:PORT: the
+    /// same over UDP, which may lose alerts unseen. http://URL, https://URL: batches
+    /// in --http-format. Network outputs spool alerts on disk first (--spool-dir) and
+    /// lose none while the collector is away.
+    #[arg(long, short = 'o', value_name = "DEST")]
+    output: Vec<sink::Destination>,
+    #[command(flatten)]
+    network: sink::NetworkArgs,
     /// Threads doing per-event work: the one that keeps the process table (and
     /// parses or evaluates when it would wait), and N-1 more that parse JSON lines
     /// and evaluate rules. Default: the available cores.
@@ -208,22 +215,25 @@ fn pipeline_options(output: &OutputArgs, default_storm_limit: u32) -> pipeline::
 fn replay_command(args: ReplayArgs) -> Result<ExitCode, String> {
     let loaded = rules::load_or_report(&args.rules.rules, rules::Platform::All)?;
     let rules = std::sync::Arc::new(arc_swap::ArcSwap::from_pointee(loaded.rules));
-    let sink = sink::open(args.output.output.as_deref()).map_err(|e| e.to_string())?;
     let mut options = pipeline_options(&args.output, 0);
+    let outputs = sink::open_outputs(&args.output.output, &args.output.network, &options.hangups)?;
     options.ordered = args.ordered;
     options.explain = args.explain;
     // A stream (`tail -F log | spawnwatch replay -o FILE -`) runs as long as a live
     // sensor, so its output file is rotated the same way. Without one, a hangup still
     // ends a replay, as it ends any command started from a terminal.
-    if args.output.output.is_some() {
+    if args.output.output.iter().any(sink::Destination::is_file) {
         signals::count_hangups(&options.hangups)
             .map_err(|e| format!("cannot install the SIGHUP handler: {e}"))?;
     }
     // The reader of stdout has what it wanted (`| head`): stop now, quietly.
     options.on_output_ended = || std::process::exit(0);
     let started = std::time::Instant::now();
-    let (counts, report) = replay::replay(&args.inputs, rules, sink, &options)?;
+    let (counts, report) = replay::replay(&args.inputs, rules, outputs.sink, &options)?;
     replay::print_summary(&counts, &report, started.elapsed());
+    for output in &outputs.figures {
+        eprintln!("  output {}: {}", output.name, output.to_json());
+    }
     Ok(if counts.input_failed() || report.lost() > 0 {
         ExitCode::from(2)
     } else {
@@ -248,7 +258,7 @@ fn run_command(args: RunArgs) -> Result<ExitCode, String> {
         loaded.checked,
         signals.reload.clone(),
     )?;
-    let sink = sink::open(args.output.output.as_deref()).map_err(|e| e.to_string())?;
+    let outputs = sink::open_outputs(&args.output.output, &args.output.network, &signals.hangups)?;
     let record = args
         .record
         .as_deref()
@@ -261,13 +271,14 @@ fn run_command(args: RunArgs) -> Result<ExitCode, String> {
         stop: signals.stop.clone(),
         on_turn: Box::new(move |pipeline| reloader.poll(pipeline)),
         restart: restart::Backoff::default(),
+        outputs: outputs.figures,
     };
     let options = pipeline::Options {
         host: source::host_facts(),
         hangups: signals.hangups.clone(),
         ..pipeline_options(&args.output, storm::StormLimits::default().limit)
     };
-    let result = run::run(start, rules, sink, &options, config);
+    let result = run::run(start, rules, outputs.sink, &options, config);
     // A console close, log-off or shutdown waits for this before Windows ends us.
     signals.finished.set();
     let report = result?;

@@ -10,7 +10,7 @@
 use crate::pipeline::{Counters, Options, Pipeline, Report, Rules};
 use crate::record::SourceEvent;
 use crate::restart::{Backoff, Restarts};
-use crate::sink::{Delivery, Figures, Sink};
+use crate::sink::{Delivery, Figures, OutputFigures, Sink};
 use crate::source::live::{LiveCounters, LiveSink, SourceEnd};
 use crossbeam_channel::{bounded, unbounded, Receiver};
 use serde_json::{json, Value};
@@ -36,6 +36,8 @@ pub struct RunConfig {
     pub on_turn: Box<dyn FnMut(&Pipeline)>,
     /// How soon a source that stopped on its own is started again.
     pub restart: Backoff,
+    /// Each destination's figures, when there are several or a network one.
+    pub outputs: Vec<Arc<OutputFigures>>,
 }
 
 /// How often the loop wakes without events, to notice a stop request.
@@ -86,6 +88,7 @@ pub fn run(
         record: record.as_ref().map(Delivery::figures),
         started,
         restarts: 0,
+        outputs: std::mem::take(&mut config.outputs),
     };
     let mut last_stats = Instant::now();
     while !config.stop.load(Ordering::Relaxed) && !pipeline.output_ended() {
@@ -196,6 +199,7 @@ struct RunFigures {
     record: Option<Arc<Figures>>,
     started: Instant,
     restarts: u64,
+    outputs: Vec<Arc<OutputFigures>>,
 }
 
 /// One stats line on stderr and as a JSON line of kind `stats` in the output.
@@ -231,6 +235,9 @@ fn stats_line(p: &Counters, table_entries: usize, mut source: Value, run: &RunFi
         "session_restarts": run.restarts,
         "source": source,
     });
+    if !run.outputs.is_empty() {
+        add_outputs(&mut stats, &run.outputs);
+    }
     if let Some(record) = &run.record {
         stats["record"] = json!({
             "write_errors": load(&record.write_errors),
@@ -240,6 +247,24 @@ fn stats_line(p: &Counters, table_entries: usize, mut source: Value, run: &RunFi
     }
     eprintln!("spawnwatch: stats {}", human(&stats));
     stats.to_string()
+}
+
+/// Each destination's figures under `outputs`; the totals count theirs too.
+fn add_outputs(stats: &mut Value, outputs: &[Arc<OutputFigures>]) {
+    let mut each = serde_json::Map::new();
+    for output in outputs {
+        let figures = output.to_json();
+        for (total, own) in [
+            ("write_errors", "failures"),
+            ("alerts_unwritten", "queued"),
+            ("alerts_lost", "dropped"),
+        ] {
+            let sum = stats[total].as_u64().unwrap_or(0) + figures[own].as_u64().unwrap_or(0);
+            stats[total] = sum.into();
+        }
+        each.insert(output.name.clone(), figures);
+    }
+    stats["outputs"] = Value::Object(each);
 }
 
 /// `key=value` pairs of a stats object, nested objects flattened with dots.
@@ -363,6 +388,7 @@ mod tests {
             stop,
             on_turn: Box::new(|_| {}),
             restart: Backoff::default(),
+            outputs: Vec::new(),
         }
     }
 

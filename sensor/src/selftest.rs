@@ -68,6 +68,7 @@ pub fn selftest() -> Result<bool, String> {
             let _ = ready_tx.try_send(());
         }),
         restart: Backoff::default(),
+        outputs: Vec::new(),
     };
     // The sensor runs here; the fake web server is played from another thread, which
     // stops the sensor once it has its answer.

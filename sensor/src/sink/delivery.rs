@@ -31,9 +31,16 @@ pub type Clock = Box<dyn Fn() -> Instant + Send>;
 /// Where messages for the user go (stderr; tests keep them).
 pub type Say = Box<dyn FnMut(String) + Send>;
 
+/// Messages to stderr, as `spawnwatch: MESSAGE`.
+pub fn say_on_stderr() -> Say {
+    Box::new(|message| eprintln!("spawnwatch: {message}"))
+}
+
 /// Running figures, readable while the output is written (the stats line).
 #[derive(Debug, Default)]
 pub struct Figures {
+    /// Counted lines written.
+    pub written: AtomicU64,
     /// Failed attempts to write or to reopen.
     pub write_errors: AtomicU64,
     /// Counted lines waiting for the output.
@@ -72,23 +79,41 @@ pub struct Delivery {
 }
 
 /// An output failing since its first error.
-struct Failure {
+pub(super) struct Failure {
     last_report: Instant,
+    /// Failed attempts so far.
+    pub(super) attempts: u64,
     /// Counted lines written since, and lost since.
     written: u64,
     lost: u64,
 }
 
+impl Failure {
+    /// Notes a failed attempt at `now`: `Some(true)` for the first (to be said at
+    /// once), `Some(false)` when the last report is a minute old (to be said again).
+    pub(super) fn report_due(failure: &mut Option<Failure>, now: Instant) -> Option<bool> {
+        let Some(lasting) = failure.as_mut() else {
+            *failure = Some(Failure {
+                last_report: now,
+                attempts: 1,
+                written: 0,
+                lost: 0,
+            });
+            return Some(true);
+        };
+        lasting.attempts += 1;
+        if now.duration_since(lasting.last_report) < REPEAT_REPORT {
+            return None;
+        }
+        lasting.last_report = now;
+        Some(false)
+    }
+}
+
 impl Delivery {
     /// Writes to `sink`, reporting on stderr; `hangups` counts SIGHUPs.
     pub fn new(sink: Box<dyn Sink>, noun: &'static str, hangups: Hangups) -> Delivery {
-        Delivery::driven(
-            sink,
-            noun,
-            hangups,
-            Box::new(Instant::now),
-            Box::new(|message| eprintln!("spawnwatch: {message}")),
-        )
+        Delivery::driven(sink, noun, hangups, Box::new(Instant::now), say_on_stderr())
     }
 
     /// Like [`Delivery::new`], on the given clock, with messages going to `say`.
@@ -169,6 +194,7 @@ impl Delivery {
             written += u64::from(line.counted);
         }
         self.held -= written;
+        self.figures.written.fetch_add(written, Ordering::Relaxed);
         if let Some(failure) = self.failure.as_mut() {
             failure.written += written;
         }
@@ -205,8 +231,11 @@ impl Delivery {
     }
 
     /// A last attempt to write what waits; whatever still cannot be written is lost.
+    /// Then the output is closed (see [`Sink::close`]).
     pub fn finish(mut self) -> Tally {
         self.flush();
+        let lost_inside = self.sink.close();
+        self.figures.lost.fetch_add(lost_inside, Ordering::Relaxed);
         if self.held > 0 {
             let held = self.held;
             self.lose(held);
@@ -245,25 +274,15 @@ impl Delivery {
         self.figures.write_errors.fetch_add(1, Ordering::Relaxed);
         let now = (self.clock)();
         let (name, noun, held) = (self.sink.name(), self.noun, self.held);
-        match self.failure.as_mut() {
-            None => {
-                (self.say)(format!(
-                    "cannot write to {name}: {error}; {held} {noun} wait (up to {HELD_MAX}, then they are lost) and are written once it works again"
-                ));
-                self.failure = Some(Failure {
-                    last_report: now,
-                    written: 0,
-                    lost: 0,
-                });
-            }
-            Some(failure) if now.duration_since(failure.last_report) >= REPEAT_REPORT => {
-                (self.say)(format!(
-                    "still cannot write to {name}: {error}; {held} {noun} wait, {} lost so far",
-                    failure.lost
-                ));
-                failure.last_report = now;
-            }
-            Some(_) => {}
+        match Failure::report_due(&mut self.failure, now) {
+            Some(true) => (self.say)(format!(
+                "cannot write to {name}: {error}; {held} {noun} wait (up to {HELD_MAX}, then they are lost) and are written once it works again"
+            )),
+            Some(false) => (self.say)(format!(
+                "still cannot write to {name}: {error}; {held} {noun} wait, {} lost so far",
+                self.failure.as_ref().map_or(0, |f| f.lost)
+            )),
+            None => {}
         }
     }
 

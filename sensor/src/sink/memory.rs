@@ -64,3 +64,14 @@ impl Sink for Memory {
         error.kind() == io::ErrorKind::BrokenPipe
     }
 }
+
+/// Counted lines of `texts`.
+pub(crate) fn lines(texts: &[&str]) -> Vec<Line> {
+    texts
+        .iter()
+        .map(|t| Line {
+            text: t.to_string(),
+            counted: true,
+        })
+        .collect()
+}
