@@ -36,6 +36,24 @@ pub fn say_on_stderr() -> Say {
     Box::new(|message| eprintln!("spawnwatch: {message}"))
 }
 
+/// `n` of `noun`, which is given in the plural: `1 alert`, `2 alerts`.
+pub(super) fn counted(n: u64, noun: &str) -> String {
+    if n == 1 {
+        format!("1 {}", noun.strip_suffix('s').unwrap_or(noun))
+    } else {
+        format!("{n} {noun}")
+    }
+}
+
+/// The form of a word that agrees with a count of `n`.
+pub(super) fn agree(n: u64, singular: &'static str, plural: &'static str) -> &'static str {
+    if n == 1 {
+        singular
+    } else {
+        plural
+    }
+}
+
 /// Running figures, readable while the output is written (the stats line).
 #[derive(Debug, Default)]
 pub struct Figures {
@@ -242,9 +260,10 @@ impl Delivery {
             self.held = 0;
             self.figures.unwritten.store(0, Ordering::Relaxed);
             (self.say)(format!(
-                "{held} {} could not be written to {} before the end and are lost",
-                self.noun,
-                self.sink.name()
+                "{} could not be written to {} before the end and {} lost",
+                counted(held, self.noun),
+                self.sink.name(),
+                agree(held, "is", "are"),
             ));
         }
         let figures = &self.figures;
@@ -276,10 +295,15 @@ impl Delivery {
         let (name, noun, held) = (self.sink.name(), self.noun, self.held);
         match Failure::report_due(&mut self.failure, now) {
             Some(true) => (self.say)(format!(
-                "cannot write to {name}: {error}; {held} {noun} wait (up to {HELD_MAX}, then they are lost) and are written once it works again"
+                "cannot write to {name}: {error}; {} {} (up to {HELD_MAX}, then {noun} are lost) and {} written once it works again",
+                counted(held, noun),
+                agree(held, "waits", "wait"),
+                agree(held, "is", "are"),
             )),
             Some(false) => (self.say)(format!(
-                "still cannot write to {name}: {error}; {held} {noun} wait, {} lost so far",
+                "still cannot write to {name}: {error}; {} {}, {} lost so far",
+                counted(held, noun),
+                agree(held, "waits", "wait"),
                 self.failure.as_ref().map_or(0, |f| f.lost)
             )),
             None => {}
@@ -289,11 +313,12 @@ impl Delivery {
     fn recovered(&mut self) {
         if let Some(failure) = self.failure.take() {
             (self.say)(format!(
-                "writing to {} works again: {} {} that waited are written, {} were lost",
+                "writing to {} works again: {} that waited {} written, {} {} lost",
                 self.sink.name(),
-                failure.written,
-                self.noun,
-                failure.lost
+                counted(failure.written, self.noun),
+                agree(failure.written, "is", "are"),
+                failure.lost,
+                agree(failure.lost, "was", "were"),
             ));
         }
     }
@@ -420,6 +445,41 @@ mod tests {
         assert_eq!(figures.unwritten.load(Ordering::Relaxed), 0);
         let tally = delivery.finish();
         assert_eq!((tally.write_errors, tally.lost), (6, 0));
+    }
+
+    /// One alert is "1 alert waits", not "1 alerts wait".
+    #[test]
+    fn one_alert_is_spoken_of_in_the_singular() {
+        let driven = Driven::new();
+        let memory = Memory::default();
+        let mut delivery = driven.delivery(Box::new(memory.clone()));
+        memory.fail_with(Some(io::ErrorKind::StorageFull));
+        delivery.push(alert(1), true);
+        delivery.flush();
+        driven.advance(REPEAT_REPORT);
+        delivery.flush();
+        let said = driven.said();
+        assert!(
+            said[0].ends_with("; 1 alert waits (up to 10000, then alerts are lost) and is written once it works again"),
+            "{said:?}"
+        );
+        assert!(
+            said[1].ends_with("; 1 alert waits, 0 lost so far"),
+            "{said:?}"
+        );
+        memory.fail_with(None);
+        delivery.flush();
+        assert_eq!(
+            driven.said(),
+            ["writing to memory works again: 1 alert that waited is written, 0 were lost"]
+        );
+        memory.fail_with(Some(io::ErrorKind::StorageFull));
+        delivery.push(alert(2), true);
+        delivery.finish();
+        assert_eq!(
+            driven.said().last().unwrap(),
+            "1 alert could not be written to memory before the end and is lost"
+        );
     }
 
     #[test]

@@ -5,7 +5,7 @@
 //! every few seconds. A failure is said at once, again at most once a minute while it
 //! lasts, and when it ends, as for every output ([`super::delivery`]).
 
-use super::delivery::{Failure, Say};
+use super::delivery::{agree, counted, Failure, Say};
 use super::spool::{Pos, SpoolReader, Waited};
 use super::Sink;
 use std::collections::VecDeque;
@@ -131,9 +131,12 @@ impl Forwarder {
         let left = self.reader.figures().queued.load(Ordering::Relaxed);
         if left > 0 {
             (self.say)(format!(
-                "{left} lines for {} stay in the spool {} and are sent first when spawnwatch next starts with this destination",
+                "{} for {} {} in the spool {} and {} sent first when spawnwatch next starts with this destination",
+                counted(left, "lines"),
                 self.sink.name(),
+                agree(left, "stays", "stay"),
                 self.spool,
+                agree(left, "is", "are"),
             ));
         }
     }
@@ -154,9 +157,10 @@ impl Forwarder {
         self.figures.last_success_ms.store(now, Ordering::Relaxed);
         if let Some(failure) = failure.take() {
             (self.say)(format!(
-                "sending to {} works again after {} failed attempts; the lines that waited in the spool are being sent",
+                "sending to {} works again after {} failed {}; the lines that waited in the spool are being sent",
                 self.sink.name(),
-                failure.attempts
+                failure.attempts,
+                agree(failure.attempts, "attempt", "attempts"),
             ));
         }
     }
@@ -171,11 +175,16 @@ impl Forwarder {
         let name = self.sink.name().to_string();
         match Failure::report_due(failure, Instant::now()) {
             Some(true) => (self.say)(format!(
-                "cannot send to {name}: {error}; {queued} lines wait in the spool {} (up to its size cap, then the oldest are dropped) and are sent once it works again",
+                "cannot send to {name}: {error}; {} {} in the spool {} (up to its size cap, then the oldest are dropped) and {} sent once it works again",
+                counted(queued, "lines"),
+                agree(queued, "waits", "wait"),
                 self.spool,
+                agree(queued, "is", "are"),
             )),
             Some(false) => (self.say)(format!(
-                "still cannot send to {name}: {error}; {queued} lines wait in the spool, {dropped} dropped so far",
+                "still cannot send to {name}: {error}; {} {} in the spool, {dropped} dropped so far",
+                counted(queued, "lines"),
+                agree(queued, "waits", "wait"),
             )),
             None => {}
         }
