@@ -176,6 +176,11 @@ action(type="omfile" file="{}" template="message")
             .unwrap()
     }
 
+    /// What rsyslogd said on stderr.
+    fn said(&self) -> String {
+        std::fs::read_to_string(self.dir.join("rsyslogd.stderr")).unwrap_or_default()
+    }
+
     fn kill(&mut self) {
         let mut child = self.child.take().expect("running");
         child.kill().unwrap();
@@ -280,6 +285,8 @@ fn replayed_alerts_reach_rsyslog_as_they_are_over_tcp_and_tls() {
             rsyslog.lines().len() >= alerts.len()
         });
         assert_eq!(rsyslog.lines(), alerts, "tls: {tls}");
+        // A TLS session ended without close_notify is an error to rsyslog.
+        assert_eq!(rsyslog.said(), "", "tls: {tls}");
     }
 }
 

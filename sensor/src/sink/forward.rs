@@ -128,6 +128,7 @@ impl Forwarder {
                 }
             }
         }
+        self.sink.close();
         let left = self.reader.figures().queued.load(Ordering::Relaxed);
         if left > 0 {
             (self.say)(format!(

@@ -463,6 +463,17 @@ impl Sink for Syslog {
         self.unconfirmed_lines()
             .inspect_err(|_| self.connection = None)
     }
+
+    /// A TLS connection ends with a close_notify, so the collector sees a clean end
+    /// (rsyslog logs an error without one).
+    fn close(&mut self) -> u64 {
+        if let Some(Connection::Tls(tracked)) = self.connection.as_mut() {
+            tracked.stream.conn.send_close_notify();
+            let _ = tracked.stream.flush();
+        }
+        self.connection = None;
+        0
+    }
 }
 
 #[cfg(test)]
