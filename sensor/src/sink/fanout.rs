@@ -224,6 +224,39 @@ mod tests {
         assert_eq!(bad.lines(), ["1", "2", "3"]);
     }
 
+    /// The stats line's figures of a network destination: the spool's, the sender's
+    /// and those of the way into the spool, added up.
+    #[test]
+    fn a_network_destination_reports_sent_queued_spooled_failures_dropped_last_success() {
+        let (delivery, spool, send) = (
+            Arc::new(Figures::default()),
+            Arc::new(SpoolFigures::default()),
+            Arc::new(SendFigures::default()),
+        );
+        let set = |figure: &std::sync::atomic::AtomicU64, n| figure.store(n, Ordering::Relaxed);
+        set(&delivery.unwritten, 1);
+        set(&delivery.write_errors, 1);
+        set(&delivery.lost, 1);
+        set(&spool.sent, 5);
+        set(&spool.queued, 3);
+        set(&spool.bytes, 100);
+        set(&spool.dropped, 2);
+        set(&send.failures, 4);
+        set(&send.rejected, 1);
+        send.last_success_ms
+            .store(1_764_500_000_123, Ordering::Relaxed);
+        let figures = OutputFigures {
+            name: "syslog+tls://siem:6514".into(),
+            delivery,
+            network: Some((spool, send)),
+        };
+        assert_eq!(
+            figures.to_json(),
+            json!({"sent": 5, "queued": 4, "spooled_bytes": 100, "failures": 5, "dropped": 4,
+                   "last_success": "2025-11-30T10:53:20.123Z"})
+        );
+    }
+
     #[test]
     fn the_fanout_ends_only_when_every_reader_is_gone() {
         let (open, closed) = (Memory::default(), Memory::default());

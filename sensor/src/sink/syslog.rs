@@ -523,6 +523,30 @@ mod tests {
         assert!(m.contains(" WEB_01 spawnwatch "), "{m}");
     }
 
+    /// syslog+udp: one message per datagram, as RFC 5426 has it.
+    #[test]
+    fn over_udp_each_line_is_one_datagram() {
+        let collector = UdpSocket::bind("127.0.0.1:0").unwrap();
+        collector
+            .set_read_timeout(Some(Duration::from_secs(60)))
+            .unwrap();
+        let address = collector.local_addr().unwrap().to_string();
+        let mut syslog = Syslog::new("udp".into(), address, Transport::Udp, None).unwrap();
+        let lines = crate::sink::memory::lines(&[ALERT, r#"{"kind":"stats"}"#]);
+        syslog.write(&lines).unwrap();
+        assert_eq!(
+            syslog.unconfirmed().unwrap(),
+            0,
+            "nothing to confirm over UDP"
+        );
+        let mut datagram = [0u8; 2048];
+        for line in &lines {
+            let n = collector.recv(&mut datagram).unwrap();
+            let expected = message(&line.text, &syslog.default_host, std::process::id());
+            assert_eq!(std::str::from_utf8(&datagram[..n]).unwrap(), expected);
+        }
+    }
+
     #[test]
     fn an_incident_number_is_written_as_text() {
         let m = message(r#"{"incident":17}"#, "h", 1);
