@@ -3,63 +3,85 @@
 //! port, an HTTP receiver whose replies the test scripts, and certificates.
 
 use crossbeam_channel::{unbounded, Receiver, Sender};
-use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+#[cfg(feature = "tls")]
+pub(crate) use pki::Pki;
 use std::io::{self, BufRead, BufReader, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
-use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 
-/// A CA, and a server certificate for 127.0.0.1 it signed.
-pub(crate) struct Pki {
-    pub ca_pem: String,
-    server_cert: CertificateDer<'static>,
-    server_key: Vec<u8>,
-}
+/// How a collector reads a connection: TLS over it ([`Pki::accept`]), or (none) as
+/// it is.
+pub(crate) type Accept = Arc<dyn Fn(TcpStream) -> Box<dyn BufRead> + Send + Sync>;
 
-impl Pki {
-    pub(crate) fn new() -> Pki {
-        let ca_key = rcgen::KeyPair::generate().unwrap();
-        let mut ca = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
-        // Each CA a name of its own, as two real ones have.
-        static MADE: AtomicU32 = AtomicU32::new(0);
-        let n = MADE.fetch_add(1, Ordering::Relaxed);
-        ca.distinguished_name
-            .push(rcgen::DnType::CommonName, format!("spawnwatch test CA {n}"));
-        ca.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-        let ca = ca.self_signed(&ca_key).unwrap();
-        let key = rcgen::KeyPair::generate().unwrap();
-        let server = rcgen::CertificateParams::new(vec!["127.0.0.1".to_string()])
-            .unwrap()
-            .signed_by(&key, &ca, &ca_key)
-            .unwrap();
-        Pki {
-            ca_pem: ca.pem(),
-            server_cert: server.der().clone(),
-            server_key: key.serialize_der(),
+#[cfg(feature = "tls")]
+mod pki {
+    use super::Accept;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    use std::io::BufReader;
+    use std::path::{Path, PathBuf};
+    use std::sync::atomic::{AtomicU32, Ordering};
+    use std::sync::Arc;
+
+    /// A CA, and a server certificate for 127.0.0.1 it signed.
+    pub(crate) struct Pki {
+        pub ca_pem: String,
+        server_cert: CertificateDer<'static>,
+        server_key: Vec<u8>,
+    }
+
+    impl Pki {
+        pub(crate) fn new() -> Pki {
+            let ca_key = rcgen::KeyPair::generate().unwrap();
+            let mut ca = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+            // Each CA a name of its own, as two real ones have.
+            static MADE: AtomicU32 = AtomicU32::new(0);
+            let n = MADE.fetch_add(1, Ordering::Relaxed);
+            ca.distinguished_name
+                .push(rcgen::DnType::CommonName, format!("spawnwatch test CA {n}"));
+            ca.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+            let ca = ca.self_signed(&ca_key).unwrap();
+            let key = rcgen::KeyPair::generate().unwrap();
+            let server = rcgen::CertificateParams::new(vec!["127.0.0.1".to_string()])
+                .unwrap()
+                .signed_by(&key, &ca, &ca_key)
+                .unwrap();
+            Pki {
+                ca_pem: ca.pem(),
+                server_cert: server.der().clone(),
+                server_key: key.serialize_der(),
+            }
         }
-    }
 
-    /// The CA's certificate as a PEM file in `dir`, for `--tls-ca`.
-    pub(crate) fn ca_file(&self, dir: &Path) -> PathBuf {
-        let path = dir.join("ca.pem");
-        std::fs::write(&path, &self.ca_pem).unwrap();
-        path
-    }
+        /// The CA's certificate as a PEM file in `dir`, for `--tls-ca`.
+        pub(crate) fn ca_file(&self, dir: &Path) -> PathBuf {
+            let path = dir.join("ca.pem");
+            std::fs::write(&path, &self.ca_pem).unwrap();
+            path
+        }
 
-    fn server_config(&self) -> Arc<rustls::ServerConfig> {
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let config = rustls::ServerConfig::builder_with_provider(provider)
-            .with_safe_default_protocol_versions()
-            .unwrap()
-            .with_no_client_auth()
-            .with_single_cert(
-                vec![self.server_cert.clone()],
-                PrivateKeyDer::Pkcs8(self.server_key.clone().into()),
-            )
-            .unwrap();
-        Arc::new(config)
+        fn server_config(&self) -> Arc<rustls::ServerConfig> {
+            let provider = Arc::new(rustls::crypto::ring::default_provider());
+            let config = rustls::ServerConfig::builder_with_provider(provider)
+                .with_safe_default_protocol_versions()
+                .unwrap()
+                .with_no_client_auth()
+                .with_single_cert(
+                    vec![self.server_cert.clone()],
+                    PrivateKeyDer::Pkcs8(self.server_key.clone().into()),
+                )
+                .unwrap();
+            Arc::new(config)
+        }
+
+        /// A TLS server with this certificate on each connection.
+        pub(crate) fn accept(&self) -> Accept {
+            let config = self.server_config();
+            Arc::new(move |stream| {
+                let connection = rustls::ServerConnection::new(config.clone()).unwrap();
+                Box::new(BufReader::new(rustls::StreamOwned::new(connection, stream)))
+            })
+        }
     }
 }
 
@@ -77,7 +99,7 @@ pub(crate) struct Collector {
     pub address: SocketAddr,
     pub seen: Receiver<Seen>,
     tell: Sender<Seen>,
-    tls: Option<Arc<rustls::ServerConfig>>,
+    tls: Option<Accept>,
     running: Option<Running>,
 }
 
@@ -90,7 +112,7 @@ struct Running {
 
 impl Collector {
     /// A collector on a port of its own, not started: nothing listens there yet.
-    pub(crate) fn down(tls: Option<&Pki>) -> Collector {
+    pub(crate) fn down(tls: Option<Accept>) -> Collector {
         let address = TcpListener::bind("127.0.0.1:0")
             .unwrap()
             .local_addr()
@@ -100,12 +122,12 @@ impl Collector {
             address,
             seen,
             tell,
-            tls: tls.map(Pki::server_config),
+            tls,
             running: None,
         }
     }
 
-    pub(crate) fn up(tls: Option<&Pki>) -> Collector {
+    pub(crate) fn up(tls: Option<Accept>) -> Collector {
         let mut collector = Collector::down(tls);
         collector.start();
         collector
@@ -162,18 +184,12 @@ impl Collector {
     }
 }
 
-fn read_messages(stream: TcpStream, tls: Option<Arc<rustls::ServerConfig>>, tell: &Sender<Seen>) {
-    let result = match tls {
-        None => read_frames(BufReader::new(stream), tell),
-        Some(config) => {
-            let connection = rustls::ServerConnection::new(config).unwrap();
-            read_frames(
-                BufReader::new(rustls::StreamOwned::new(connection, stream)),
-                tell,
-            )
-        }
+fn read_messages(stream: TcpStream, tls: Option<Accept>, tell: &Sender<Seen>) {
+    let input: Box<dyn BufRead> = match tls {
+        None => Box::new(BufReader::new(stream)),
+        Some(accept) => accept(stream),
     };
-    if result.is_err() {
+    if read_frames(input, tell).is_err() {
         let _ = tell.send(Seen::Refused);
     }
 }

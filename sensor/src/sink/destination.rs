@@ -4,7 +4,7 @@ use super::delivery::say_on_stderr;
 use super::fanout::{Fanout, OutputFigures};
 use super::forward::{Forwarder, SendFigures, SpoolSink};
 use super::http::{Format, Http};
-use super::syslog::{Syslog, Transport};
+use super::syslog::{Secure, Syslog, Transport};
 use super::{spool, Delivery, Hangups, Sink};
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
@@ -269,6 +269,69 @@ pub struct Outputs {
     pub figures: Vec<Arc<OutputFigures>>,
 }
 
+/// Refuses a destination that needs TLS when spawnwatch was built without it
+/// (`with_tls`: the `tls` feature).
+fn refuse_without_tls(destination: &Destination, with_tls: bool) -> Result<(), String> {
+    if with_tls || !destination.needs_tls() {
+        return Ok(());
+    }
+    Err(format!(
+        "{}: this spawnwatch was built without TLS (cargo --no-default-features), so it cannot send to syslog+tls:// or https://; build it with TLS (`cargo build --release`: the `tls` feature is on by default, or add `--features tls`), or give syslog+tcp:// or http://",
+        destination.name()
+    ))
+}
+
+/// The TLS client setup the network destinations share.
+struct Tls {
+    #[cfg(feature = "tls")]
+    config: Option<Arc<rustls::ClientConfig>>,
+}
+
+impl Tls {
+    /// Made once, when a destination needs it.
+    fn new(destinations: &[Destination], network: &NetworkArgs) -> Result<Tls, String> {
+        for destination in destinations {
+            refuse_without_tls(destination, cfg!(feature = "tls"))?;
+        }
+        #[cfg(not(feature = "tls"))]
+        let _ = network;
+        Ok(Tls {
+            #[cfg(feature = "tls")]
+            config: destinations
+                .iter()
+                .any(Destination::needs_tls)
+                .then(|| {
+                    super::tls::client_config(
+                        network.tls_ca.as_deref(),
+                        network.tls_cert.as_deref(),
+                        network.tls_key.as_deref(),
+                    )
+                })
+                .transpose()?,
+        })
+    }
+
+    /// TLS over the TCP connections to `address`, for syslog+tls://.
+    fn syslog(&self, address: &str) -> Result<Option<Secure>, String> {
+        #[cfg(feature = "tls")]
+        if let Some(config) = &self.config {
+            return super::tls::syslog_session(config.clone(), address).map(Some);
+        }
+        let _ = address;
+        Ok(None)
+    }
+
+    /// The HTTP client, for http:// and https://.
+    fn http_agent(&self) -> ureq::AgentBuilder {
+        let agent = ureq::AgentBuilder::new();
+        #[cfg(feature = "tls")]
+        if let Some(config) = &self.config {
+            return agent.tls_config(config.clone());
+        }
+        agent
+    }
+}
+
 /// Opens every destination (stdout when none is given).
 pub fn open_outputs(
     destinations: &[Destination],
@@ -289,17 +352,7 @@ pub fn open_outputs(
             });
         }
     }
-    let tls = destinations
-        .iter()
-        .any(Destination::needs_tls)
-        .then(|| {
-            super::tls::client_config(
-                network.tls_ca.as_deref(),
-                network.tls_cert.as_deref(),
-                network.tls_key.as_deref(),
-            )
-        })
-        .transpose()?;
+    let tls = Tls::new(destinations, network)?;
     let spool_dir = network.spool_dir.clone().unwrap_or_else(default_spool_dir);
     let mut deliveries = Vec::new();
     let mut figures = Vec::new();
@@ -307,7 +360,7 @@ pub fn open_outputs(
         let name = destination.name();
         let (sink, network_figures) = if destination.is_network() {
             let dir = spool_dir.join(spool_subdir(&name));
-            let (sink, spool, send) = open_network(destination, &name, &dir, network, tls.clone())?;
+            let (sink, spool, send) = open_network(destination, &name, &dir, network, &tls)?;
             (sink, Some((spool, send)))
         } else {
             (open_local(destination)?, None)
@@ -341,7 +394,7 @@ fn open_network(
     name: &str,
     dir: &Path,
     network: &NetworkArgs,
-    tls: Option<Arc<rustls::ClientConfig>>,
+    tls: &Tls,
 ) -> Result<Opened, String> {
     let (writer, reader, recovered) =
         spool::open(dir, network.spool_max).map_err(|e| format!("{name}: {e}"))?;
@@ -362,27 +415,26 @@ fn open_network(
     }
     let send = Arc::new(SendFigures::default());
     let sink: Box<dyn Sink> = match destination {
-        Destination::Syslog(transport, address) => Box::new(Syslog::new(
-            name.to_string(),
-            address.clone(),
-            *transport,
-            tls,
-        )?),
-        Destination::Http(url) => {
-            let tls = match tls {
-                Some(tls) => tls,
-                // Plain http:// never uses it; ureq wants one all the same.
-                None => super::tls::client_config(None, None, None)?,
+        Destination::Syslog(transport, address) => {
+            let secure = match transport {
+                Transport::Tls => tls.syslog(address).map_err(|e| format!("{name}: {e}"))?,
+                _ => None,
             };
-            Box::new(Http::new(
-                url.clone(),
-                network.http_format,
-                network.http_header.clone(),
-                tls,
-                send.rejected.clone(),
-                say_on_stderr(),
-            ))
+            Box::new(Syslog::new(
+                name.to_string(),
+                address.clone(),
+                *transport,
+                secure,
+            )?)
         }
+        Destination::Http(url) => Box::new(Http::new(
+            url.clone(),
+            network.http_format,
+            network.http_header.clone(),
+            tls.http_agent(),
+            send.rejected.clone(),
+            say_on_stderr(),
+        )),
         Destination::Stdout | Destination::File(_) => unreachable!("not a network destination"),
     };
     let spool_figures = writer.figures();
@@ -451,6 +503,32 @@ mod tests {
             let error = parse(value).unwrap_err();
             assert!(error.contains(expected), "{value}: {error}");
         }
+    }
+
+    /// Whatever this build has, the refusal a build without TLS gives.
+    #[test]
+    fn without_tls_tls_destinations_are_refused_with_how_to_build_with_it() {
+        let refused = |value: &str| refuse_without_tls(&parse(value).unwrap(), false);
+        let error = refused("syslog+tls://siem.example").unwrap_err();
+        assert!(
+            error.starts_with(
+                "syslog+tls://siem.example:6514: this spawnwatch was built without TLS"
+            ),
+            "{error}"
+        );
+        assert!(error.contains("`cargo build --release`"), "{error}");
+        assert!(refused("HTTPS://splunk:8088/services/collector/event").is_err());
+        for plain in [
+            "syslog+tcp://siem",
+            "syslog+udp://siem",
+            "http://siem/x",
+            "-",
+            "a.jsonl",
+        ] {
+            assert_eq!(refused(plain), Ok(()), "{plain}");
+        }
+        let https = parse("https://siem/x").unwrap();
+        assert_eq!(refuse_without_tls(&https, true), Ok(()));
     }
 
     #[test]

@@ -240,9 +240,9 @@ impl Sink for SpoolSink {
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
-    use crate::sink::collectors::{Collector, Pki, Seen};
+    use crate::sink::collectors::Collector;
     use crate::sink::spool::{self, SpoolFigures};
-    use crate::sink::syslog::{Syslog, Transport};
+    use crate::sink::syslog::{Secure, Syslog, Transport};
     use crate::sink::Line;
     use crossbeam_channel::{unbounded, Receiver};
     use std::collections::BTreeMap;
@@ -316,7 +316,7 @@ pub(crate) mod tests {
 
     fn syslog(
         collector: &Collector,
-        tls: Option<Arc<rustls::ClientConfig>>,
+        tls: Option<Secure>,
     ) -> impl FnOnce(&SendFigures) -> Box<dyn Sink> {
         let transport = if tls.is_some() {
             Transport::Tls
@@ -443,14 +443,18 @@ pub(crate) mod tests {
 
     /// A collector whose certificate no trusted CA signed gets nothing; the lines stay
     /// spooled, and a sensor started again with the right CA sends them first.
+    #[cfg(feature = "tls")]
     #[test]
     fn a_wrong_certificate_is_refused_and_the_spooled_lines_go_to_the_right_one() {
+        use crate::sink::collectors::{Pki, Seen};
+        use crate::sink::tls::{client_config, syslog_session};
         let dir = tempfile::tempdir().unwrap();
         let (pki, stranger) = (Pki::new(), Pki::new());
-        let collector = Collector::up(Some(&pki));
+        let collector = Collector::up(Some(pki.accept()));
         let trusting = |pki: &Pki| {
             let ca = pki.ca_file(dir.path());
-            crate::sink::tls::client_config(Some(&ca), None, None).unwrap()
+            let config = client_config(Some(&ca), None, None).unwrap();
+            syslog_session(config, &collector.address.to_string()).unwrap()
         };
         let spool = dir.path().join("spool");
         let mut sending = Sending::start(

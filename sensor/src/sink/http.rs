@@ -52,12 +52,11 @@ impl Http {
         url: String,
         format: Format,
         headers: Vec<(String, String)>,
-        tls: Arc<rustls::ClientConfig>,
+        agent: ureq::AgentBuilder,
         rejected: Arc<AtomicU64>,
         say: super::delivery::Say,
     ) -> Http {
-        let agent = ureq::AgentBuilder::new()
-            .tls_config(tls)
+        let agent = agent
             .timeout_connect(TIMEOUT_CONNECT)
             .timeout_read(TIMEOUT_REPLY)
             .timeout_write(TIMEOUT_REPLY)
@@ -255,7 +254,6 @@ mod receiver_tests {
     use crate::sink::forward::SendFigures;
 
     fn http(receiver: &HttpReceiver, format: Format) -> impl FnOnce(&SendFigures) -> Box<dyn Sink> {
-        let tls = crate::sink::tls::client_config(None, None, None).unwrap();
         let headers = vec![("Authorization".to_string(), "Splunk 0000-token".to_string())];
         let url = receiver.url.clone();
         move |figures| {
@@ -264,7 +262,7 @@ mod receiver_tests {
                 url,
                 format,
                 headers,
-                tls,
+                ureq::AgentBuilder::new(),
                 figures.rejected.clone(),
                 say,
             ))

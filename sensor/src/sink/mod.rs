@@ -24,6 +24,7 @@ mod spool;
 mod stdout;
 mod stream;
 mod syslog;
+#[cfg(feature = "tls")]
 mod tls;
 
 pub use channel::ChannelSink;

@@ -21,7 +21,6 @@ use serde_json::Value;
 use std::collections::VecDeque;
 use std::io::{self, Read, Write};
 use std::net::{TcpStream, ToSocketAddrs, UdpSocket};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// How long a connection must stay up after a line was written before the line counts
@@ -133,35 +132,58 @@ pub struct Syslog {
     name: String,
     address: String,
     transport: Transport,
-    tls: Option<(
-        Arc<rustls::ClientConfig>,
-        rustls::pki_types::ServerName<'static>,
-    )>,
+    tls: Option<Secure>,
     default_host: String,
     procid: u32,
     connection: Option<Connection>,
     buffer: Vec<u8>,
 }
 
+/// Puts a TLS session over a new TCP connection, the handshake done (see
+/// `super::tls`).
+pub type Secure = Box<dyn Fn(Counting) -> io::Result<Box<dyn Stream>> + Send>;
+
+/// A connection's byte stream: plain TCP ([`Counting`]), or TLS over it.
+pub trait Stream: Write + Send {
+    /// Bytes written to the TCP socket so far (with TLS: the encrypted bytes).
+    fn written(&self) -> u64;
+    /// Reads whatever the collector sent (nothing is expected) without waiting: an
+    /// error when the connection is closed or broken.
+    fn drain(&mut self) -> io::Result<()>;
+    /// The TCP socket under it.
+    fn socket(&self) -> &TcpStream;
+    /// Ends the session the way its protocol says (TLS: a close_notify).
+    fn end(&mut self) {}
+}
+
 enum Connection {
-    Tcp(Tracked<TcpStream>),
-    Tls(Box<Tracked<rustls::StreamOwned<rustls::ClientConnection, Counting>>>),
+    Stream(Tracked),
     Udp(UdpSocket),
 }
 
 /// A stream, and what was written to it that is not yet known to be delivered.
-struct Tracked<S> {
-    stream: S,
-    /// Bytes written to the socket so far (with TLS: the encrypted bytes).
-    written: u64,
+struct Tracked {
+    stream: Box<dyn Stream>,
     /// Per write call: the socket's byte count after it, when, and its lines.
     unsettled: VecDeque<(u64, Instant, usize)>,
 }
 
-/// A TcpStream that counts the bytes written to it, under rustls.
-struct Counting {
-    stream: TcpStream,
-    written: u64,
+/// A TcpStream that counts the bytes written to it (under TLS, the encrypted ones).
+pub struct Counting {
+    pub(super) stream: TcpStream,
+    pub(super) written: u64,
+}
+
+impl Stream for Counting {
+    fn written(&self) -> u64 {
+        self.written
+    }
+    fn drain(&mut self) -> io::Result<()> {
+        drain_plain(&self.stream)
+    }
+    fn socket(&self) -> &TcpStream {
+        &self.stream
+    }
 }
 
 impl Read for Counting {
@@ -183,22 +205,18 @@ impl Write for Counting {
 
 impl Syslog {
     /// A destination at `address` (`HOST:PORT`); nothing is connected before the
-    /// first write. `tls` is required for [`Transport::Tls`].
+    /// first write. `tls` is required for [`Transport::Tls`], and only used there.
     pub fn new(
         name: String,
         address: String,
         transport: Transport,
-        tls: Option<Arc<rustls::ClientConfig>>,
+        tls: Option<Secure>,
     ) -> Result<Syslog, String> {
         let tls = match (transport, tls) {
-            (Transport::Tls, Some(config)) => {
-                let host = host_of(&address);
-                let server =
-                    rustls::pki_types::ServerName::try_from(host.to_string()).map_err(|e| {
-                        format!("{name}: {host} cannot be checked against a certificate: {e}")
-                    })?;
-                Some((config, server))
+            (Transport::Tls, None) => {
+                return Err(format!("{name}: syslog+tls:// without a TLS setup"))
             }
+            (Transport::Tls, tls) => tls,
             _ => None,
         };
         Ok(Syslog {
@@ -229,23 +247,15 @@ impl Syslog {
             socket.connect(target)?;
             return Ok(Connection::Udp(socket));
         }
-        let stream = connect_tcp(&self.address)?;
-        Ok(match &self.tls {
-            None => Connection::Tcp(Tracked::new(stream)),
-            Some((config, server)) => {
-                let tls = rustls::ClientConnection::new(config.clone(), server.clone())
-                    .map_err(io::Error::other)?;
-                let mut stream = rustls::StreamOwned::new(tls, Counting { stream, written: 0 });
-                // The handshake now, so a certificate problem is the error said.
-                while stream.conn.is_handshaking() {
-                    stream
-                        .conn
-                        .complete_io(&mut stream.sock)
-                        .map_err(super::tls::handshake_error)?;
-                }
-                Connection::Tls(Box::new(Tracked::new(stream)))
-            }
-        })
+        let stream = Counting {
+            stream: connect_tcp(&self.address)?,
+            written: 0,
+        };
+        let stream: Box<dyn Stream> = match &self.tls {
+            None => Box::new(stream),
+            Some(secure) => secure(stream)?,
+        };
+        Ok(Connection::Stream(Tracked::new(stream)))
     }
 
     fn send(&mut self, lines: &[Line]) -> io::Result<()> {
@@ -267,20 +277,10 @@ impl Syslog {
             let message = message(&line.text, host, procid);
             write!(self.buffer, "{} {message}", message.len()).expect("to a Vec");
         }
-        match connection {
-            Connection::Tcp(tracked) => {
-                tracked.stream.write_all(&self.buffer)?;
-                tracked.stream.flush()?;
-                tracked.written += self.buffer.len() as u64;
-                tracked.wrote(lines.len());
-            }
-            Connection::Tls(tracked) => {
-                tracked.stream.write_all(&self.buffer)?;
-                tracked.stream.flush()?;
-                tracked.written = tracked.stream.sock.written;
-                tracked.wrote(lines.len());
-            }
-            Connection::Udp(_) => unreachable!("sent above"),
+        if let Connection::Stream(tracked) = connection {
+            tracked.stream.write_all(&self.buffer)?;
+            tracked.stream.flush()?;
+            tracked.wrote(lines.len());
         }
         Ok(())
     }
@@ -288,38 +288,32 @@ impl Syslog {
     fn unconfirmed_lines(&mut self) -> io::Result<usize> {
         match self.connection.as_mut() {
             None | Some(Connection::Udp(_)) => Ok(0),
-            Some(Connection::Tcp(tracked)) => {
-                let stream = &tracked.stream;
-                let alive = drain_plain(stream);
-                tracked.settle(alive.and_then(|()| unacked_bytes(stream)))
-            }
-            Some(Connection::Tls(tracked)) => {
-                let alive = drain_tls(&mut tracked.stream);
-                let socket = &tracked.stream.sock.stream;
-                tracked.settle(alive.and_then(|()| unacked_bytes(socket)))
+            Some(Connection::Stream(tracked)) => {
+                let alive = tracked.stream.drain();
+                let unacked = alive.and_then(|()| unacked_bytes(tracked.stream.socket()));
+                tracked.settle(unacked)
             }
         }
     }
 }
 
-impl<S> Tracked<S> {
-    fn new(stream: S) -> Tracked<S> {
+impl Tracked {
+    fn new(stream: Box<dyn Stream>) -> Tracked {
         Tracked {
             stream,
-            written: 0,
             unsettled: VecDeque::new(),
         }
     }
 
     fn wrote(&mut self, lines: usize) {
         self.unsettled
-            .push_back((self.written, Instant::now(), lines));
+            .push_back((self.stream.written(), Instant::now(), lines));
     }
 
     /// Drops the writes the peer has had for [`SETTLE`] with the connection still up;
     /// the lines of those left.
     fn settle(&mut self, unacked: io::Result<u64>) -> io::Result<usize> {
-        let acked = self.written.saturating_sub(unacked?);
+        let acked = self.stream.written().saturating_sub(unacked?);
         let now = Instant::now();
         while let Some(&(end, at, _)) = self.unsettled.front() {
             if end > acked || now.duration_since(at) < SETTLE {
@@ -329,11 +323,6 @@ impl<S> Tracked<S> {
         }
         Ok(self.unsettled.iter().map(|&(_, _, lines)| lines).sum())
     }
-}
-
-fn host_of(address: &str) -> &str {
-    let host = address.rsplit_once(':').map_or(address, |(host, _)| host);
-    host.trim_start_matches('[').trim_end_matches(']')
 }
 
 fn no_address() -> io::Error {
@@ -365,7 +354,7 @@ fn truncate_at_char(text: &mut String, max: usize) {
     }
 }
 
-fn closed() -> io::Error {
+pub(super) fn closed() -> io::Error {
     io::Error::new(
         io::ErrorKind::ConnectionAborted,
         "the collector closed the connection",
@@ -387,36 +376,6 @@ fn drain_plain(stream: &TcpStream) -> io::Result<()> {
         }
     };
     stream.set_nonblocking(false)?;
-    result
-}
-
-/// The same through TLS: session tickets and alerts are processed; a close_notify or
-/// a closed socket is an error.
-fn drain_tls(
-    stream: &mut rustls::StreamOwned<rustls::ClientConnection, Counting>,
-) -> io::Result<()> {
-    let socket = &stream.sock.stream;
-    socket.set_nonblocking(true)?;
-    let result = loop {
-        match stream.conn.read_tls(&mut stream.sock) {
-            Ok(0) => break Err(closed()),
-            Ok(_) => {
-                let state = stream
-                    .conn
-                    .process_new_packets()
-                    .map_err(io::Error::other)?;
-                let mut scratch = vec![0u8; state.plaintext_bytes_to_read()];
-                let _ = stream.conn.reader().read(&mut scratch);
-                if state.peer_has_closed() {
-                    break Err(closed());
-                }
-            }
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => break Ok(()),
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => break Err(e),
-        }
-    };
-    stream.sock.stream.set_nonblocking(false)?;
     result
 }
 
@@ -467,9 +426,8 @@ impl Sink for Syslog {
     /// A TLS connection ends with a close_notify, so the collector sees a clean end
     /// (rsyslog logs an error without one).
     fn close(&mut self) -> u64 {
-        if let Some(Connection::Tls(tracked)) = self.connection.as_mut() {
-            tracked.stream.conn.send_close_notify();
-            let _ = tracked.stream.flush();
+        if let Some(Connection::Stream(tracked)) = self.connection.as_mut() {
+            tracked.stream.end();
         }
         self.connection = None;
         0

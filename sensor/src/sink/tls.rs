@@ -2,10 +2,16 @@
 //! trusting the Mozilla root set built in (webpki-roots), or only the CAs of
 //! `--tls-ca` (a private PKI); `--tls-cert`/`--tls-key` present a client certificate
 //! to collectors that ask for one.
+//!
+//! Built only with the `tls` feature (on by default): rustls's crypto, ring, compiles
+//! C. Without it, TLS destinations are refused at start-up (`destination.rs`).
 
+use super::syslog::{closed, Counting, Secure, Stream};
 use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer};
-use rustls::{ClientConfig, RootCertStore};
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
+use rustls::{ClientConfig, ClientConnection, RootCertStore, StreamOwned};
+use std::io::{self, Read, Write};
+use std::net::TcpStream;
 use std::path::Path;
 use std::sync::Arc;
 
@@ -55,9 +61,80 @@ pub fn client_config(
     Ok(Arc::new(config))
 }
 
+/// TLS over the connections of syslog+tls://`address` (`HOST:PORT`): the collector's
+/// certificate is checked against `config`'s CAs and HOST, in a handshake done at once.
+pub fn syslog_session(config: Arc<ClientConfig>, address: &str) -> Result<Secure, String> {
+    let host = host_of(address);
+    let server = ServerName::try_from(host.to_string())
+        .map_err(|e| format!("{host} cannot be checked against a certificate: {e}"))?;
+    Ok(Box::new(move |socket| {
+        let tls =
+            ClientConnection::new(config.clone(), server.clone()).map_err(io::Error::other)?;
+        let mut stream = StreamOwned::new(tls, socket);
+        // The handshake now, so a certificate problem is the error said.
+        while stream.conn.is_handshaking() {
+            stream
+                .conn
+                .complete_io(&mut stream.sock)
+                .map_err(handshake_error)?;
+        }
+        Ok(Box::new(stream))
+    }))
+}
+
+impl Stream for StreamOwned<ClientConnection, Counting> {
+    fn written(&self) -> u64 {
+        self.sock.written
+    }
+    fn drain(&mut self) -> io::Result<()> {
+        drain(self)
+    }
+    fn socket(&self) -> &TcpStream {
+        &self.sock.stream
+    }
+    fn end(&mut self) {
+        self.conn.send_close_notify();
+        let _ = self.flush();
+    }
+}
+
+/// Reads whatever the collector sent without waiting: session tickets and alerts are processed; a close_notify or
+/// a closed socket is an error.
+fn drain(stream: &mut StreamOwned<ClientConnection, Counting>) -> io::Result<()> {
+    let socket = &stream.sock.stream;
+    socket.set_nonblocking(true)?;
+    let result = loop {
+        match stream.conn.read_tls(&mut stream.sock) {
+            Ok(0) => break Err(closed()),
+            Ok(_) => {
+                let state = stream
+                    .conn
+                    .process_new_packets()
+                    .map_err(io::Error::other)?;
+                let mut scratch = vec![0u8; state.plaintext_bytes_to_read()];
+                let _ = stream.conn.reader().read(&mut scratch);
+                if state.peer_has_closed() {
+                    break Err(closed());
+                }
+            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => break Ok(()),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => break Err(e),
+        }
+    };
+    stream.sock.stream.set_nonblocking(false)?;
+    result
+}
+
+/// The host of `HOST:PORT`, an IPv6 address without its brackets.
+fn host_of(address: &str) -> &str {
+    let host = address.rsplit_once(':').map_or(address, |(host, _)| host);
+    host.trim_start_matches('[').trim_end_matches(']')
+}
+
 /// A failed handshake's error, with what to do when the collector's certificate was
 /// refused.
-pub fn handshake_error(error: std::io::Error) -> std::io::Error {
+fn handshake_error(error: io::Error) -> io::Error {
     use rustls::CertificateError::*;
     let refused = error
         .get_ref()
@@ -71,7 +148,7 @@ pub fn handshake_error(error: std::io::Error) -> std::io::Error {
         },
         _ => return error,
     };
-    std::io::Error::new(error.kind(), format!("{error}; {hint}"))
+    io::Error::new(error.kind(), format!("{error}; {hint}"))
 }
 
 /// Every certificate in a PEM file; an error naming `option` when there is none.
