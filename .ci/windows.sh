@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # Windows part of CI, run from Linux: clippy for both Windows targets, the spawnwatch
-# unit tests built for x86_64-pc-windows-gnu and run under wine, then the real
+# unit tests built for x86_64-pc-windows-gnu and run under wine (and wine's own end of
+# session against the hidden window that hears log-off and shutdown), then the real
 # spawnwatch.exe end to end under wine: replay gives the Linux binary's output byte for
-# byte, check / rules / test pass, and `run` fails cleanly (exit 2, a message that says
-# what failed) where ETW cannot start.
+# byte, check / rules / test pass, `run` fails cleanly (exit 2, a message that says
+# what failed) where ETW cannot start, and `service install` registers a service that
+# wine's service manager starts, whose failure reaches the event log (ReportEventW).
 #
 # Idempotent. Needs rustup; installs gcc-mingw-w64-x86-64 and wine with apt-get when they
 # are missing. Exits non-zero on the first failure.
@@ -80,10 +82,21 @@ if [ -d "$WINEPREFIX" ]; then
 fi
 run wineboot --init
 run wineserver --wait
+# wine's null display driver: top-level windows (the sensor's hidden end-session
+# window) can be created without an X server.
+run wine reg add 'HKCU\Software\Wine\Drivers' /v Graphics /d null /f
+run wineserver --wait
 # The unit tests (all logic, plus the Win32 snapshot, device map, SID lookup, named
 # mutex and console handler). Release, like the binary below: one build of the
 # Windows dependencies serves both.
 run cargo test --release --target x86_64-pc-windows-gnu -p spawnwatch --bins
+run wineserver --wait
+# A log-off as wine makes it (wineboot --end-session: WM_QUERYENDSESSION and
+# WM_ENDSESSION to every top-level window, then each of their processes ended) must
+# stop a process holding `run`'s signals and let it flush first. Alone: it ends every
+# windowed process of the prefix.
+run cargo test --release --target x86_64-pc-windows-gnu -p spawnwatch --bins -- --ignored --exact \
+    end_session::window::tests::the_end_of_a_real_session_stops_the_run_and_lets_it_flush_before_the_process_ends
 run wineserver --wait
 
 section "spawnwatch.exe end to end under wine"
@@ -134,6 +147,56 @@ cat "$OUT/run.err" >&2
 if [ "$run_rc" != 2 ] || grep -q "panicked" "$OUT/run.err" ||
     ! grep -Eq "^spawnwatch: (ETW session spawnwatch-[a-z-]+ did not start|live ETW tracing needs administrator)" "$OUT/run.err"; then
     echo "spawnwatch.exe run under wine: expected exit 2 naming the session that did not start, got exit $run_rc" >&2
+    exit 1
+fi
+run wineserver --wait
+
+section "spawnwatch.exe as a Windows service under wine"
+# wine's services.exe starts the service without this shell's WINEPATH: the ProcessPrng
+# shim goes beside a copy of the program.
+SVC="$OUT/service"
+mkdir -p "$SVC"
+cp "$EXE" "$SHIM_DIR/bcryptprimitives.dll" "$SVC/"
+wine_svc() {
+    timeout 300 wine "$SVC/spawnwatch.exe" "$@"
+}
+run wine_svc service install --print --workers 2
+# A fresh services.exe, started by `install` below, so that the service process (its
+# child) writes wine's trace of ReportEventW (err:eventlog) to install's stderr.
+run wineserver -k
+run wineserver --wait
+# install registers the event source and the service, and starts it; the service runs
+# `service run`, whose ETW start fails under wine: it must write that to the event log
+# and stop with exit code 2, and install must say so (exit 2).
+svc_rc=0
+WINEDEBUG="$WINEDEBUG,err+eventlog" wine_svc service install --workers 2 >"$OUT/svc-install.out" 2>"$OUT/svc-install.err" || svc_rc=$?
+cat "$OUT/svc-install.err" >&2
+expect() {
+    grep -Eq "$1" "$2" || { echo "service under wine: no line matching '$1' in $2" >&2; exit 1; }
+}
+[ "$svc_rc" = 2 ] || { echo "service install under wine: expected exit 2 (installed, did not start), got $svc_rc" >&2; exit 1; }
+expect '^spawnwatch: installed the service spawnwatch: .*spawnwatch\.exe service run --workers 2 --output C:\\ProgramData\\spawnwatch\\alerts\.jsonl --stats-file' "$OUT/svc-install.err"
+expect 'err:eventlog:ReportEventW L"ETW session spawnwatch-[a-z-]+ did not start' "$OUT/svc-install.err"
+expect '^spawnwatch: the service spawnwatch did not start \(exit code 2\)' "$OUT/svc-install.err"
+# What the SCM holds: LocalSystem, automatic start, own process, the preshutdown time.
+wine reg query 'HKLM\SYSTEM\CurrentControlSet\Services\spawnwatch' | tr -d "\r" >"$OUT/svc-registry.txt"
+cat "$OUT/svc-registry.txt" >&2
+expect 'ObjectName +REG_SZ +LocalSystem' "$OUT/svc-registry.txt"
+expect 'Start +REG_DWORD +0x2$' "$OUT/svc-registry.txt"
+expect 'Type +REG_DWORD +0x10$' "$OUT/svc-registry.txt"
+expect 'PreshutdownTimeout +REG_DWORD +0x4e20$' "$OUT/svc-registry.txt"
+expect 'Description +REG_SZ +spawnwatch: catches web shells' "$OUT/svc-registry.txt"
+wine reg query 'HKLM\SYSTEM\CurrentControlSet\Services\EventLog\Application\spawnwatch' | tr -d "\r" >"$OUT/svc-eventsource.txt"
+expect 'EventMessageFile +REG_EXPAND_SZ +%SystemRoot%\\System32\\EventCreate\.exe' "$OUT/svc-eventsource.txt"
+# status: stopped, exit code 2, exit 3 (not running)
+status_rc=0
+wine_svc service status >"$OUT/svc-status.out" || status_rc=$?
+cat "$OUT/svc-status.out" >&2
+[ "$status_rc" = 3 ] || { echo "service status under wine: expected exit 3 (not running), got $status_rc" >&2; exit 1; }
+expect '^service spawnwatch: Stopped \(exit code 2\)' "$OUT/svc-status.out"
+run wine_svc service uninstall
+if wine reg query 'HKLM\SYSTEM\CurrentControlSet\Services\spawnwatch' >/dev/null 2>&1; then
+    echo "service uninstall under wine: the service is still registered" >&2
     exit 1
 fi
 run wineserver --wait

@@ -107,6 +107,34 @@ fn help_teaches_with_examples() {
     );
 }
 
+/// Every format the replay reads is named in its help, with an example, and has a
+/// fixture that shows it alerting (`tests/replay_formats.rs`).
+#[test]
+fn replay_help_lists_every_format_with_an_example() {
+    let out = spawnwatch().args(["replay", "--help"]).output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    for format in [
+        "Sysmon or Security EVTX",
+        "JSON lines, flat or nested",
+        "Azure Monitor WindowsEvent",
+        "Log Analytics Event table",
+        "Winlogbeat / Elastic ECS",
+        "Velociraptor parse_evtx rows",
+        "pretty-printed JSON, arrays",
+        "envelopes of events",
+        "spawnwatch's own event lines",
+        "gzip and Zstandard",
+        "a zip of any of these",
+        "stdin  ",
+    ] {
+        let line = stdout
+            .lines()
+            .find(|line| line.contains(format))
+            .unwrap_or_else(|| panic!("{format} is not listed:\n{stdout}"));
+        assert!(line.contains("spawnwatch replay "), "{line}");
+    }
+}
+
 #[test]
 fn every_shipped_rule_has_passing_positive_and_negative_examples() {
     let stdout = stdout_of_success(spawnwatch().arg("test"));
@@ -266,4 +294,29 @@ fn an_unknown_field_in_a_rule_example_is_an_error_with_a_did_you_mean() {
         "{stdout}"
     );
     assert_eq!(stdout.lines().last().unwrap(), "1 passed, 1 failed");
+}
+
+/// `spawnwatch rules | head -1`: a reader that has gone ends a report command quietly,
+/// as it ends any Unix filter, never with a panic. The pipe's reading end is closed
+/// before the command starts, so every write meets it closed.
+#[test]
+fn report_commands_end_quietly_when_their_reader_has_gone() {
+    for args in [
+        &["rules"][..],
+        &["check"],
+        &["check", "--format", "json"],
+        &["test", "rules"],
+    ] {
+        let (reader, writer) = std::io::pipe().unwrap();
+        drop(reader);
+        let out = spawnwatch()
+            .args(args)
+            .current_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/.."))
+            .stdout(writer)
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!stderr.contains("panicked"), "{args:?}: {stderr}");
+        assert_eq!(out.status.code(), Some(0), "{args:?}: {stderr}");
+    }
 }

@@ -10,6 +10,7 @@ use common::needs::{self, Need};
 use serde_json::Value;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
@@ -45,7 +46,12 @@ struct Sensor {
 
 impl Sensor {
     fn start(rules: &Path, output: &Path, extra: &[&str]) -> Sensor {
-        let mut child = common::spawnwatch()
+        Sensor::start_with(common::spawnwatch(), rules, output, extra)
+    }
+
+    /// `run` through `command`: the binary itself, or a wrapper that runs it.
+    fn start_with(mut command: Command, rules: &Path, output: &Path, extra: &[&str]) -> Sensor {
+        let mut child = command
             .args([
                 "run",
                 "--rules",
@@ -173,10 +179,13 @@ struct WebServer {
 
 impl Drop for WebServer {
     fn drop(&mut self) {
-        let _ = self.nginx.kill();
-        let _ = self.fpm.kill();
-        let _ = self.nginx.wait();
-        let _ = self.fpm.wait();
+        // Each server is a process group of its own (master and workers): killing
+        // the master alone left its workers running, orphaned, after every test.
+        for server in [&mut self.nginx, &mut self.fpm] {
+            // SAFETY: kill(2) on a process group this test created.
+            unsafe { libc::kill(-(server.id() as libc::pid_t), libc::SIGKILL) };
+            let _ = server.wait();
+        }
     }
 }
 
@@ -272,6 +281,7 @@ fn start_web_server(dir: &Path) -> WebServer {
     .unwrap();
     let fpm = Command::new(php_fpm().expect("php-fpm, checked before"))
         .args(["-F", "-R", "-y", fpm_conf.to_str().unwrap()])
+        .process_group(0)
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
@@ -304,6 +314,7 @@ http {{
             "-e",
             dir.join("nginx.err").to_str().unwrap(),
         ])
+        .process_group(0)
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
@@ -454,7 +465,10 @@ fn a_burst_of_5000_processes_is_accounted_for() {
         source["emitted"],
     );
     // Storm suppression keeps the output small and accounts for every alert.
-    assert!(alerted <= 20, "storm suppression caps alerts per parent");
+    assert!(
+        alerted <= 20,
+        "storm suppression caps alerts per rule and incident"
+    );
     assert!(alerted + suppressed > 0);
     assert!(alerted + suppressed <= 5000);
     // Every event the source emitted was either received or dropped, and counted.
@@ -543,4 +557,205 @@ fn selftest_passes_on_this_host() {
         stdout.starts_with("PASS: ") && stdout.contains("SW-LNX-001"),
         "{stdout}"
     );
+}
+
+// --- least privilege: the systemd unit's user and capabilities, for real -------------
+
+/// A user that is not root, and copies of the binary and rules it can reach (the
+/// workspace may be under /root), in a folder it may write.
+struct Unprivileged {
+    uid: u32,
+    gid: u32,
+    dir: tempfile::TempDir,
+    exe: PathBuf,
+    rules: PathBuf,
+}
+
+impl Unprivileged {
+    fn nobody() -> Unprivileged {
+        // SAFETY: a NUL-terminated name; the entry is copied out at once.
+        let (uid, gid) = unsafe {
+            let entry = libc::getpwnam(c"nobody".as_ptr());
+            assert!(!entry.is_null(), "no user nobody");
+            ((*entry).pw_uid, (*entry).pw_gid)
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let exe = dir.path().join("spawnwatch");
+        std::fs::copy(env!("CARGO_BIN_EXE_spawnwatch"), &exe).unwrap();
+        let rules = dir.path().join("webshell-linux.rules");
+        std::fs::copy(shipped_linux_rules(), &rules).unwrap();
+        std::os::unix::fs::chown(dir.path(), Some(uid), Some(gid)).unwrap();
+        Unprivileged {
+            uid,
+            gid,
+            dir,
+            exe,
+            rules,
+        }
+    }
+
+    /// `spawnwatch ARGS` as this user holding `capabilities` (`CAP_X` names) and no
+    /// others, as systemd's AmbientCapabilities= runs it.
+    fn command(&self, capabilities: &[&str], args: &[&str]) -> Command {
+        let caps: Vec<String> = capabilities
+            .iter()
+            .map(|c| format!("+{}", c.trim_start_matches("CAP_").to_lowercase()))
+            .collect();
+        let caps = if caps.is_empty() {
+            "-all".to_string()
+        } else {
+            caps.join(",")
+        };
+        let mut command = Command::new("setpriv");
+        command
+            .arg(format!("--reuid={}", self.uid))
+            .arg(format!("--regid={}", self.gid))
+            .arg("--init-groups")
+            .arg(format!("--inh-caps={caps}"));
+        if !capabilities.is_empty() {
+            command.arg(format!("--ambient-caps={caps}"));
+        }
+        command.arg(&self.exe).args(args);
+        command
+    }
+}
+
+/// Runs `command` to its end, or for 20 s at most (then ends it): its exit code
+/// (`None`: it was still running) and its stderr. A sensor that should have refused to
+/// start must fail the test, not hang it.
+fn run_to_refusal(mut command: Command) -> (Option<i32>, String) {
+    let mut child = command
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stderr = child.stderr.take().unwrap();
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let mut text = String::new();
+        let _ = stderr.read_to_string(&mut text);
+        let _ = tx.send(text);
+    });
+    match rx.recv_timeout(Duration::from_secs(20)) {
+        Ok(text) => (child.wait().unwrap().code(), text),
+        Err(_) => {
+            let _ = child.kill();
+            let _ = child.wait();
+            (None, rx.recv().unwrap_or_default())
+        }
+    }
+}
+
+/// The capabilities the systemd unit of `service install` grants.
+fn unit_capabilities() -> Vec<String> {
+    let unit = common::stdout_of_success(common::spawnwatch().args([
+        "service",
+        "install",
+        "--print",
+        "-o",
+        "/var/log/spawnwatch/alerts.jsonl",
+    ]));
+    let line = unit
+        .lines()
+        .find_map(|l| l.strip_prefix("AmbientCapabilities="))
+        .expect("the unit grants capabilities");
+    line.split_whitespace().map(str::to_string).collect()
+}
+
+/// The kernel's major and minor version.
+fn kernel_version() -> (u32, u32) {
+    let release = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap();
+    let mut parts = release
+        .trim()
+        .split(['.', '-'])
+        .map(|p| p.parse().unwrap_or(0));
+    (parts.next().unwrap_or(0), parts.next().unwrap_or(0))
+}
+
+#[test]
+fn a_non_root_sensor_with_only_the_units_capabilities_catches_the_web_shell() {
+    let Some(_host) = live_host(&[web_server_packages()]) else {
+        return;
+    };
+    let capabilities = unit_capabilities();
+    assert_eq!(capabilities, ["CAP_NET_ADMIN", "CAP_SYS_PTRACE"]);
+    let user = Unprivileged::nobody();
+    let server = start_web_server(&user.dir.path().join("web"));
+    let output = user.dir.path().join("alerts.jsonl");
+    let caps: Vec<&str> = capabilities.iter().map(String::as_str).collect();
+    let sensor = Sensor::start_with(user.command(&caps, &[]), &user.rules, &output, &[]);
+    // It runs as that user, holding those two capabilities and nothing else.
+    let status = std::fs::read_to_string(format!("/proc/{}/status", sensor.child.id())).unwrap();
+    let field = |name: &str| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .unwrap()
+            .split_whitespace()
+            .next()
+            .unwrap()
+            .to_string()
+    };
+    assert_eq!(field("Uid:"), user.uid.to_string());
+    assert_eq!(
+        field("CapEff:"),
+        format!("{:016x}", (1u64 << 12) | (1 << 19))
+    );
+    let id = get(server.port, "/shell.php?cmd=id");
+    assert!(id.contains("uid="), "the web shell ran id: {id}");
+    let alert = sensor.wait_line("the web shell's sh -c id", |l| {
+        l["kind"] == "alert" && l["process"]["command_line"] == "sh -c id"
+    });
+    assert_eq!(alert["rule"]["id"], "SW-LNX-001");
+    // www-data's shell, read whole by a sensor that is neither root nor www-data.
+    assert_eq!(alert["process"]["exe"], "dash");
+    assert_eq!(alert["process"]["image_path"], "/usr/bin/dash", "{alert:#}");
+    assert!(
+        alert["parent"]["exe"]
+            .as_str()
+            .unwrap()
+            .starts_with("php-fpm"),
+        "{alert:#}"
+    );
+    sensor.stop();
+    drop(server);
+}
+
+#[test]
+fn without_the_units_capabilities_run_fails_naming_the_missing_one() {
+    let Some(_host) = live_host(&[]) else {
+        return;
+    };
+    let user = Unprivileged::nobody();
+    let output = user.dir.path().join("alerts.jsonl");
+    let run = ["run", "-o", output.to_str().unwrap()];
+    // Neither: other users' /proc is out of reach, and the sensor says so and stops.
+    let (code, stderr) = run_to_refusal(user.command(&[], &run));
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(
+        stderr.contains("spawnwatch: CAP_SYS_PTRACE is missing: without it the sensor cannot read other users' /proc/PID/exe"),
+        "{stderr}"
+    );
+    // CAP_SYS_PTRACE alone: before Linux 6.6 the connector refuses to let it join;
+    // since, it runs, warning what the missing CAP_NET_ADMIN costs.
+    let command = user.command(&["CAP_SYS_PTRACE"], &[]);
+    if kernel_version() >= (6, 6) {
+        // Started: the warning came before the "running" line Sensor waits for.
+        let sensor = Sensor::start_with(command, &user.rules, &output, &[]);
+        assert!(
+            sensor.stderr_seen.iter().any(|l| l.starts_with(
+                "spawnwatch: warning: CAP_NET_ADMIN is missing: the connector's receive buffer"
+            )),
+            "{:#?}",
+            sensor.stderr_seen
+        );
+        sensor.stop();
+    } else {
+        let mut command = command;
+        command.args(run);
+        let (code, stderr) = run_to_refusal(command);
+        assert_eq!(code, Some(2), "{stderr}");
+        assert!(stderr.contains("CAP_NET_ADMIN is missing"), "{stderr}");
+    }
 }

@@ -41,6 +41,7 @@ fn parent_fields_come_from_the_table_and_the_alert_is_exact() {
             "kind": "alert",
             "timestamp": "2026-11-27T10:00:02Z",
             "hostname": "WEB01",
+            "incident": "WEB01/1000/2026-11-27T10:00:01Z",
             "rule": {"id": "CAR-2021-02-001", "title": "Webshell-indicative process tree", "severity": "high", "attack": ["T1505.003"]},
             "process": {
                 "pid": 4242, "ppid": 1000, "creator_pid": 1000, "exe": "cmd.exe",

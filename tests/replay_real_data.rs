@@ -68,6 +68,53 @@ fn appcmd_discovery_gives_car_for_powershell_and_alerts_its_grandchildren() {
     assert_eq!(one["ancestors"][1]["exe"], "w3wp.exe");
 }
 
+/// The 40 alerts of one web-shell session are one incident, under the w3wp.exe they
+/// all came through, and the closing summary says so in one row.
+#[test]
+fn appcmd_discovery_is_one_incident_of_40_processes() {
+    let Some(r) = replay("discovery_sysmon_1_iis_pwd_and_config_discovery_appcmd.evtx") else {
+        return;
+    };
+    let alerts = r.alerts();
+    assert_eq!(alerts.len(), 40);
+    let incidents: std::collections::BTreeSet<&str> = alerts
+        .iter()
+        .map(|a| a["incident"].as_str().unwrap())
+        .collect();
+    assert_eq!(incidents.into_iter().collect::<Vec<_>>(), ["IEWIN7/748/-"]);
+    let processes: std::collections::BTreeSet<u64> = alerts
+        .iter()
+        .map(|a| a["process"]["pid"].as_u64().unwrap())
+        .collect();
+    assert_eq!(processes.len(), 40);
+    let summary: Vec<&str> = r
+        .stderr
+        .lines()
+        .skip_while(|l| !l.starts_with("  incidents:"))
+        .collect();
+    assert_eq!(summary[0], "  incidents: 1", "{}", r.stderr);
+    let row: Vec<&str> = summary[2]
+        .split("  ")
+        .map(str::trim)
+        .filter(|c| !c.is_empty())
+        .collect();
+    assert_eq!(
+        row,
+        [
+            "IEWIN7",
+            "w3wp.exe 748",
+            r"IIS APPPOOL\DefaultAppPool",
+            "2019-05-27 01:28:42 - 01:29:20",
+            "40",
+            "40",
+            "high",
+            "CAR-2021-02-001, SW-WIN-002"
+        ],
+        "{}",
+        r.stderr
+    );
+}
+
 #[test]
 fn proxylogon_gives_car_for_whoami_from_sysmon_and_from_4688() {
     let Some(r) = replay("proxylogon_ssrf_rce_poc.zip") else {

@@ -59,6 +59,42 @@ pub fn explain<E: Event>(
     steps
 }
 
+/// How far up the ancestry a match of `rule` on `event` reaches: the deepest process a
+/// held part of its condition is about. A field is about the process it names
+/// (`parent_exe`: 1 step up), an `ancestor[..](...)` block about the nearest ancestor
+/// it held for (what the block says of that ancestor's own relatives does not count);
+/// 0 when the condition looked at the process alone, or did not hold. Negated parts
+/// and exceptions count for nothing: what did not hold locates no process.
+///
+/// The shipped rules name the web server as the topmost process they test, so this is
+/// where an alert's web server is (the sensor groups alerts into incidents by it).
+pub fn anchor<E: Event>(set: &RuleSet, rule: RuleId, event: &E, scratch: &mut Scratch) -> u32 {
+    scratch.next_event(set.nodes.len());
+    let condition = set.rules[rule.0 as usize].condition;
+    reach(set, condition, event, scratch).unwrap_or(0)
+}
+
+/// The deepest process the held parts of node `id` are about; `None` when it did not
+/// hold.
+fn reach<E: Event>(set: &RuleSet, id: NodeId, event: &E, scratch: &mut Scratch) -> Option<u32> {
+    if !eval::holds(set, id, event, 0, scratch) {
+        return None;
+    }
+    Some(match &set.nodes[id as usize] {
+        Node::And(items) | Node::Or(items) => items
+            .iter()
+            .filter_map(|&child| reach(set, child, event, scratch))
+            .max()
+            .unwrap_or(0),
+        Node::Not(_) => 0,
+        Node::Ancestor { min, max, body, .. } => (*min..=(*max).min(event.ancestor_count()))
+            .find(|&d| eval::holds(set, *body, event, d, scratch))
+            .unwrap_or(0),
+        Node::SameValue(a, b) => a.depth.max(b.depth),
+        Node::Exists(f) | Node::Flag(f) | Node::Text(f, _) | Node::Number(f, _, _) => f.depth,
+    })
+}
+
 fn walk<E: Event>(
     set: &RuleSet,
     id: NodeId,

@@ -442,3 +442,71 @@ fn the_rule_index_never_hides_a_match() {
         }
     }
 }
+
+/// Where each rule of `text` that matches `event` reaches: (rule id, depth).
+fn anchors(text: &str, event: &Tree) -> Vec<(String, u32)> {
+    let set = rules(text);
+    let mut matched = Vec::new();
+    set.evaluate(event, &mut Scratch::new(), &mut matched);
+    matched
+        .into_iter()
+        .map(|id| {
+            let depth = dsl::explain::anchor(&set, id, event, &mut Scratch::new());
+            (set.meta(id).id.clone(), depth)
+        })
+        .collect()
+}
+
+#[test]
+fn a_match_reaches_the_topmost_process_its_held_tests_are_about() {
+    // whoami <- cmd <- w3wp <- w3wp <- svchost
+    let e = Tree::new(&[
+        &[("exe", "whoami.exe")],
+        &[("exe", "cmd.exe")],
+        &[("exe", "w3wp.exe")],
+        &[("exe", "w3wp.exe")],
+        &[("exe", "svchost.exe")],
+    ]);
+    let rule = |id: &str, condition: &str| {
+        format!("rule {id} {{ title: \"t\" severity: low attack: T1059 condition: {condition} }}\n")
+    };
+    let text = [
+        rule(
+            "PARENT",
+            r#"parent_exe == "cmd.exe" and exe == "whoami.exe""#,
+        ),
+        rule(
+            "BLOCK",
+            r#"parent_exe == "cmd.exe" and ancestor[2..4](exe == "w3wp.exe")"#,
+        ),
+        rule("ANY", r#"ancestor(exe == "w3wp.exe")"#),
+        rule(
+            "RELATIVES",
+            r#"ancestor[1](exe == "cmd.exe" and parent_exe == "w3wp.exe")"#,
+        ),
+        rule(
+            "DEPTH",
+            r#"exe == "nope" or ancestor[4].exe == "svchost.exe""#,
+        ),
+        rule(
+            "SELF",
+            r#"exe == "whoami.exe" and not parent_exe == "explorer.exe""#,
+        ),
+        rule("SAME", r#"exe == "whoami.exe" and not exe == parent_exe"#),
+    ]
+    .concat()
+        + r#"except SELF "never": ancestor[4].exe == "x.exe""#;
+    assert_eq!(
+        anchors(&text, &e),
+        [
+            ("PARENT".to_string(), 1),
+            ("BLOCK".into(), 2),
+            ("ANY".into(), 2),
+            ("RELATIVES".into(), 1),
+            ("DEPTH".into(), 4),
+            ("SELF".into(), 0),
+            ("SAME".into(), 0),
+        ],
+        "nearest ancestor a block holds for; its relatives, negations and exceptions do not count"
+    );
+}

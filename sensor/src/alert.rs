@@ -10,12 +10,18 @@ use dsl::{Field, Value};
 use serde::ser::{SerializeMap, Serializer};
 use serde::Serialize;
 
-/// The alert for `rule` firing on `event`, as one line without the newline; with
-/// `explain`, each part of the condition with its result and the value it saw.
+/// The alert for `rule` firing on `event`, in `incident` (see [`crate::incident`]), as
+/// one line without the newline; with `explain`, each part of the condition with its
+/// result and the value it saw.
 ///
 /// Serialised straight from the records: building a `serde_json::Value` first cost
 /// about 100,000 instructions an alert.
-pub fn alert_line(event: &ProcessEvent, rule: &RuleMeta, explain: Option<&[Step]>) -> String {
+pub fn alert_line(
+    event: &ProcessEvent,
+    rule: &RuleMeta,
+    incident: &str,
+    explain: Option<&[Step]>,
+) -> String {
     let record = &event.process.record;
     let unknown_parent = ProcessRecord::default();
     let parent = event.ancestors().next();
@@ -25,6 +31,7 @@ pub fn alert_line(event: &ProcessEvent, rule: &RuleMeta, explain: Option<&[Step]
             .timestamp
             .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true)),
         hostname: event.hostname.as_deref(),
+        incident,
         rule: RuleJson {
             id: &rule.id,
             title: &rule.title,
@@ -59,6 +66,7 @@ struct AlertJson<'a> {
     kind: &'static str,
     timestamp: Option<String>,
     hostname: Option<&'a str>,
+    incident: &'a str,
     rule: RuleJson<'a>,
     process: Fields<'a>,
     parent: Fields<'a>,
@@ -154,7 +162,7 @@ impl<'a> Fields<'a> {
     fn of(entry: &'a Entry, fields: &'static [Column]) -> Fields<'a> {
         Fields {
             record: &entry.record,
-            pid: Some(entry.record.pid),
+            pid: entry.record.known_pid(),
             listens: entry.record.listens.or(entry.facts.known_listens()),
             fields,
         }
@@ -254,9 +262,9 @@ pub(crate) mod tests {
             held: true,
         }];
         assert_eq!(
-            alert_line(&event, &rule, None),
+            alert_line(&event, &rule, "WEB01/1000/-", None),
             concat!(
-                r#"{"kind":"alert","timestamp":"2026-11-18T11:06:40.005Z","hostname":"WEB01","#,
+                r#"{"kind":"alert","timestamp":"2026-11-18T11:06:40.005Z","hostname":"WEB01","incident":"WEB01/1000/-","#,
                 r#""rule":{"id":"R-1","title":"t","severity":"high","attack":["T1505.003"]},"#,
                 r#""process":{"pid":4242,"ppid":1000,"creator_pid":null,"exe":"cmd.exe","image_path":null,"#,
                 r#""command_line":"cmd.exe /c \"whoami\"","argv":null,"user":null,"effective_user":null,"sid":null,"integrity_level":null,"#,
@@ -266,7 +274,7 @@ pub(crate) mod tests {
                 r#""source":{"kind":"replay","file":"x.jsonl","line":7,"record":null}}"#,
             )
         );
-        let explained = alert_line(&event, &rule, Some(&steps));
+        let explained = alert_line(&event, &rule, "WEB01/1000/-", Some(&steps));
         assert!(
             explained.ends_with(r#""record":null},"explain":[{"depth":0,"test":"exe == \"cmd.exe\"","value":"cmd.exe","held":true}]}"#),
             "{explained}"
@@ -299,7 +307,8 @@ pub(crate) mod tests {
             host: Some(host),
         };
         let line = |event: &ProcessEvent| -> serde_json::Value {
-            serde_json::from_str(&alert_line(event, &meta("R", "t".into()), None)).unwrap()
+            serde_json::from_str(&alert_line(event, &meta("R", "t".into()), "-/1000/-", None))
+                .unwrap()
         };
         let before = line(&event);
         assert_eq!(

@@ -25,12 +25,12 @@ pub fn run(paths: &[PathBuf], as_json: bool) -> Result<ExitCode, String> {
             "summary": {"rules": s.rules, "enabled_rules": s.enabled_rules, "lists": s.lists,
                         "macros": s.macros, "exceptions": s.exceptions, "errors": errors, "warnings": warnings},
         });
-        println!("{report}");
+        outln!("{report}");
     } else {
         for d in &checked.diagnostics {
             eprintln!("{}\n", d.render(&sources));
         }
-        println!(
+        outln!(
             "{} file(s): {} rules ({} enabled), {} lists, {} macros, {} exceptions; {errors} error(s), {warnings} warning(s)",
             sources.len(),
             s.rules,
@@ -67,7 +67,7 @@ pub fn list(paths: &[PathBuf]) -> Result<ExitCode, String> {
     let width = set.ids().map(|id| set.meta(id).id.len()).max().unwrap_or(0);
     for id in set.ids() {
         let m = set.meta(id);
-        println!(
+        outln!(
             "{:width$}  {:13}  {}  [{}]{}",
             m.id,
             m.severity.name(),

@@ -76,7 +76,7 @@ pub fn record_value(r: &ProcessRecord, field: Field) -> Option<Value<'_>> {
         Field::Exe => text(&r.exe),
         Field::ImagePath => text(&r.image_path),
         Field::CommandLine => text(&r.command_line),
-        Field::Pid => number(Some(r.pid)),
+        Field::Pid => number(r.known_pid()),
         Field::Ppid => number(r.ppid),
         Field::CreatorPid => number(r.creator_pid),
         Field::User => text(&r.user),

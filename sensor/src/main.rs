@@ -4,21 +4,33 @@
 //! (rules) -> writer (JSON alert lines). Live sources and replay share everything after
 //! the source.
 
+/// `println!` for a command's own report: see [`sink::stdout::print_line`].
+#[macro_export]
+macro_rules! outln {
+    ($($arg:tt)*) => {
+        $crate::sink::stdout::print_line(format_args!($($arg)*))
+    };
+}
+
 mod alert;
 mod check;
+mod end_session;
 mod event;
 mod facts;
 mod host;
+mod incident;
 mod latency;
 mod pipeline;
 mod record;
 mod reload;
 mod replay;
+mod report;
 mod restart;
 mod rules;
 mod ruletest;
 mod run;
 mod selftest;
+mod service;
 mod signals;
 mod sink;
 mod source;
@@ -29,7 +41,7 @@ mod table;
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-use clap::{Args, Parser, Subcommand, ValueEnum};
+use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand, ValueEnum};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -42,9 +54,29 @@ httpd, tomcat, nginx, php-fpm, ...) starting a shell or a discovery tool means s
 typing into a web shell (MITRE CAR-2021-02-001, ATT&CK T1505.003).
 
 The same rules run live on a web server (`run`) and on recorded logs (`replay`): Sysmon
-and Security EVTX, Windows events as JSON lines, spawnwatch's own recordings, or zips of
-them. Alerts are JSON, one per line. Without --rules every command uses the rules built
-into the binary; `spawnwatch rules` lists them.";
+and Security EVTX, Windows events as JSON (lines, pretty-printed or arrays; Azure Monitor
+and Elastic exports too), spawnwatch's own recordings, zips of them, .gz and .zst.
+Alerts are JSON, one per line; on a terminal, process trees grouped by incident
+(--format). `report` makes an HTML page of them. Without --rules every command uses the
+rules built into the binary; `spawnwatch rules` lists them.";
+
+const REPLAY_FORMATS: &str = "\
+Formats, detected per file from its content (no flag), each with an example:
+  Sysmon or Security EVTX         spawnwatch replay Microsoft-Windows-Sysmon%4Operational.evtx
+  JSON lines, flat or nested      spawnwatch replay sysmon.jsonl   (NXLog, OTRF, evtx_dump -o jsonl, xmltodict)
+  Azure Monitor WindowsEvent      spawnwatch replay WindowsEvent.json   (EventData an object or JSON text)
+  Log Analytics Event table       spawnwatch replay Event.json   (EventData as XML)
+  Winlogbeat / Elastic ECS        spawnwatch replay winlogbeat.ndjson   (also Elasticsearch hits, _source)
+  Velociraptor parse_evtx rows    spawnwatch replay EvtxHunter.json   (System, EventData; {\"Value\":1})
+  pretty-printed JSON, arrays     spawnwatch replay export.json   (jq, evtx_dump -o json, exports)
+  envelopes of events             spawnwatch replay search.json   (Azure {\"records\":[..]}, Elasticsearch _search)
+  spawnwatch's own event lines    spawnwatch replay events.jsonl   (what `run --record` writes)
+  gzip and Zstandard, streamed    spawnwatch replay sysmon.jsonl.gz events.jsonl.zst
+  a zip of any of these           spawnwatch replay logs.zip
+  stdin                           unzip -p logs.zip | spawnwatch replay -
+A Windows event's field names are read in any letter case (EventId, processid); numbers
+as numbers, doubles (4688.0), decimal or 0x hex strings; times as text or as seconds,
+milliseconds, microseconds or nanoseconds since 1970.";
 
 const EXAMPLES: &str = "\
 Examples:
@@ -52,7 +84,8 @@ Examples:
   spawnwatch replay --ordered -o alerts.jsonl logs/   a whole directory, in input order
   spawnwatch check rules/ local.rules           validate rule files (exit 1 on errors)
   spawnwatch rules                              list the built-in rules
-  sudo spawnwatch run -o /var/log/spawnwatch.jsonl    watch this host live";
+  sudo spawnwatch run -o /var/log/spawnwatch.jsonl    watch this host live
+  spawnwatch report alerts.jsonl -o report.html      the write-up: incidents as trees";
 
 #[derive(Parser)]
 #[command(name = "spawnwatch", version, about = ABOUT, long_about = LONG_ABOUT, after_help = EXAMPLES)]
@@ -63,7 +96,8 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Replay recorded logs (EVTX, JSON lines, zip; a directory; `-` for stdin) through the rules.
+    /// Replay recorded logs (EVTX, JSON, zip, .gz, .zst; a directory; `-` for stdin) through the rules.
+    #[command(after_help = REPLAY_FORMATS)]
     Replay(ReplayArgs),
     /// Check rule files: every error and warning with file:line:column; exit 1 on errors.
     Check(CheckArgs),
@@ -80,6 +114,28 @@ enum Command {
     /// administrator / root. Ctrl+C or SIGTERM stops cleanly; SIGHUP reloads the rules and
     /// reopens the output files (log rotation).
     Run(RunArgs),
+    /// Run the sensor as a service that starts at boot: a Windows service (LocalSystem,
+    /// restarted on failure) or a systemd unit (its own user, two capabilities).
+    /// `spawnwatch service install --help` says more.
+    #[command(subcommand)]
+    Service(service::ServiceCommand),
+    /// Write alert files as one HTML page for the write-up: incidents, process trees.
+    ///
+    /// Reads the JSON lines `replay` and `run` write and writes one page: incidents per
+    /// host on a timeline, each incident's process tree (collapsible, with command
+    /// lines, users and times), the rules that fired with their ATT&CK ids, filters by
+    /// host, severity and rule. The page loads nothing from any network.
+    Report(ReportArgs),
+}
+
+#[derive(Args)]
+struct ReportArgs {
+    /// Alert files, JSON lines as `replay` and `run` write them; `-` for stdin.
+    #[arg(value_name = "ALERTS", required = true)]
+    alerts: Vec<PathBuf>,
+    /// The HTML file to write (replaced if it exists).
+    #[arg(long, short = 'o', value_name = "FILE")]
+    output: PathBuf,
 }
 
 #[derive(Args)]
@@ -109,7 +165,7 @@ struct OutputArgs {
     /// and evaluate rules. Default: the available cores.
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=1024))]
     workers: Option<u16>,
-    /// Alert storms: after N alerts of one rule under one parent process within the
+    /// Alert storms: after N alerts of one rule in one incident within the
     /// window, write one summary line instead of each further alert; 0 = never.
     /// Default: 20 for `run`, 0 for `replay` (a hunt wants every hit).
     #[arg(long, value_name = "N")]
@@ -117,6 +173,23 @@ struct OutputArgs {
     /// The storm window, in seconds (event time).
     #[arg(long, value_name = "SECS", default_value_t = 60)]
     storm_window: u64,
+    /// How stdout shows alerts: `pretty`, for people (each alert's process tree, the
+    /// alerts of one incident as branches of one tree), or `json`, one object per line.
+    /// Default: pretty when stdout is a terminal, json otherwise. Files and network
+    /// destinations always get JSON; with pretty and no `-o -`, stdout shows their
+    /// alerts beside them.
+    #[arg(long, value_enum, value_name = "FORMAT")]
+    format: Option<AlertFormat>,
+    /// Colour in the pretty view: `auto` (on a terminal, unless NO_COLOR is set),
+    /// `always` or `never`.
+    #[arg(long, value_enum, value_name = "WHEN", default_value_t = clap::ColorChoice::Auto)]
+    color: clap::ColorChoice,
+}
+
+#[derive(Copy, Clone, PartialEq, Eq, ValueEnum)]
+enum AlertFormat {
+    Json,
+    Pretty,
 }
 
 #[derive(Args)]
@@ -150,6 +223,10 @@ struct RunArgs {
     /// Seconds between stats lines (stderr, and a `stats` line in the output).
     #[arg(long, value_name = "SECS", default_value_t = 60)]
     stats_interval: u64,
+    /// Also keep the latest stats line in FILE, replaced each time (what
+    /// `spawnwatch service status` prints).
+    #[arg(long, value_name = "FILE")]
+    stats_file: Option<PathBuf>,
 }
 
 #[derive(Args)]
@@ -182,7 +259,14 @@ fn main() -> ExitCode {
         Command::Check(args) => check::run(&args.paths, matches!(args.format, Format::Json)),
         Command::Rules(args) => check::list(&args.paths),
         Command::Test(args) => test_command(&args.paths),
-        Command::Run(args) => run_command(args),
+        Command::Run(args) => {
+            signals::install().and_then(|signals| run_command(args, signals, Box::new(|| {})))
+        }
+        Command::Service(command) => service::command(command, sensor()),
+        Command::Report(args) => report::run(&args.alerts, &args.output).map(|said| {
+            eprintln!("spawnwatch: {said}");
+            ExitCode::SUCCESS
+        }),
         Command::Selftest => selftest::selftest().map(|passed| {
             if passed {
                 ExitCode::SUCCESS
@@ -198,6 +282,23 @@ fn main() -> ExitCode {
             ExitCode::from(2)
         }
     }
+}
+
+/// Where alerts go: every `--output` (stdout when none), and the terminal view as
+/// `--format` says.
+fn alert_outputs(output: &OutputArgs, hangups: &sink::Hangups) -> Result<sink::Outputs, String> {
+    use std::io::IsTerminal;
+    let pretty = match output.format {
+        Some(format) => format == AlertFormat::Pretty,
+        None => std::io::stdout().is_terminal(),
+    };
+    let color = match output.color {
+        clap::ColorChoice::Auto => anstream::ColorChoice::Auto,
+        clap::ColorChoice::Always => anstream::ColorChoice::Always,
+        clap::ColorChoice::Never => anstream::ColorChoice::Never,
+    };
+    let view = pretty.then(|| sink::Terminal::stdout(color));
+    sink::open_outputs(&output.output, &output.network, hangups, view)
 }
 
 fn pipeline_options(output: &OutputArgs, default_storm_limit: u32) -> pipeline::Options {
@@ -216,7 +317,7 @@ fn replay_command(args: ReplayArgs) -> Result<ExitCode, String> {
     let loaded = rules::load_or_report(&args.rules.rules, rules::Platform::All)?;
     let rules = std::sync::Arc::new(arc_swap::ArcSwap::from_pointee(loaded.rules));
     let mut options = pipeline_options(&args.output, 0);
-    let outputs = sink::open_outputs(&args.output.output, &args.output.network, &options.hangups)?;
+    let outputs = alert_outputs(&args.output, &options.hangups)?;
     options.ordered = args.ordered;
     options.explain = args.explain;
     // A stream (`tail -F log | spawnwatch replay -o FILE -`) runs as long as a live
@@ -241,7 +342,25 @@ fn replay_command(args: ReplayArgs) -> Result<ExitCode, String> {
     })
 }
 
-fn run_command(args: RunArgs) -> Result<ExitCode, String> {
+/// `run` as the service module sees it.
+fn sensor() -> service::Sensor {
+    let definition = Cli::command();
+    let definition = definition.find_subcommand("run").expect("the run command");
+    service::Sensor {
+        definition: definition.clone(),
+        run: |matches, signals, running| {
+            let args = RunArgs::from_arg_matches(matches).map_err(|e| e.to_string())?;
+            run_command(args, signals, running)
+        },
+    }
+}
+
+/// Runs the sensor until `signals.stop`; `running` is called once it watches.
+fn run_command(
+    args: RunArgs,
+    signals: signals::Signals,
+    running: Box<dyn FnOnce()>,
+) -> Result<ExitCode, String> {
     let start = run::platform_source(run::Role::Sensor)?;
     let loaded = rules::load_or_report(&args.rules.rules, rules::Platform::Native)?;
     let ids: Vec<&str> = loaded
@@ -251,14 +370,13 @@ fn run_command(args: RunArgs) -> Result<ExitCode, String> {
         .collect();
     eprintln!("spawnwatch: {} rules loaded: {}", ids.len(), ids.join(", "));
     let rules = std::sync::Arc::new(arc_swap::ArcSwap::from_pointee(loaded.rules));
-    let signals = signals::install()?;
     let mut reloader = reload::Reloader::new(
         args.rules.rules.clone(),
         rules.clone(),
         loaded.checked,
         signals.reload.clone(),
     )?;
-    let outputs = sink::open_outputs(&args.output.output, &args.output.network, &signals.hangups)?;
+    let outputs = alert_outputs(&args.output, &signals.hangups)?;
     let record = args
         .record
         .as_deref()
@@ -269,9 +387,18 @@ fn run_command(args: RunArgs) -> Result<ExitCode, String> {
         stats_interval: std::time::Duration::from_secs(args.stats_interval.max(1)),
         record,
         stop: signals.stop.clone(),
-        on_turn: Box::new(move |pipeline| reloader.poll(pipeline)),
+        on_turn: Box::new({
+            let mut running = Some(running);
+            move |pipeline| {
+                if let Some(running) = running.take() {
+                    running();
+                }
+                reloader.poll(pipeline)
+            }
+        }),
         restart: restart::Backoff::default(),
         outputs: outputs.figures,
+        stats_file: args.stats_file.map(service::StatsFile::new),
     };
     let options = pipeline::Options {
         host: source::host_facts(),
@@ -313,12 +440,12 @@ fn test_command(paths: &[PathBuf]) -> Result<ExitCode, String> {
     }
     let outcome = ruletest::run(&loaded.rules, &examples);
     for failure in &outcome.failures {
-        println!("{failure}\n");
+        outln!("{failure}\n");
     }
     for rule in &outcome.untested {
-        println!("warning: {rule}");
+        outln!("warning: {rule}");
     }
-    println!(
+    outln!(
         "{} passed, {} failed",
         outcome.passed,
         outcome.failures.len()

@@ -22,6 +22,8 @@
 use crate::alert::alert_line;
 use crate::event::ProcessEvent;
 use crate::facts::HostFacts;
+use crate::incident::summary::{IncidentLog, Row};
+use crate::incident::{Incident, Sighting};
 use crate::latency::AlertLatency;
 use crate::record::SourceEvent;
 use crate::sink::{Delivery, Figures, Hangups, Sink, Tally};
@@ -34,7 +36,7 @@ use dsl::{RuleSet, Scratch};
 use std::collections::{BTreeMap, HashMap};
 use std::io;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -94,6 +96,8 @@ pub struct Report {
     pub output: Tally,
     /// The same for `run --record`'s copy of the events.
     pub record: Option<Tally>,
+    /// Every incident, by host and first alert.
+    pub incidents: Vec<Row>,
 }
 
 /// Running totals, readable while the pipeline runs (for the live stats line).
@@ -104,6 +108,8 @@ pub struct Counters {
     pub suppressed: AtomicU64,
     pub latency: AlertLatency,
     pub output: Arc<Figures>,
+    /// The incidents so far, alerts written and suppressed.
+    pub incidents: Mutex<IncidentLog>,
 }
 
 impl Report {
@@ -119,7 +125,7 @@ impl Report {
 
 /// One alert on its way to the writer.
 struct Alert {
-    key: StormKey,
+    sighting: Sighting,
     time: DateTime<Utc>,
     line: String,
     /// When its batch's first event arrived, for [`AlertLatency`].
@@ -474,13 +480,16 @@ impl Evaluator {
             rules.evaluate(event, scratch, matched);
             alerts.extend(matched.iter().map(|&id| {
                 let meta = rules.meta(id);
+                let anchor = dsl::explain::anchor(&rules, id, event, scratch);
+                let incident = Incident::of(event, anchor);
                 Alert {
-                    key: storm_key(event, &meta.id),
+                    sighting: incident.sighting(event, meta),
                     time: event.timestamp.unwrap_or_else(Utc::now),
                     queued: batch.queued,
                     line: alert_line(
                         event,
                         meta,
+                        &incident.id,
                         self.explain
                             .then(|| dsl::explain::explain(&rules, id, event, scratch))
                             .as_deref(),
@@ -495,16 +504,6 @@ impl Evaluator {
         self.to_writer
             .send(ToWriter::Evaluated { seq, alerts })
             .is_ok()
-    }
-}
-
-fn storm_key(event: &ProcessEvent, rule: &str) -> StormKey {
-    let parent = event.ancestors().next().map(|e| &e.record);
-    StormKey {
-        rule: rule.to_string(),
-        hostname: event.hostname.clone(),
-        parent_pid: event.process.record.ppid,
-        parent_image: parent.and_then(|p| p.image_path.clone().or_else(|| p.exe.clone())),
     }
 }
 
@@ -579,6 +578,7 @@ impl Writer {
             suppressed: self.storm.suppressed_total,
             output: self.output.finish(),
             record: None,
+            incidents: self.totals.incidents.lock().unwrap().rows(),
         }
     }
 
@@ -611,15 +611,17 @@ impl Writer {
 
     fn write(&mut self, alerts: Vec<Alert>, by_rule: &mut HashMap<String, u64>) {
         for alert in alerts {
-            let (pass, summary) = self.storm.admit(&alert.key, alert.time);
+            let (pass, summary) = self.storm.admit(&StormKey::of(&alert.sighting), alert.time);
             if let Some(summary) = summary {
                 self.push(summary, true);
             }
+            let log = &self.totals.incidents;
+            log.lock().unwrap().record(&alert.sighting, !pass);
             if pass {
                 if self.push(alert.line, true) {
                     self.unflushed.push(alert.queued);
                 }
-                *by_rule.entry(alert.key.rule).or_default() += 1;
+                *by_rule.entry(alert.sighting.rule).or_default() += 1;
                 self.totals.alerts.fetch_add(1, Ordering::Relaxed);
             } else {
                 self.totals.suppressed.fetch_add(1, Ordering::Relaxed);
@@ -825,18 +827,22 @@ mod tests {
         assert_eq!(lines[0]["ancestors"], serde_json::json!([]));
     }
 
+    fn ordered_with_storm_limit(limit: u32) -> Options {
+        Options {
+            ordered: true,
+            storm: StormLimits {
+                limit,
+                ..StormLimits::default()
+            },
+            ..Options::default()
+        }
+    }
+
     #[test]
     fn a_storm_of_alerts_under_one_parent_is_summarised() {
         let mut events = vec![create(10, 1, "w3wp.exe")];
         events.extend((100..600).map(|pid| create(pid, 10, "cmd.exe")));
-        let options = Options {
-            ordered: true,
-            storm: StormLimits {
-                limit: 5,
-                ..StormLimits::default()
-            },
-            ..Options::default()
-        };
+        let options = ordered_with_storm_limit(5);
         let (lines, report) = run(vec![rule("R", "exe", "cmd.exe")], events, options);
         assert_eq!(lines.len(), 6);
         assert!(lines[..5].iter().all(|l| l["kind"] == "alert"));
@@ -844,6 +850,43 @@ mod tests {
         assert_eq!(lines[5]["suppressed"], 495);
         assert_eq!(report.suppressed, 495);
         assert_eq!(report.alerts["R"], 5);
+    }
+
+    /// A web shell's loop of `cmd /c whoami`: each whoami has its own shell for a
+    /// parent, but all are one incident, under the web server: one storm.
+    #[test]
+    fn a_storm_through_many_shells_of_one_web_server_is_one_storm_of_its_incident() {
+        let mut events = vec![create(10, 1, "w3wp.exe")];
+        for i in 0..100 {
+            events.push(create(1000 + i, 10, "cmd.exe"));
+            events.push(create(5000 + i, 1000 + i, "whoami.exe"));
+        }
+        let checked = dsl::check::check_sources(&[dsl::Source::new(
+            "t.rules",
+            r#"rule R { title: "t" severity: high attack: [T1505.003]
+                condition: exe == "whoami.exe" and ancestor[2](exe == "w3wp.exe") }"#,
+        )]);
+        let options = ordered_with_storm_limit(5);
+        let (lines, report) = run(checked.rules, events, options);
+        assert_eq!(lines.len(), 6, "5 alerts and the summary");
+        assert!(lines.iter().all(|l| l["incident"] == "WEB01/10/-"));
+        assert_eq!(lines[5]["kind"], "alert-summary");
+        assert_eq!(lines[5]["suppressed"], 95);
+        assert_eq!(
+            lines[5]["parent"],
+            serde_json::json!({"pid": 10, "image_path": "w3wp.exe"})
+        );
+        let incident = &report.incidents[..];
+        assert_eq!(incident.len(), 1);
+        assert_eq!(
+            (
+                incident[0].processes,
+                incident[0].alerts,
+                incident[0].suppressed
+            ),
+            (100, 100, 95),
+            "suppressed alerts count in the incident"
+        );
     }
 
     #[test]

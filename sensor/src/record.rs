@@ -41,7 +41,17 @@ pub struct ProcessRecord {
     pub original_file_name: Option<Text>,
 }
 
+/// The `pid` of a process whose source gave none (some NXLog exports drop Sysmon's
+/// `ProcessId`): it is evaluated, but never indexed by pid, so no child links to it.
+/// No real pid is this value (Windows pids are multiples of 4; Linux's stop at 2^22).
+pub const NO_PID: u32 = u32::MAX;
+
 impl ProcessRecord {
+    /// The pid, unless the source gave none ([`NO_PID`]).
+    pub fn known_pid(&self) -> Option<u32> {
+        (self.pid != NO_PID).then_some(self.pid)
+    }
+
     /// Fills `exe` from `image_path` when the source gave only the path.
     pub fn fill_exe(&mut self) {
         fill_exe(&mut self.exe, &self.image_path);

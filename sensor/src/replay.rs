@@ -1,5 +1,6 @@
 //! `spawnwatch replay`: recorded logs through the same pipeline as the live sensor.
 
+use crate::incident::summary::table;
 use crate::pipeline::{Options, Pipeline, Report, Rules};
 use crate::record::ReadItem;
 use crate::source::replay::{self, Input, Items, ReplayError};
@@ -18,6 +19,8 @@ pub struct ReadCounts {
     pub first_not_log: String,
     pub records: u64,
     pub process_events: u64,
+    /// Process creations whose record gave no pid: evaluated, not linked to children.
+    pub without_pid: u64,
     pub skipped: u64,
     /// Per kind: how many, and where the first one was.
     pub malformed: BTreeMap<&'static str, (u64, String)>,
@@ -99,6 +102,7 @@ fn read_one(
         match item {
             ReadItem::Event(event) => {
                 counts.process_events += 1;
+                counts.without_pid += u64::from(event.process.known_pid().is_none());
                 pipeline.push(*event);
             }
             ReadItem::Skipped => counts.skipped += 1,
@@ -134,6 +138,13 @@ pub fn print_summary(counts: &ReadCounts, report: &Report, elapsed: Duration) {
         counts.skipped,
         counts.malformed_total(),
     );
+    if counts.without_pid > 0 {
+        let _ = writeln!(
+            out,
+            "  without a process id: {} process creations (evaluated; no child can be linked to them)",
+            counts.without_pid
+        );
+    }
     for (kind, (n, first)) in &counts.malformed {
         let _ = writeln!(out, "  malformed {kind}: {n} (first: {first})");
     }
@@ -159,6 +170,10 @@ pub fn print_summary(counts: &ReadCounts, report: &Report, elapsed: Duration) {
             format!(" ({})", alerts.join(", "))
         }
     );
+    if !report.incidents.is_empty() {
+        let heading = format!("  incidents: {}", report.incidents.len());
+        let _ = write!(out, "{}", table(&heading, &report.incidents, "    "));
+    }
     let output = &report.output;
     if output.lost > 0 {
         let _ = writeln!(

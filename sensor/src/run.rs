@@ -7,9 +7,11 @@
 //! reader is gone) stops the source, drains what it already sent, flushes every alert
 //! and returns.
 
+use crate::incident::summary::table;
 use crate::pipeline::{Counters, Options, Pipeline, Report, Rules};
 use crate::record::SourceEvent;
 use crate::restart::{Backoff, Restarts};
+use crate::service::StatsFile;
 use crate::sink::{Delivery, Figures, OutputFigures, Sink};
 use crate::source::live::{LiveCounters, LiveSink, SourceEnd};
 use crossbeam_channel::{bounded, unbounded, Receiver};
@@ -38,6 +40,8 @@ pub struct RunConfig {
     pub restart: Backoff,
     /// Each destination's figures, when there are several or a network one.
     pub outputs: Vec<Arc<OutputFigures>>,
+    /// Where the latest stats line is kept (`--stats-file`), for `service status`.
+    pub stats_file: Option<StatsFile>,
 }
 
 /// How often the loop wakes without events, to notice a stop request.
@@ -89,6 +93,7 @@ pub fn run(
         started,
         restarts: 0,
         outputs: std::mem::take(&mut config.outputs),
+        stats_file: config.stats_file.take(),
     };
     let mut last_stats = Instant::now();
     while !config.stop.load(Ordering::Relaxed) && !pipeline.output_ended() {
@@ -143,12 +148,9 @@ pub fn run(
     run_figures.restarts = restarts.count();
     let mut report = pipeline
         .finish_with(move |totals, table_entries| {
-            Some(stats_line(
-                totals,
-                table_entries,
-                final_figures,
-                &run_figures,
-            ))
+            let line = stats_line(totals, table_entries, final_figures, &run_figures);
+            keep_stats(run_figures.stats_file.as_ref(), &line);
+            Some(line)
         })
         .map_err(|e| format!("the pipeline failed: {e}"))?;
     report.record = recorded;
@@ -200,16 +202,21 @@ struct RunFigures {
     started: Instant,
     restarts: u64,
     outputs: Vec<Arc<OutputFigures>>,
+    /// `--stats-file`: where the latest stats line is kept.
+    stats_file: Option<StatsFile>,
 }
 
 /// One stats line on stderr and as a JSON line of kind `stats` in the output.
 fn emit_stats(pipeline: &Pipeline, source: Value, run: &RunFigures) {
-    pipeline.write_stats_line(stats_line(
-        pipeline.counters(),
-        pipeline.table_len(),
-        source,
-        run,
-    ));
+    let line = stats_line(pipeline.counters(), pipeline.table_len(), source, run);
+    keep_stats(run.stats_file.as_ref(), &line);
+    pipeline.write_stats_line(line);
+}
+
+fn keep_stats(file: Option<&StatsFile>, line: &str) {
+    if let Some(file) = file {
+        file.save(line);
+    }
 }
 
 /// The stats figures as a JSON line, also printed on stderr.
@@ -246,6 +253,14 @@ fn stats_line(p: &Counters, table_entries: usize, mut source: Value, run: &RunFi
         });
     }
     eprintln!("spawnwatch: stats {}", human(&stats));
+    let changed = p.incidents.lock().unwrap().take_changed();
+    if !changed.is_empty() {
+        let heading = format!(
+            "spawnwatch: incidents with alerts since the last stats line: {}",
+            changed.len()
+        );
+        eprint!("{}", table(&heading, &changed, "  "));
+    }
     stats.to_string()
 }
 
@@ -306,8 +321,8 @@ impl LiveSource for crate::source::proc_connector::ProcConnector {
 #[cfg(target_os = "linux")]
 pub fn platform_source(_role: Role) -> Result<Start, String> {
     use crate::source::proc_connector::{seed, ProcConnector};
-    if unsafe { libc::geteuid() } != 0 {
-        eprintln!("spawnwatch: warning: not running as root: other users' processes will lack image paths and command lines (run with sudo)");
+    for warning in crate::source::proc_connector::check_privileges()? {
+        eprintln!("spawnwatch: warning: {warning}");
     }
     Ok(Box::new(|sink| {
         let source = ProcConnector::start(sink)?;
@@ -389,6 +404,7 @@ mod tests {
             on_turn: Box::new(|_| {}),
             restart: Backoff::default(),
             outputs: Vec::new(),
+            stats_file: None,
         }
     }
 
@@ -423,8 +439,11 @@ mod tests {
             ))
         });
         let rules = no_rules();
+        let kept = tempfile::tempdir().unwrap();
+        let stats_path = kept.path().join("stats.json");
         let config = RunConfig {
             record: Some(Box::new(recorded.clone())),
+            stats_file: Some(StatsFile::new(stats_path.clone())),
             ..config(stop)
         };
         let options = Options {
@@ -459,6 +478,11 @@ mod tests {
             stats["alert_latency_us"],
             Value::Null,
             "no alert, no figures"
+        );
+        assert_eq!(
+            std::fs::read_to_string(&stats_path).unwrap(),
+            format!("{}\n", lines.last().unwrap()),
+            "--stats-file keeps the final stats line"
         );
     }
 

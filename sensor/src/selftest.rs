@@ -69,6 +69,7 @@ pub fn selftest() -> Result<bool, String> {
         }),
         restart: Backoff::default(),
         outputs: Vec::new(),
+        stats_file: None,
     };
     // The sensor runs here; the fake web server is played from another thread, which
     // stops the sensor once it has its answer.
@@ -93,14 +94,19 @@ pub fn selftest() -> Result<bool, String> {
     let p = &PROVOCATION;
     match outcome {
         Ok(alert) => {
-            println!(
+            outln!(
                 "PASS: {} -> {} raised {} ({}) within {:.1} s; {} process events seen",
-                alert.0, p.child_exe, p.rule, alert.1, alert.2, report.evaluated
+                alert.0,
+                p.child_exe,
+                p.rule,
+                alert.1,
+                alert.2,
+                report.evaluated
             );
             Ok(true)
         }
         Err(what) => {
-            println!(
+            outln!(
                 "FAIL: expected {} for {} -> {} within {} s; {what}; {} process events seen",
                 p.rule,
                 p.server_name,

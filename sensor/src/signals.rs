@@ -83,12 +83,18 @@ impl Signals {
                 true
             }
             CTRL_CLOSE_EVENT | CTRL_LOGOFF_EVENT | CTRL_SHUTDOWN_EVENT => {
-                self.stop.store(true, Ordering::Relaxed);
-                self.finished.wait(grace);
+                self.stop_and_wait(grace);
                 true
             }
             _ => false,
         }
+    }
+
+    /// The process is about to be ended: stops the run and waits, at most `grace`,
+    /// until it has drained and flushed.
+    pub fn stop_and_wait(&self, grace: Duration) {
+        self.stop.store(true, Ordering::Relaxed);
+        self.finished.wait(grace);
     }
 }
 
@@ -146,6 +152,10 @@ pub fn install() -> Result<Signals, String> {
     // SAFETY: the handler is a plain function that lives as long as the process.
     unsafe { SetConsoleCtrlHandler(Some(console_handler), true) }
         .map_err(|e| format!("cannot install the console control handler: {e}"))?;
+    // Log-off and shutdown reach this process as window messages, not console events.
+    if let Err(e) = crate::end_session::watch(&signals) {
+        eprintln!("spawnwatch: warning: {e}: a log-off or shutdown will end the sensor without its final flush");
+    }
     Ok(signals)
 }
 

@@ -1,15 +1,18 @@
 //! Alert-storm suppression: a web shell in a loop can start thousands of processes a
-//! minute. Per rule and parent process, the first `limit` alerts within `window` pass;
-//! further ones are counted, and one summary line replaces them when the window closes.
+//! minute. Per rule and incident (see [`crate::incident`]), the first `limit` alerts
+//! within `window` pass; further ones are counted, and one summary line replaces them
+//! when the window closes. Per incident rather than per parent: each `cmd /c whoami`
+//! a web shell runs is a new parent, so a loop of them was never one storm.
 
-use crate::record::Text;
+use crate::incident::Sighting;
 use chrono::{DateTime, Duration, Utc};
 use serde_json::json;
 use std::collections::HashMap;
 
 #[derive(Copy, Clone, Debug)]
 pub struct StormLimits {
-    /// Alerts per rule and parent that pass within one window; 0 turns suppression off.
+    /// Alerts per rule and incident that pass within one window; 0 turns suppression
+    /// off.
     pub limit: u32,
     pub window: Duration,
 }
@@ -23,13 +26,29 @@ impl Default for StormLimits {
     }
 }
 
-/// Which alerts count together: one rule, one parent process on one host.
+/// Which alerts count together: one rule in one incident. The rest is what the
+/// summary line says of the incident.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct StormKey {
     pub rule: String,
-    pub hostname: Option<Text>,
-    pub parent_pid: Option<u32>,
-    pub parent_image: Option<Text>,
+    pub incident: String,
+    pub hostname: Option<String>,
+    /// The process the incident is grouped under.
+    pub server_pid: u32,
+    pub server_image: Option<String>,
+}
+
+impl StormKey {
+    pub fn of(sighting: &Sighting) -> StormKey {
+        let server = &sighting.server;
+        StormKey {
+            rule: sighting.rule.clone(),
+            incident: sighting.incident.clone(),
+            hostname: sighting.host.clone(),
+            server_pid: server.pid,
+            server_image: server.image_path.clone().or_else(|| server.exe.clone()),
+        }
+    }
 }
 
 #[derive(Debug)]
@@ -106,13 +125,14 @@ impl StormGuard {
             json!({
                 "kind": "alert-summary",
                 "hostname": key.hostname,
+                "incident": key.incident,
                 "rule": {"id": key.rule},
-                "parent": {"pid": key.parent_pid, "image_path": key.parent_image},
+                "parent": {"pid": key.server_pid, "image_path": key.server_image},
                 "suppressed": w.suppressed,
                 "alerted": w.passed,
                 "window_start": w.opened.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
                 "last_suppressed": w.last.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
-                "message": format!("{} more alerts of rule {} for this parent were suppressed after the first {}", w.suppressed, key.rule, w.passed),
+                "message": format!("{} more alerts of rule {} in this incident were suppressed after the first {}", w.suppressed, key.rule, w.passed),
             })
             .to_string()
         })
@@ -126,9 +146,10 @@ mod tests {
     fn key(pid: u32) -> StormKey {
         StormKey {
             rule: "R".into(),
+            incident: format!("h/{pid}/-"),
             hostname: Some("h".into()),
-            parent_pid: Some(pid),
-            parent_image: None,
+            server_pid: pid,
+            server_image: None,
         }
     }
 
@@ -151,16 +172,17 @@ mod tests {
         assert_eq!(summary["kind"], "alert-summary");
         assert_eq!(summary["suppressed"], 997);
         assert_eq!(summary["parent"]["pid"], 1);
+        assert_eq!(summary["incident"], "h/1/-");
     }
 
     #[test]
-    fn each_parent_has_its_own_budget_and_a_new_window_opens_after_the_old() {
+    fn each_incident_has_its_own_budget_and_a_new_window_opens_after_the_old() {
         let mut g = StormGuard::new(StormLimits {
             limit: 1,
             window: Duration::seconds(10),
         });
         assert!(g.admit(&key(1), t(0)).0);
-        assert!(g.admit(&key(2), t(0)).0, "another parent");
+        assert!(g.admit(&key(2), t(0)).0, "another incident");
         assert!(!g.admit(&key(1), t(1)).0);
         let (passed, summary) = g.admit(&key(1), t(20));
         assert!(passed, "a new window");

@@ -10,7 +10,7 @@
 //! as long as some descendant's entry links to it.
 
 use crate::facts::FactCache;
-use crate::record::{Action, ParentFields, ProcessRecord, SourceEvent, Text};
+use crate::record::{Action, ParentFields, ProcessRecord, SourceEvent, Text, NO_PID};
 use chrono::{DateTime, Duration, Utc};
 use rustc_hash::FxHashMap;
 use std::collections::VecDeque;
@@ -183,6 +183,10 @@ impl HostTable {
             .filter(|&ppid| ppid != pid)
             .and_then(|ppid| self.parent_for(ppid, &event.parent));
         let entry = Arc::new(Entry::new(record, event.timestamp, parent));
+        // Without a pid, nothing can name it as a parent or end it.
+        if pid == NO_PID {
+            return entry;
+        }
         if let Some(old) = self.live.insert(pid, entry.clone()) {
             // pid reuse without a terminate in between: the old holder has ended.
             self.retire(pid, event.timestamp, old, limits);
@@ -363,6 +367,23 @@ mod tests {
         assert_eq!(chain(&late), ["notepad.exe"]);
         // The earlier child keeps the parent it had when it started.
         assert_eq!(chain(&early), ["w3wp.exe"]);
+    }
+
+    #[test]
+    fn a_process_without_a_pid_links_to_its_parent_but_is_never_indexed() {
+        let mut t = ProcessTable::default();
+        t.apply(&mut create("h", 100, 4, "w3wp.exe", 0));
+        let shell = t
+            .apply(&mut create("h", NO_PID, 100, "cmd.exe", 1))
+            .unwrap();
+        assert_eq!(chain(&shell), ["w3wp.exe"]);
+        // A second one does not end the first, and nothing can name either as parent.
+        t.apply(&mut create("h", NO_PID, 100, "cmd.exe", 2));
+        assert_eq!(t.len(), 1);
+        let orphan = t
+            .apply(&mut create("h", 300, NO_PID, "whoami.exe", 3))
+            .unwrap();
+        assert!(chain(&orphan).is_empty());
     }
 
     #[test]

@@ -5,7 +5,8 @@ use super::fanout::{Fanout, OutputFigures};
 use super::forward::{Forwarder, SendFigures, SpoolSink};
 use super::http::{Format, Http};
 use super::syslog::{Secure, Syslog, Transport};
-use super::{spool, Delivery, Hangups, Sink};
+use super::watched::Watched;
+use super::{spool, Delivery, Hangups, Sink, Terminal};
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::sync::Arc;
@@ -332,11 +333,15 @@ impl Tls {
     }
 }
 
-/// Opens every destination (stdout when none is given).
+/// Opens every destination (stdout when none is given). `view`, the terminal view,
+/// is what stdout shows instead of JSON lines; without stdout among the destinations,
+/// it shows their alerts beside them (see [`Watched`]). Files and network
+/// destinations always get JSON.
 pub fn open_outputs(
     destinations: &[Destination],
     network: &NetworkArgs,
     hangups: &Hangups,
+    mut view: Option<Terminal>,
 ) -> Result<Outputs, String> {
     let stdout = [Destination::Stdout];
     let destinations = if destinations.is_empty() {
@@ -344,14 +349,29 @@ pub fn open_outputs(
     } else {
         destinations
     };
-    if let [only] = destinations {
-        if !only.is_network() {
-            return Ok(Outputs {
-                sink: open_local(only)?,
-                figures: Vec::new(),
-            });
-        }
-    }
+    let Outputs { sink, figures } = match destinations {
+        [only] if !only.is_network() => Outputs {
+            sink: open_local(only, &mut view)?,
+            figures: Vec::new(),
+        },
+        _ => fan_out(destinations, network, hangups, &mut view)?,
+    };
+    Ok(Outputs {
+        sink: match view {
+            Some(view) => Box::new(Watched::new(sink, Box::new(view))),
+            None => sink,
+        },
+        figures,
+    })
+}
+
+/// Each destination with a thread and a queue of its own.
+fn fan_out(
+    destinations: &[Destination],
+    network: &NetworkArgs,
+    hangups: &Hangups,
+    view: &mut Option<Terminal>,
+) -> Result<Outputs, String> {
     let tls = Tls::new(destinations, network)?;
     let spool_dir = network.spool_dir.clone().unwrap_or_else(default_spool_dir);
     let mut deliveries = Vec::new();
@@ -363,7 +383,7 @@ pub fn open_outputs(
             let (sink, spool, send) = open_network(destination, &name, &dir, network, &tls)?;
             (sink, Some((spool, send)))
         } else {
-            (open_local(destination)?, None)
+            (open_local(destination, view)?, None)
         };
         let delivery = Delivery::new(sink, "alerts", hangups.clone());
         figures.push(Arc::new(OutputFigures {
@@ -379,10 +399,17 @@ pub fn open_outputs(
     })
 }
 
-fn open_local(destination: &Destination) -> Result<Box<dyn Sink>, String> {
+/// A file, or stdout: the terminal view when there is one (it is taken), else JSON.
+fn open_local(
+    destination: &Destination,
+    view: &mut Option<Terminal>,
+) -> Result<Box<dyn Sink>, String> {
     let path = match destination {
         Destination::File(path) => Some(path.as_path()),
-        _ => None,
+        _ => match view.take() {
+            Some(view) => return Ok(Box::new(view)),
+            None => None,
+        },
     };
     super::open(path).map_err(|e| e.to_string())
 }

@@ -1,7 +1,7 @@
 //! Lines kept in memory, and failures on demand, for tests.
 
 use super::{Line, Sink, Stopped};
-use std::io;
+use std::io::{self, Write};
 use std::sync::{Arc, Mutex};
 
 /// Every line written, in order; while `failing` holds an error kind, every write
@@ -65,7 +65,38 @@ impl Sink for Memory {
     }
 }
 
-/// Counted lines of `texts`.
+/// Takes bytes until it has `room`, then fails as a full disk does: a short write
+/// first, then ENOSPC.
+pub(crate) struct Disk {
+    pub(crate) bytes: Vec<u8>,
+    pub(crate) room: usize,
+}
+
+impl Disk {
+    pub(crate) fn with_room(room: usize) -> Disk {
+        Disk {
+            bytes: Vec::new(),
+            room,
+        }
+    }
+}
+
+impl Write for Disk {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let n = buf.len().min(self.room - self.bytes.len());
+        if n == 0 {
+            return Err(io::Error::from_raw_os_error(28));
+        }
+        self.bytes.extend_from_slice(&buf[..n]);
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Counted lines of these texts.
 pub(crate) fn lines(texts: &[&str]) -> Vec<Line> {
     texts
         .iter()

@@ -1,5 +1,5 @@
 //! Where output lines go. Each output is a file here behind the one [`Sink`] trait
-//! (stdout, a file, a channel, syslog, HTTP).
+//! (stdout, a file, a channel, the terminal view, syslog, HTTP).
 //!
 //! An output only delivers lines and says what went wrong. Everything around that is
 //! the same for every output and lives in [`Delivery`]: lines the output cannot take
@@ -19,20 +19,23 @@ mod file;
 mod forward;
 mod http;
 #[cfg(test)]
-mod memory;
+pub(crate) mod memory;
+mod pretty;
 mod spool;
-mod stdout;
+pub mod stdout;
 mod stream;
 mod syslog;
 #[cfg(feature = "tls")]
 mod tls;
+mod watched;
 
 pub use channel::ChannelSink;
 pub use delivery::{Delivery, Figures, Hangups, Tally};
-pub use destination::{open_outputs, Destination, NetworkArgs};
+pub use destination::{open_outputs, Destination, NetworkArgs, Outputs};
 pub use fanout::OutputFigures;
 #[cfg(test)]
 pub(crate) use memory::Memory;
+pub use pretty::Terminal;
 
 use std::io;
 use std::path::Path;

@@ -88,46 +88,12 @@ pub(super) fn write_all(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    /// Takes bytes until it has `room`, then fails as a full disk does: a short write
-    /// first, then ENOSPC.
-    struct Disk {
-        bytes: Vec<u8>,
-        room: usize,
-    }
-
-    impl Write for Disk {
-        fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-            let n = buf.len().min(self.room - self.bytes.len());
-            if n == 0 {
-                return Err(io::Error::from_raw_os_error(28));
-            }
-            self.bytes.extend_from_slice(&buf[..n]);
-            Ok(n)
-        }
-
-        fn flush(&mut self) -> io::Result<()> {
-            Ok(())
-        }
-    }
-
-    fn lines(texts: &[&str]) -> Vec<Line> {
-        texts
-            .iter()
-            .map(|t| Line {
-                text: t.to_string(),
-                counted: true,
-            })
-            .collect()
-    }
+    use crate::sink::memory::{lines, Disk};
 
     #[test]
     fn a_line_cut_short_by_a_full_disk_is_resumed_not_repeated() {
         let lines = lines(&["first", "second", "third"]);
-        let mut disk = Disk {
-            bytes: Vec::new(),
-            room: 9,
-        };
+        let mut disk = Disk::with_room(9);
         let mut stream = LineStream::default();
         let stopped = stream.write(&mut disk, &lines).unwrap_err();
         assert_eq!(stopped.delivered, 1, "`first\\n` went out whole");
@@ -141,17 +107,11 @@ mod tests {
     #[test]
     fn after_a_restart_a_line_cut_short_is_written_whole() {
         let lines = lines(&["first", "second"]);
-        let mut old = Disk {
-            bytes: Vec::new(),
-            room: 9,
-        };
+        let mut old = Disk::with_room(9);
         let mut stream = LineStream::default();
         stream.write(&mut old, &lines).unwrap_err();
         stream.restart();
-        let mut new = Disk {
-            bytes: Vec::new(),
-            room: 100,
-        };
+        let mut new = Disk::with_room(100);
         stream.write(&mut new, &lines[1..]).unwrap();
         assert_eq!(new.bytes, b"second\n");
     }

@@ -40,11 +40,13 @@
 //! ignored.
 
 mod parse;
+mod privileges;
 mod procfs;
 mod repeat;
 mod socket;
 
 pub use parse::{parse_messages, ProcEvent};
+pub use privileges::{check_privileges, NEEDED as NEEDED_CAPABILITIES};
 pub use procfs::{ProcFs, UserNames};
 
 use crate::record::{Action, ProcessRecord, SourceEvent, Text};
@@ -366,7 +368,7 @@ impl Reader {
 fn refusal(errno: u32) -> String {
     let err = std::io::Error::from_raw_os_error(errno as i32);
     let hint = if errno as i32 == libc::EPERM {
-        " (needs root or CAP_NET_ADMIN in the initial user namespace)"
+        ": CAP_NET_ADMIN is missing (before Linux 6.6 listening needs root or CAP_NET_ADMIN in the initial user namespace)"
     } else {
         ""
     };

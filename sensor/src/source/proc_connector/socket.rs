@@ -8,16 +8,21 @@ use std::time::Duration;
 /// How much the kernel may queue for us before it drops events (ENOBUFS).
 const RECEIVE_BUFFER: libc::c_int = 8 << 20;
 
-const NEEDS_PRIVILEGE: &str = "the process-events connector needs root or CAP_NET_ADMIN";
+const NEEDS_PRIVILEGE: &str =
+    "CAP_NET_ADMIN is missing: before Linux 6.6 the process-events connector needs root or CAP_NET_ADMIN";
 
 pub(crate) struct ConnectorSocket {
     fd: OwnedFd,
 }
 
 fn last_error(what: &str) -> String {
-    let err = io::Error::last_os_error();
+    explain(what, io::Error::last_os_error())
+}
+
+/// `what` failed with `err`: what that means here.
+fn explain(what: &str, err: io::Error) -> String {
     match err.raw_os_error() {
-        Some(libc::EPERM) | Some(libc::EACCES) => format!("{what}: {err} ({NEEDS_PRIVILEGE})"),
+        Some(libc::EPERM) | Some(libc::EACCES) => format!("{what}: {err}: {NEEDS_PRIVILEGE}"),
         Some(libc::EPROTONOSUPPORT) => {
             format!("{what}: {err} (kernel built without CONFIG_CONNECTOR/CONFIG_PROC_EVENTS?)")
         }
@@ -164,5 +169,24 @@ impl ConnectorSocket {
             return Err(io::Error::last_os_error());
         }
         Ok((n as usize, addr.nl_pid))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_bind_refused_for_privilege_names_the_missing_capability() {
+        for errno in [libc::EPERM, libc::EACCES] {
+            let message = explain(
+                "bind to the CN_IDX_PROC group",
+                io::Error::from_raw_os_error(errno),
+            );
+            assert!(
+                message.contains(": CAP_NET_ADMIN is missing: before Linux 6.6"),
+                "{message}"
+            );
+        }
     }
 }

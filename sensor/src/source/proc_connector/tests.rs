@@ -735,3 +735,13 @@ fn without_root_start_is_refused_clearly_or_works() {
         }
     }
 }
+
+#[test]
+fn a_listen_refused_for_privilege_names_the_missing_capability() {
+    let message = refusal(libc::EPERM as u32);
+    assert!(
+        message.contains(": CAP_NET_ADMIN is missing (before Linux 6.6"),
+        "{message}"
+    );
+    assert!(!refusal(libc::EINVAL as u32).contains("CAP_"));
+}

@@ -75,10 +75,10 @@ impl<'a> Cursor<'a> {
             self.skip_spaces();
             self.expect(b':')?;
             self.skip_spaces();
-            let key = Key::lookup(&name);
+            let key = Key::find(&name);
             let value = self.scalar(key.is_some())?;
             if let Some(key) = key {
-                doc.set(key, value);
+                doc.put(key, value);
             }
             self.skip_spaces();
             match self.peek()? {

@@ -1,6 +1,7 @@
 //! JSON lines: flat or nested Windows events and spawnwatch's own lines, mixed freely.
 //! Lines are cut out of one large reused buffer; the pre-filter spares the parser the
-//! lines that cannot be process events.
+//! lines that cannot be process events. Pretty-printed JSON is cut into records by
+//! `json_values` and mapped here the same way.
 
 use super::fields::{Doc, Key};
 use super::prefilter::Prefilter;
@@ -10,9 +11,16 @@ use std::io::{self, Read};
 use std::sync::Arc;
 
 /// What one `read` asks for; the buffer starts at this size and grows for long lines.
-const BUFFER: usize = 1 << 20;
-/// A line longer than this is reported and skipped rather than buffered.
-const MAX_LINE: usize = 256 << 20;
+pub(crate) const BUFFER: usize = 1 << 20;
+/// A line (or record) longer than this is reported and skipped rather than buffered.
+pub(crate) const MAX_LINE: usize = 256 << 20;
+
+/// Cuts an input into records: lines, or JSON values ([`super::json_values`]).
+pub(crate) trait Cut {
+    /// The next record's line number and bytes, or an item to report in its place (an
+    /// over-long record, a read error); `None` at the end of the input.
+    fn next_raw(&mut self) -> Option<Result<(u64, &[u8]), ReadItem>>;
+}
 
 /// Maps one record that parsed: a Windows event when it has an `EventID`, else a
 /// spawnwatch line when it has an `action`, else something else (skipped).
@@ -46,36 +54,29 @@ pub(crate) fn label_item(item: ReadItem, label: Option<&str>) -> ReadItem {
     }
 }
 
-/// Cuts an input into lines in one large reused buffer.
-pub(crate) struct LineCutter<R> {
+/// An input read into one large reused buffer: the unread bytes are `buf[start..end]`.
+pub(crate) struct Window<R> {
     reader: R,
-    buf: Vec<u8>,
-    /// The unread bytes are `buf[start..end]`.
-    start: usize,
-    end: usize,
-    eof: bool,
-    /// A read failed: the input ends here.
-    failed: bool,
-    /// The number of the last line cut.
-    line: u64,
+    pub(crate) buf: Vec<u8>,
+    pub(crate) start: usize,
+    pub(crate) end: usize,
+    pub(crate) eof: bool,
 }
 
-impl<R: Read> LineCutter<R> {
-    pub(crate) fn new(reader: R) -> LineCutter<R> {
-        LineCutter {
+impl<R: Read> Window<R> {
+    pub(crate) fn new(reader: R) -> Window<R> {
+        Window {
             reader,
             buf: vec![0; BUFFER],
             start: 0,
             end: 0,
             eof: false,
-            failed: false,
-            line: 0,
         }
     }
 
     /// Fills the buffer after `end`, moving the unread bytes to the front and growing the
     /// buffer when they fill it.
-    fn fill(&mut self) -> io::Result<()> {
+    pub(crate) fn fill(&mut self) -> io::Result<()> {
         if self.start > 0 {
             self.buf.copy_within(self.start..self.end, 0);
             self.end -= self.start;
@@ -100,32 +101,51 @@ impl<R: Read> LineCutter<R> {
             }
         }
     }
+}
+
+/// Cuts an input into lines in one large reused buffer.
+pub(crate) struct LineCutter<R> {
+    w: Window<R>,
+    /// A read failed: the input ends here.
+    failed: bool,
+    /// The number of the last line cut.
+    line: u64,
+}
+
+impl<R: Read> LineCutter<R> {
+    pub(crate) fn new(reader: R) -> LineCutter<R> {
+        LineCutter {
+            w: Window::new(reader),
+            failed: false,
+            line: 0,
+        }
+    }
 
     /// The next line (without `\n`) as a range of `buf`, or an item to report instead.
     fn next_line(&mut self) -> Option<Result<(usize, usize), ReadItem>> {
         let mut searched = 0;
         loop {
-            let unread = &self.buf[self.start + searched..self.end];
+            let unread = &self.w.buf[self.w.start + searched..self.w.end];
             if let Some(n) = memchr::memchr(b'\n', unread) {
-                let line = (self.start, self.start + searched + n);
-                self.start = line.1 + 1;
+                let line = (self.w.start, self.w.start + searched + n);
+                self.w.start = line.1 + 1;
                 self.line += 1;
                 return Some(Ok(line));
             }
-            if self.eof {
-                if self.start == self.end {
+            if self.w.eof {
+                if self.w.start == self.w.end {
                     return None;
                 }
-                let line = (self.start, self.end);
-                self.start = self.end;
+                let line = (self.w.start, self.w.end);
+                self.w.start = self.w.end;
                 self.line += 1;
                 return Some(Ok(line));
             }
-            if self.end - self.start > MAX_LINE {
+            if self.w.end - self.w.start > MAX_LINE {
                 return Some(Err(self.skip_long_line()));
             }
-            searched = self.end - self.start;
-            if let Err(e) = self.fill() {
+            searched = self.w.end - self.w.start;
+            if let Err(e) = self.w.fill() {
                 self.failed = true;
                 return Some(Err(ReadItem::Malformed {
                     kind: "read-error",
@@ -141,16 +161,16 @@ impl<R: Read> LineCutter<R> {
         self.line += 1;
         let location = Location::Line(self.line);
         loop {
-            if let Some(n) = memchr::memchr(b'\n', &self.buf[self.start..self.end]) {
-                self.start += n + 1;
+            if let Some(n) = memchr::memchr(b'\n', &self.w.buf[self.w.start..self.w.end]) {
+                self.w.start += n + 1;
                 break;
             }
-            self.start = 0;
-            self.end = 0;
-            if self.eof {
+            self.w.start = 0;
+            self.w.end = 0;
+            if self.w.eof {
                 break;
             }
-            if let Err(e) = self.fill() {
+            if let Err(e) = self.w.fill() {
                 self.failed = true;
                 return ReadItem::Malformed {
                     kind: "read-error",
@@ -165,33 +185,33 @@ impl<R: Read> LineCutter<R> {
             message: format!("line longer than {} MiB, skipped", MAX_LINE >> 20),
         }
     }
+}
 
-    /// The next line's number and bytes, or an item to report in its place (an
-    /// over-long line, a read error); `None` at the end of the input.
-    pub(crate) fn next_raw(&mut self) -> Option<Result<(u64, &[u8]), ReadItem>> {
+impl<R: Read> Cut for LineCutter<R> {
+    fn next_raw(&mut self) -> Option<Result<(u64, &[u8]), ReadItem>> {
         if self.failed {
             return None;
         }
         Some(
             self.next_line()?
-                .map(|(from, to)| (self.line, &self.buf[from..to])),
+                .map(|(from, to)| (self.line, &self.w.buf[from..to])),
         )
     }
 }
 
-/// JSON lines read and mapped one after another.
-pub(crate) struct JsonLines<R> {
-    cutter: LineCutter<R>,
+/// JSON records (lines, or values) read and mapped one after another.
+pub(crate) struct JsonRecords<C> {
+    cutter: C,
     file: Arc<str>,
     /// Set for archive entries: prefixed to messages.
     label: Option<Arc<str>>,
     prefilter: Prefilter,
 }
 
-impl<R: Read> JsonLines<R> {
-    pub(crate) fn new(reader: R, file: Arc<str>, label: Option<Arc<str>>) -> JsonLines<R> {
-        JsonLines {
-            cutter: LineCutter::new(reader),
+impl<C: Cut> JsonRecords<C> {
+    pub(crate) fn new(cutter: C, file: Arc<str>, label: Option<Arc<str>>) -> JsonRecords<C> {
+        JsonRecords {
+            cutter,
             file,
             label,
             prefilter: Prefilter::new(),
@@ -253,7 +273,7 @@ fn map_line(
     })
 }
 
-impl<R: Read> Iterator for JsonLines<R> {
+impl<C: Cut> Iterator for JsonRecords<C> {
     type Item = ReadItem;
 
     fn next(&mut self) -> Option<ReadItem> {
@@ -271,12 +291,12 @@ impl<R: Read> Iterator for JsonLines<R> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
     use crate::record::Action;
 
     fn read(bytes: &[u8]) -> Vec<ReadItem> {
-        JsonLines::new(bytes, "t.jsonl".into(), None).collect()
+        JsonRecords::new(LineCutter::new(bytes), "t.jsonl".into(), None).collect()
     }
 
     fn summary(items: &[ReadItem]) -> Vec<String> {
@@ -329,8 +349,8 @@ mod tests {
         assert_eq!(e.origin.file.as_deref(), Some("t.jsonl"));
     }
 
-    /// A reader that hands out a few bytes at a time, to cut lines across reads.
-    struct Trickle<'a>(&'a [u8], usize);
+    /// A reader that hands out a few bytes at a time, to cut records across reads.
+    pub(in crate::source::replay) struct Trickle<'a>(pub &'a [u8], pub usize);
 
     impl Read for Trickle<'_> {
         fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
@@ -349,8 +369,12 @@ mod tests {
         );
         let input = format!("{line}{line}");
         for step in [1 << 16, 7919] {
-            let items: Vec<_> =
-                JsonLines::new(Trickle(input.as_bytes(), step), "t".into(), None).collect();
+            let items: Vec<_> = JsonRecords::new(
+                LineCutter::new(Trickle(input.as_bytes(), step)),
+                "t".into(),
+                None,
+            )
+            .collect();
             assert_eq!(summary(&items), ["event 7 Line(1)", "event 7 Line(2)"]);
         }
     }
@@ -370,8 +394,12 @@ mod tests {
 
     #[test]
     fn a_read_error_is_reported_once_and_ends_the_input() {
-        let items: Vec<_> =
-            JsonLines::new(Failing(false), "t".into(), Some("a.zip!t".into())).collect();
+        let items: Vec<_> = JsonRecords::new(
+            LineCutter::new(Failing(false)),
+            "t".into(),
+            Some("a.zip!t".into()),
+        )
+        .collect();
         assert_eq!(summary(&items), ["event 1 Line(1)", "read-error Line(2)"]);
         let ReadItem::Malformed { message, .. } = &items[1] else {
             panic!()

@@ -1,19 +1,19 @@
-//! JSON lines parsed by the pipeline's workers, for plain files and streams, where
+//! JSON records parsed by the pipeline's workers, for plain files and streams, where
 //! parsing is most of a replay's work: one thread cuts the input into chunks of whole
-//! lines, each chunk is mapped by a [`Job`] on a pool thread or on the thread iterating
+//! records (lines, or pretty-printed values), each chunk is mapped by a [`Job`] on a pool thread or on the thread iterating
 //! (while it waits), and the iterator hands the items back in input order. Jobs never
 //! block (their results go to an unbounded channel); a fixed number of tokens bounds the
 //! chunks in flight instead. Dropping the iterator stops the cutting thread, even with
 //! no pool thread left to take its queued jobs.
 
-use super::jsonl::{line_item, LineCutter};
+use super::jsonl::{line_item, Cut};
 use super::prefilter::Prefilter;
 use super::producer::reader_failed;
 use crate::pipeline::{Job, JobQueue};
 use crate::record::{Location, ReadItem};
 use crossbeam_channel::{bounded, unbounded, Receiver, Sender};
 use std::collections::BTreeMap;
-use std::io::{self, Read};
+use std::io;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::Arc;
 
@@ -47,10 +47,10 @@ impl Chunk {
     }
 }
 
-/// Reads JSON lines from `reader`, parsing them on whoever runs `jobs` (the thread
-/// that iterates too, while it waits).
-pub(crate) fn read<R: Read + Send + 'static>(
-    reader: R,
+/// Reads the JSON records `cutter` cuts, parsing them on whoever runs `jobs` (the
+/// thread that iterates too, while it waits).
+pub(crate) fn read<C: Cut + Send + 'static>(
+    cutter: C,
     file: Arc<str>,
     jobs: JobQueue,
 ) -> io::Result<super::Items> {
@@ -61,7 +61,7 @@ pub(crate) fn read<R: Read + Send + 'static>(
     }
     // Nothing is ever sent: the channel closes when the iterator is dropped.
     let (reading, iterator_gone) = bounded::<()>(0);
-    let cutter = Cutter {
+    let pool_cutter = Cutter {
         jobs: jobs.clone(),
         tokens,
         iterator_gone,
@@ -70,7 +70,7 @@ pub(crate) fn read<R: Read + Send + 'static>(
     };
     std::thread::Builder::new()
         .name(format!("replay cut {file}"))
-        .spawn(move || cutter.run(reader))?;
+        .spawn(move || pool_cutter.run(cutter))?;
     Ok(Box::new(
         InOrder {
             jobs,
@@ -94,8 +94,7 @@ struct Cutter {
 }
 
 impl Cutter {
-    fn run<R: Read>(&self, reader: R) {
-        let mut cutter = LineCutter::new(reader);
+    fn run(&self, mut cutter: impl Cut) {
         let mut chunk = Chunk::new(0);
         while let Some(next) = cutter.next_raw() {
             match next {
@@ -201,7 +200,9 @@ pub(crate) fn test_workers(n: usize) -> JobQueue {
 
 #[cfg(test)]
 mod tests {
+    use super::super::jsonl::LineCutter;
     use super::*;
+    use std::io::Read;
 
     fn line(n: u64) -> String {
         format!(r#"{{"timestamp":"2026-11-27T10:00:00Z","action":"create","pid":{n},"exe":"x"}}"#)
@@ -228,7 +229,7 @@ mod tests {
             .collect();
         for threads in [0, 1, 2, 5] {
             let items = read(
-                io::Cursor::new(text.clone()),
+                LineCutter::new(io::Cursor::new(text.clone())),
                 "t".into(),
                 test_workers(threads),
             )
@@ -255,7 +256,14 @@ mod tests {
     fn a_read_error_comes_after_the_lines_before_it() {
         let text: String = (1..=5000).map(|n| line(n) + "\n").collect();
         let good = io::Cursor::new(text.into_bytes());
-        let got = pids_and_kinds(read(Failing { good }, "t".into(), test_workers(3)).unwrap());
+        let got = pids_and_kinds(
+            read(
+                LineCutter::new(Failing { good }),
+                "t".into(),
+                test_workers(3),
+            )
+            .unwrap(),
+        );
         assert_eq!(got.len(), 5001);
         assert_eq!(got[4999], "5000 line 5000");
         assert_eq!(got[5000], "read-error line 5001");
@@ -282,8 +290,12 @@ mod tests {
         // them, and the cutter must not wait for that.
         for threads in [0, 2] {
             let (stopped_tx, stopped) = crossbeam_channel::bounded(1);
-            let mut items =
-                read(Endless(Some(stopped_tx)), "t".into(), test_workers(threads)).unwrap();
+            let mut items = read(
+                LineCutter::new(Endless(Some(stopped_tx))),
+                "t".into(),
+                test_workers(threads),
+            )
+            .unwrap();
             assert!(items.next().is_some());
             drop(items);
             // The cutter drops its reader when it ends: recv does not hang.

@@ -1,5 +1,7 @@
-//! Recorded logs to process events: EVTX (Sysmon 1/5, Security 4688/4689), JSON lines
-//! (flat or nested Windows events, spawnwatch's own `--record` lines) and zips of them.
+//! Recorded logs to process events: EVTX (Sysmon 1/5, Security 4688/4689), JSON (flat
+//! or nested Windows events, Azure Monitor's WindowsEvent and Event tables, Winlogbeat /
+//! ECS documents, spawnwatch's own `--record` lines; one a line, pretty-printed or in
+//! arrays), zips of them, and any of these compressed (gzip, Zstandard).
 //!
 //! [`expand`] turns the command line into [`Input`]s (a path that cannot be opened is an
 //! error in its place); [`read`] detects each one's format from its first bytes (JSON
@@ -8,9 +10,13 @@
 //! [`spawnwatch_line::to_event_line`] writes the lines `--record` saves and replay reads.
 
 mod archive;
+mod compressed;
+mod ecs;
+mod embedded;
 mod evtx;
 mod fields;
 mod flat_json;
+mod json_values;
 mod jsonl;
 mod jsonl_pool;
 mod prefilter;
@@ -22,6 +28,9 @@ mod windows_event;
 
 use crate::pipeline::JobQueue;
 use crate::record::ReadItem;
+use compressed::Compression;
+use json_values::{Envelope, ValueCutter};
+use jsonl::LineCutter;
 use std::fmt;
 use std::fs::{self, File};
 use std::io::{self, Cursor, Read, Seek, SeekFrom};
@@ -169,8 +178,9 @@ fn walk(dir: &Path, inputs: &mut Vec<Result<Input, ReplayError>>) {
 /// The records of one input, in file order.
 pub type Items = Box<dyn Iterator<Item = ReadItem> + Send>;
 
-/// Opens one input, detects its format (EVTX magic `ElfFile\0`, zip `PK\x03\x04`, else
-/// JSON lines) and yields its records in file order. JSON lines are parsed by `jobs`
+/// Opens one input, detects its format from its content (EVTX magic `ElfFile\0`, zip
+/// `PK\x03\x04`, gzip and Zstandard magics, else JSON: lines, or pretty-printed
+/// values and arrays) and yields its records in file order. JSON is parsed by `jobs`
 /// (the pipeline's pool, and the thread iterating while it waits).
 pub fn read(input: &Input, jobs: &JobQueue) -> Result<Items, ReplayError> {
     let name = input.name.clone();
@@ -181,28 +191,30 @@ pub fn read(input: &Input, jobs: &JobQueue) -> Result<Items, ReplayError> {
             let metadata = file.metadata().map_err(unreadable)?;
             // A pipe (`<(unzip -p ..)`) or a device cannot seek: read it like stdin.
             if !metadata.is_file() {
-                return read_stream(file, name, jobs);
+                return read_stream(file, name, jobs, 0);
             }
             if metadata.len() == 0 && named_binary(path) {
                 return Err(ReplayError::new(&name, EMPTY_BINARY));
             }
             let prefix = peek(&mut file).map_err(unreadable)?;
-            let format = sniff(&prefix);
-            if matches!(format, Format::JsonLines) {
-                return read_json_lines(Cursor::new(prefix).chain(file), name, jobs);
-            }
-            file.seek(SeekFrom::Start(0)).map_err(unreadable)?;
-            match format {
-                Format::Evtx => read_evtx(file, name),
-                Format::Zip => read_zip(file, name),
-                _ => {
+            match sniff(&prefix) {
+                Format::Evtx | Format::Zip => {
+                    file.seek(SeekFrom::Start(0)).map_err(unreadable)?;
+                    if sniff(&prefix) == Format::Evtx {
+                        read_evtx(file, name)
+                    } else {
+                        read_zip(file, name)
+                    }
+                }
+                Format::Unknown => {
                     let mut error = not_a_log(&name, &prefix);
                     error.not_a_log = input.walked && claimed_format(path).is_none();
                     Err(error)
                 }
+                _ => read_stream(Cursor::new(prefix).chain(file), name, jobs, 0),
             }
         }
-        Source::Stdin => read_stream(io::stdin(), name, jobs),
+        Source::Stdin => read_stream(io::stdin(), name, jobs, 0),
     }
 }
 
@@ -223,41 +235,55 @@ fn claimed_format(path: &Path) -> Option<Format> {
     match extension.as_str() {
         "evtx" => Some(Format::Evtx),
         "zip" => Some(Format::Zip),
+        "gz" => Some(Format::Compressed(Compression::Gzip)),
+        "zst" => Some(Format::Compressed(Compression::Zstd)),
         "json" | "jsonl" | "ndjson" => Some(Format::JsonLines),
         _ => None,
     }
 }
 
-/// Reads a stream that cannot seek (stdin): JSON lines stream through; an EVTX or a zip
-/// is copied to a temporary file first.
+/// How many compressions deep a stream is unpacked (a `.gz` of a `.gz` is one more).
+pub(crate) const MAX_COMPRESSIONS: u32 = 3;
+
+/// Reads a stream that cannot seek (stdin, a decompressor): JSON streams through; a
+/// compressed stream is decompressed and read again; an EVTX or a zip is copied to a
+/// temporary file first. `compressions`: how many decompressors `reader` already is.
 fn read_stream<R: Read + Send + 'static>(
     mut reader: R,
     name: Arc<str>,
     jobs: &JobQueue,
+    compressions: u32,
 ) -> Result<Items, ReplayError> {
     let prefix =
         peek(&mut reader).map_err(|e| ReplayError::new(&name, format_args!("cannot read: {e}")))?;
-    match sniff(&prefix) {
-        Format::JsonLines => read_json_lines(Cursor::new(prefix).chain(reader), name, jobs),
-        Format::Unknown => Err(not_a_log(&name, &prefix)),
-        format => {
-            let file = spill::spill(&prefix, &mut reader, spill::ENTRY_CAP)
-                .map_err(|e| ReplayError::new(&name, e))?;
-            if format == Format::Evtx {
-                read_evtx(file, name)
-            } else {
-                read_zip(file, name)
-            }
-        }
+    let format = sniff(&prefix);
+    if format == Format::Unknown {
+        return Err(not_a_log(&name, &prefix));
     }
-}
-
-fn read_json_lines<R: Read + Send + 'static>(
-    reader: R,
-    name: Arc<str>,
-    jobs: &JobQueue,
-) -> Result<Items, ReplayError> {
-    jsonl_pool::read(reader, name.clone(), jobs.clone()).map_err(|e| no_thread(&name, &e))
+    if let Format::Evtx | Format::Zip = format {
+        let file = spill::spill(&prefix, &mut reader, spill::ENTRY_CAP)
+            .map_err(|e| ReplayError::new(&name, e))?;
+        return if format == Format::Evtx {
+            read_evtx(file, name)
+        } else {
+            read_zip(file, name)
+        };
+    }
+    let rest = Cursor::new(prefix).chain(reader);
+    let pooled = match format {
+        Format::Compressed(_) if compressions >= MAX_COMPRESSIONS => {
+            return Err(ReplayError::new(
+                &name,
+                format_args!("compressed more than {MAX_COMPRESSIONS} times over; not read"),
+            ))
+        }
+        Format::Compressed(compression) => {
+            return read_stream(compression.decompress(rest), name, jobs, compressions + 1)
+        }
+        Format::JsonValues => jsonl_pool::read(ValueCutter::new(rest), name.clone(), jobs.clone()),
+        _ => jsonl_pool::read(LineCutter::new(rest), name.clone(), jobs.clone()),
+    };
+    pooled.map_err(|e| no_thread(&name, &e))
 }
 
 fn no_thread(name: &str, e: &io::Error) -> ReplayError {
@@ -296,8 +322,9 @@ fn not_a_log(name: &str, prefix: &[u8]) -> ReplayError {
     ReplayError::new(
         name,
         format_args!(
-            "not EVTX, JSON lines or a zip of them (first bytes: {}); pass Sysmon or Security \
-             event logs as .evtx files, JSON lines (one event object a line) or zips of them",
+            "not EVTX, JSON or a zip of them (first bytes: {}); pass Sysmon or Security \
+             event logs as .evtx files, JSON (one event object a line, pretty-printed \
+             objects or an array of them), zips of them, or any of these as .gz or .zst",
             first_bytes(prefix)
         ),
     )
@@ -308,8 +335,12 @@ fn not_a_log(name: &str, prefix: &[u8]) -> ReplayError {
 pub(crate) enum Format {
     Evtx,
     Zip,
-    /// Also an empty or blank input.
+    Compressed(Compression),
+    /// One JSON object a line; also an empty or blank input.
     JsonLines,
+    /// JSON values spread over lines: pretty-printed objects, an array of them,
+    /// `evtx_dump`'s `Record N` output, envelopes around arrays of events.
+    JsonValues,
     Unknown,
 }
 
@@ -336,6 +367,9 @@ fn magic(prefix: &[u8]) -> Option<Format> {
     if prefix.starts_with(b"ElfFile\0") {
         return Some(Format::Evtx);
     }
+    if let Some(compression) = Compression::of(prefix) {
+        return Some(Format::Compressed(compression));
+    }
     // A local file header, or the end record of an empty archive.
     let zip = prefix.starts_with(b"PK\x03\x04") || prefix.starts_with(b"PK\x05\x06");
     zip.then_some(Format::Zip)
@@ -345,13 +379,30 @@ pub(crate) fn sniff(prefix: &[u8]) -> Format {
     if let Some(format) = magic(prefix) {
         return format;
     }
-    match text_of(prefix) {
-        None => Format::JsonLines,
-        Some(text) if text.starts_with(b"{") || json_lines_after_the_first(text) => {
-            Format::JsonLines
+    let Some(text) = text_of(prefix) else {
+        return Format::JsonLines;
+    };
+    let first_line = memchr::memchr(b'\n', text).map(|end| text[..end].trim_ascii());
+    match (text[0], first_line) {
+        (b'[', _) => Format::JsonValues,
+        (b'{', _) if matches!(json_values::envelope(text), Envelope::Events { .. }) => {
+            Format::JsonValues
         }
-        Some(_) => Format::Unknown,
+        // One line, or a first line that is a whole object: JSON lines.
+        (b'{', None) => Format::JsonLines,
+        (b'{', Some(line)) if whole_object(line) => Format::JsonLines,
+        _ if json_lines_after_the_first(text) => Format::JsonLines,
+        (b'{', Some(_)) => Format::JsonValues,
+        (_, Some(line)) if json_values::record_header(line) => Format::JsonValues,
+        _ => Format::Unknown,
     }
+}
+
+/// Whether a line is one whole JSON object.
+fn whole_object(line: &[u8]) -> bool {
+    line.starts_with(b"{")
+        && line.ends_with(b"}")
+        && serde_json::from_slice::<serde::de::IgnoredAny>(line).is_ok()
 }
 
 /// Whether the lines after a first line that is not a JSON object are JSON lines: at
@@ -376,13 +427,16 @@ fn json_lines_after_the_first(text: &[u8]) -> bool {
 }
 
 /// Whether `prefix` is enough to tell the format: 8 bytes (a magic) and the first
-/// non-blank byte; when that is not `{`, the first [`SNIFF_WINDOW`] bytes and at least
-/// one whole line after the first.
+/// non-blank byte; a `[`, or a first line that is a whole object, tells at once;
+/// otherwise the first [`SNIFF_WINDOW`] bytes and at least one whole line after the
+/// first.
 fn enough_to_sniff(prefix: &[u8]) -> bool {
     let Some(text) = text_of(prefix).filter(|_| prefix.len() >= 8) else {
         return false;
     };
-    text.starts_with(b"{")
+    let first_line = memchr::memchr(b'\n', text).map(|end| text[..end].trim_ascii());
+    text.starts_with(b"[")
+        || first_line.is_some_and(whole_object)
         || magic(prefix).is_some()
         || (prefix.len() >= SNIFF_WINDOW && memchr::memchr_iter(b'\n', text).nth(1).is_some())
 }

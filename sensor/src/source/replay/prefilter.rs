@@ -13,6 +13,8 @@ const TEXT_WINDOW: usize = 512;
 
 pub(crate) struct Prefilter {
     event_id: Finder<'static>,
+    /// Winlogbeat's `winlog.event_id`, nested (`"event_id"`) or dotted.
+    ecs_event_id: Finder<'static>,
     text: Finder<'static>,
     action: Finder<'static>,
 }
@@ -21,13 +23,14 @@ impl Prefilter {
     pub(crate) fn new() -> Prefilter {
         Prefilter {
             event_id: Finder::new(b"\"EventID\""),
+            ecs_event_id: Finder::new(b"event_id\""),
             text: Finder::new(b"\"#text\""),
             action: Finder::new(b"\"action\""),
         }
     }
 
-    /// Whether `line` may hold a process event: an `EventID` key whose value is 1, 5,
-    /// 4688 or 4689 (a number or a string, any spacing, at any depth, or an object whose
+    /// Whether `line` may hold a process event: an `EventID` (or Winlogbeat's
+    /// `event_id`) key whose value is 1, 5, 4688 or 4689 (a number or a string, any spacing, at any depth, or an object whose
     /// `#text` is), or an `action` key (spawnwatch's own lines).
     ///
     /// Inside a JSON string every `"` is escaped, so `"EventID"` and `"action"` followed
@@ -39,10 +42,22 @@ impl Prefilter {
         self.action
             .find_iter(line)
             .any(|at| colon_follows(&line[at + b"\"action\"".len()..]).is_some())
-            || self
-                .event_id
-                .find_iter(line)
-                .any(|at| self.value_may_match(&line[at + b"\"EventID\"".len()..]))
+            || self.id_may_match(line)
+    }
+
+    /// Whether an `EventID` key, or when there is none (ECS) an `event_id` key, or
+    /// when there is neither an `EventID` in other letter case, has a value that may be
+    /// a process event's: a line is scanned again only when it has no `EventID` at all.
+    fn id_may_match(&self, line: &[u8]) -> bool {
+        let mut keys = self.event_id.find_iter(line).peekable();
+        if keys.peek().is_some() {
+            return keys.any(|at| self.value_may_match(&line[at + b"\"EventID\"".len()..]));
+        }
+        let mut ecs = self.ecs_event_id.find_iter(line).peekable();
+        if ecs.peek().is_some() {
+            return ecs.any(|at| self.value_may_match(&line[at + b"event_id\"".len()..]));
+        }
+        folded_keys(line, b"\"eventid\"").any(|rest| self.value_may_match(rest))
     }
 
     /// `rest` starts right after a `"EventID"` or `"#text"` key.
@@ -68,6 +83,17 @@ impl Prefilter {
             _ => false,
         }
     }
+}
+
+/// What follows each `key` (lower case, quotes included) written in any letter case.
+fn folded_keys<'l>(line: &'l [u8], key: &'static [u8]) -> impl Iterator<Item = &'l [u8]> {
+    let last = key[key.len() - 2];
+    memchr::memchr2_iter(last, last.to_ascii_uppercase(), line).filter_map(move |at| {
+        let start = (at + 2).checked_sub(key.len())?;
+        let end = at + 2;
+        let written = line.get(start..end)?;
+        written.eq_ignore_ascii_case(key).then(|| &line[end..])
+    })
 }
 
 /// After optional whitespace, a `:` and optional whitespace: what follows.
@@ -148,6 +174,12 @@ mod tests {
             r##"{"EventID":"\u0031"}"##,
             r##"{"action":"create","pid":4242,"timestamp":"2026-11-27T10:00:00Z"}"##,
             r##"{"pid":4242,"action" : "terminate"}"##,
+            r##"{"winlog":{"channel":"Security","event_id":4688}}"##,
+            r##"{"winlog":{"event_id":"1"}}"##,
+            r##"{"winlog.event_id":"4689"}"##,
+            r##"{"eventid":1}"##,
+            r##"{"EventId": "4688"}"##,
+            r##"{"Message":"x","EVENTID":{"Value":5}}"##,
         ];
         for line in kept {
             assert!(keep(line), "dropped a process event: {line}");
@@ -177,6 +209,10 @@ mod tests {
             r##"{"Type":"action","EventID":3}"##,
             r##"{"Message":"no id at all"}"##,
             r##"{"EventID":99999999999999999999999}"##,
+            r##"{"winlog":{"event_id":"10"}}"##,
+            r##"{"message":"winlog.event_id\": 1"}"##,
+            r##"{"eventid":3}"##,
+            r##"{"message":"eventid\": 1","EventId":10}"##,
             "",
         ];
         for line in dropped {

@@ -228,7 +228,7 @@ fn random_bytes_are_rejected_naming_the_file() {
         .to_string();
     assert!(
         message.starts_with(&format!(
-            "{}: not EVTX, JSON lines or a zip of them (first bytes: 8b ",
+            "{}: not EVTX, JSON or a zip of them (first bytes: 8b ",
             input.name()
         )),
         "{message}"
@@ -337,9 +337,9 @@ fn zip_entries_are_read_in_order_and_each_detected() {
     assert_eq!(bad.len(), 1, "{bad:?}");
     assert_eq!(bad[0].0, "zip-entry");
     assert!(
-        bad[0].2.starts_with(&format!(
-            "{name}!c.bin: not EVTX, JSON lines or a zip of them"
-        )),
+        bad[0]
+            .2
+            .starts_with(&format!("{name}!c.bin: not EVTX, JSON or a zip of them")),
         "{}",
         bad[0].2
     );
@@ -439,9 +439,25 @@ fn sniffing() {
     assert_eq!(sniff(b"\xEF\xBB\xBF \r\n\t{"), Format::JsonLines);
     assert_eq!(sniff(b"  \n"), Format::JsonLines);
     assert_eq!(sniff(b""), Format::JsonLines);
-    assert_eq!(sniff(b"[{\"a\":1}]"), Format::Unknown);
+    assert_eq!(sniff(b"[{\"a\":1}]"), Format::JsonValues);
+    assert_eq!(sniff(b" \n[\n  {\n"), Format::JsonValues);
+    assert_eq!(sniff(b"{\n  \"a\": 1\n}\n"), Format::JsonValues);
+    assert_eq!(
+        sniff(b"Record 1\n{\n  \"Event\": {}\n}\n"),
+        Format::JsonValues
+    );
+    assert_eq!(sniff(b"{\"a\":1}\n{\"b\":2}\n"), Format::JsonLines);
+    // A first line cut or garbled, JSON lines after it.
+    assert_eq!(sniff(b"{\"a\":1, \"oops\n{\"b\":2}\n"), Format::JsonLines);
+    assert_eq!(
+        sniff(b"\x1f\x8b\x08\x00"),
+        Format::Compressed(Compression::Gzip)
+    );
+    assert_eq!(
+        sniff(b"\x28\xb5\x2f\xfd"),
+        Format::Compressed(Compression::Zstd)
+    );
     assert_eq!(sniff(b"ElfFi"), Format::Unknown);
-    assert_eq!(sniff(b"\x1f\x8b\x08"), Format::Unknown);
     // A first line cut or garbled, then JSON lines (the last one may be cut by the end
     // of what was read).
     assert_eq!(sniff(b"ge\":\"x\"}\n{\"a\":1}\n{\"b\":"), Format::JsonLines);
@@ -600,6 +616,7 @@ fn streams_are_detected_like_files() {
             Cursor::new(bytes),
             "<stdin>".into(),
             &jsonl_pool::test_workers(3),
+            0,
         )
     };
     let evtx = std::fs::read(data!("sigma_regr_cve_2025_55182_node_child.evtx")).unwrap();
@@ -619,9 +636,7 @@ fn streams_are_detected_like_files() {
 
     let message = stream(b"MZ\x90\x00".to_vec()).err().unwrap().to_string();
     assert!(
-        message.starts_with(
-            "<stdin>: not EVTX, JSON lines or a zip of them (first bytes: 4d 5a 90 00"
-        ),
+        message.starts_with("<stdin>: not EVTX, JSON or a zip of them (first bytes: 4d 5a 90 00"),
         "{message}"
     );
 }

@@ -60,6 +60,23 @@ fn parse_utc_z(s: &[u8]) -> Option<DateTime<Utc>> {
         .map(|t| t.and_utc())
 }
 
+/// A time written as a number since 1970 (Elasticsearch's `epoch_millis`,
+/// Velociraptor's `SystemTime` in seconds with a fraction), its unit told by its size:
+/// seconds up to 10^11 (the year 5138), then milliseconds, microseconds, nanoseconds.
+/// Kept to the microsecond: a double holds no more of a time since 1970.
+pub(crate) fn from_epoch(n: f64) -> Option<DateTime<Utc>> {
+    if !n.is_finite() || n < 0.0 {
+        return None;
+    }
+    let seconds = [1.0, 1e3, 1e6, 1e9]
+        .into_iter()
+        .map(|unit| n / unit)
+        .find(|&seconds| seconds < 1e11)?;
+    let whole = seconds.trunc();
+    let micros = ((seconds - whole) * 1e6).round().min(999_999.0);
+    DateTime::from_timestamp(whole as i64, micros as u32 * 1000)
+}
+
 /// The value of up to nine ASCII digits; `None` if any byte is not one.
 fn decimal(digits: &[u8]) -> Option<u32> {
     digits.iter().try_fold(0u32, |n, &b| {
@@ -160,6 +177,25 @@ mod tests {
             parse_time("2021-03-14 06:39:39"),
             Some(utc(2021, 3, 14, 6, 39, 39, 0))
         );
+    }
+
+    #[test]
+    fn epoch_numbers_in_every_unit() {
+        let t = utc(2024, 6, 2, 12, 41, 3, 117_000_000);
+        for n in [
+            1_717_332_063.117,
+            1_717_332_063_117.0,
+            1_717_332_063_117_000.0,
+        ] {
+            assert_eq!(from_epoch(n), Some(t), "{n}");
+        }
+        assert_eq!(
+            from_epoch(1_717_332_063_117_000_000.0).map(|t| t.timestamp()),
+            Some(t.timestamp())
+        );
+        assert_eq!(from_epoch(-1.0), None);
+        assert_eq!(from_epoch(f64::NAN), None);
+        assert_eq!(from_epoch(1e30), None);
     }
 
     #[test]

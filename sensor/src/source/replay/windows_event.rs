@@ -1,14 +1,16 @@
 //! Sysmon 1/5 and Security 4688/4689 to process events: one mapping over the field
 //! table, whatever carried the fields (EVTX, nested JSON, flat JSON).
 
-use super::fields::{Doc, Key};
-use super::time::parse_time;
-use crate::record::{Action, Origin, ParentFields, ProcessRecord, ReadItem, SourceEvent, Text};
+use super::fields::{Doc, Key, Val};
+use super::time::{from_epoch, parse_time};
+use crate::record::{
+    Action, Origin, ParentFields, ProcessRecord, ReadItem, SourceEvent, Text, NO_PID,
+};
 use chrono::{DateTime, Utc};
 use compact_str::format_compact;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Kind {
+pub(super) enum Kind {
     SysmonCreate,
     SysmonTerminate,
     SecurityCreate,
@@ -81,13 +83,14 @@ fn kind(doc: &Doc) -> Option<Kind> {
 /// Maps one Windows event record. `fallback_time` is the EVTX record header's time, used
 /// when the fields carry none that parses.
 pub(crate) fn map_windows(
-    doc: &Doc,
+    doc: &mut Doc,
     origin: Origin,
     fallback_time: Option<DateTime<Utc>>,
 ) -> ReadItem {
     let Some(kind) = kind(doc) else {
         return ReadItem::Skipped;
     };
+    super::ecs::complete(doc, kind);
     let location = origin.location;
     match build(doc, kind, origin, fallback_time) {
         Ok(event) => ReadItem::Event(Box::new(event)),
@@ -111,12 +114,12 @@ fn build(
     let mut parent = ParentFields::default();
     let action = match kind {
         Kind::SysmonCreate => {
-            process.pid = required_pid(doc, kind, Key::ProcessId)?;
+            process.pid = created_pid(doc, kind, Key::ProcessId, Key::Image)?;
             process.ppid = pid(doc, kind, Key::ParentProcessId)?;
             process.image_path = doc.text(Key::Image);
             process.command_line = doc.text(Key::CommandLine);
             process.current_working_directory = doc.text(Key::CurrentDirectory);
-            process.user = doc.text(Key::User);
+            process.user = windows_user(doc);
             process.integrity_level = doc.text(Key::IntegrityLevel);
             process.original_file_name = doc.text(Key::OriginalFileName);
             parent.image_path = doc.text(Key::ParentImage);
@@ -126,11 +129,11 @@ fn build(
         Kind::SysmonTerminate => {
             process.pid = required_pid(doc, kind, Key::ProcessId)?;
             process.image_path = doc.text(Key::Image);
-            process.user = doc.text(Key::User);
+            process.user = windows_user(doc);
             Action::Terminate
         }
         Kind::SecurityCreate => {
-            process.pid = required_pid(doc, kind, Key::NewProcessId)?;
+            process.pid = created_pid(doc, kind, Key::NewProcessId, Key::NewProcessName)?;
             process.ppid = pid(doc, kind, Key::ProcessId)?;
             process.creator_pid = process.ppid;
             process.image_path = doc.text(Key::NewProcessName);
@@ -151,12 +154,21 @@ fn build(
     parent.fill_exe();
     Ok(SourceEvent {
         timestamp: timestamp(doc).or(fallback_time),
-        hostname: doc.text(Key::Hostname).or_else(|| doc.text(Key::Computer)),
+        // A lower-cased `hostname` (spawnwatch's key) last: shippers add their own.
+        hostname: [Key::Hostname, Key::Computer, Key::LineHostname]
+            .into_iter()
+            .find_map(|key| doc.text(key)),
         action,
         process,
         parent,
         origin,
     })
+}
+
+/// Sysmon's `User`; in an export that lower-cased it, the key reads as spawnwatch's
+/// `user` (the same meaning), which the exact spelling of keys gives it.
+fn windows_user(doc: &Doc) -> Option<Text> {
+    doc.text(Key::User).or_else(|| doc.text(Key::LineUser))
 }
 
 fn pid(doc: &Doc, kind: Kind, key: Key) -> Result<Option<u32>, Problem> {
@@ -183,6 +195,16 @@ fn required_pid(doc: &Doc, kind: Kind, key: Key) -> Result<u32, Problem> {
             format!("{} without {}", kind.label(), key.name()),
         )
     })
+}
+
+/// A created process's pid, or [`NO_PID`] when the record has none but names the image
+/// (some NXLog exports drop Sysmon's `ProcessId`): the rules need only the names.
+fn created_pid(doc: &Doc, kind: Kind, key: Key, image: Key) -> Result<u32, Problem> {
+    match pid(doc, kind, key)? {
+        Some(pid) => Ok(pid),
+        None if doc.str(image).is_some() => Ok(NO_PID),
+        None => required_pid(doc, kind, key),
+    }
 }
 
 /// The account a 4688/4689 names: for a 4688 the new process's (`Target*`) when the
@@ -229,7 +251,7 @@ fn integrity_level(label: Text) -> Text {
 /// `TimeGenerated`), Sysmon's `UtcTime` last: every event kind in a file carries the
 /// former, so Sysmon and Security events of one file stay on one clock even where a
 /// collector wrote local time marked `Z` (the OTRF files: `@timestamp` is `UtcTime`
-/// minus the lab's UTC offset).
+/// minus the lab's UTC offset). Each as text, or as a number since 1970.
 fn timestamp(doc: &Doc) -> Option<DateTime<Utc>> {
     [
         Key::AtTimestamp,
@@ -238,7 +260,12 @@ fn timestamp(doc: &Doc) -> Option<DateTime<Utc>> {
         Key::UtcTime,
     ]
     .into_iter()
-    .find_map(|key| doc.str(key).and_then(parse_time))
+    .find_map(|key| match doc.get(key)? {
+        Val::Str(text) => parse_time(text),
+        Val::UInt(n) => from_epoch(*n as f64),
+        Val::Float(n) => from_epoch(*n),
+        _ => None,
+    })
 }
 
 #[cfg(test)]
@@ -256,7 +283,7 @@ mod tests {
     }
 
     fn map(line: &str) -> ReadItem {
-        map_windows(&Doc::parse(line.as_bytes()).unwrap(), origin(), None)
+        map_windows(&mut Doc::parse(line.as_bytes()).unwrap(), origin(), None)
     }
 
     fn event(line: &str) -> SourceEvent {
@@ -437,6 +464,28 @@ mod tests {
     }
 
     #[test]
+    fn a_create_without_its_pid_is_kept_with_what_it_has() {
+        for line in [
+            r##"{"EventID":1,"Channel":"Microsoft-Windows-Sysmon/Operational","Image":"C:\\Windows\\System32\\cmd.exe","ParentProcessId":"7764","ParentImage":"C:\\Windows\\System32\\inetsrv\\w3wp.exe"}"##,
+            r##"{"EventID":4688,"Channel":"Security","NewProcessName":"C:\\Windows\\System32\\cmd.exe","ProcessId":"0x1e54","ParentProcessName":"C:\\Windows\\System32\\inetsrv\\w3wp.exe"}"##,
+        ] {
+            let e = event(line);
+            assert_eq!(e.process.known_pid(), None, "{line}");
+            assert_eq!(e.process.exe.as_deref(), Some("cmd.exe"));
+            assert_eq!(e.parent.exe.as_deref(), Some("w3wp.exe"));
+            assert!(e.process.ppid.is_some());
+        }
+        // A terminate names its process only by pid: without one it is malformed.
+        let (kind, message) = malformed(
+            r##"{"EventID":5,"Channel":"Sysmon","Image":"C:\\Windows\\System32\\cmd.exe"}"##,
+        );
+        assert_eq!(
+            (kind, message.as_str()),
+            ("missing-field", "Sysmon event 5 without ProcessId")
+        );
+    }
+
+    #[test]
     fn missing_and_bad_pids_are_malformed() {
         let (kind, message) = malformed(r##"{"EventID":4688,"Channel":"Security"}"##);
         assert_eq!(kind, "missing-field");
@@ -469,12 +518,27 @@ mod tests {
         ));
     }
 
+    /// An export that lower-cased every key: `user` and `hostname` are spawnwatch's
+    /// own spellings, and mean the same in a Windows event.
+    #[test]
+    fn lower_cased_user_and_hostname() {
+        let e = event(
+            r##"{"eventid":1,"channel":"Microsoft-Windows-Sysmon/Operational","processid":5,"image":"C:\\a.exe","user":"CORP\\svc","hostname":"WEB09"}"##,
+        );
+        assert_eq!(e.process.user.as_deref(), Some(r"CORP\svc"));
+        assert_eq!(e.hostname.as_deref(), Some("WEB09"));
+        let e = event(
+            r##"{"EventID":1,"Channel":"Sysmon","ProcessId":5,"Image":"a","Computer":"WEB09","hostname":"collector01"}"##,
+        );
+        assert_eq!(e.hostname.as_deref(), Some("WEB09"));
+    }
+
     #[test]
     fn fallback_time_when_fields_have_none() {
         let t = Utc.with_ymd_and_hms(2020, 1, 1, 0, 0, 0).unwrap();
-        let doc =
+        let mut doc =
             Doc::parse(br##"{"EventID":4689,"ProcessId":"0x10","TimeCreated":"junk"}"##).unwrap();
-        match map_windows(&doc, origin(), Some(t)) {
+        match map_windows(&mut doc, origin(), Some(t)) {
             ReadItem::Event(e) => assert_eq!(e.timestamp, Some(t)),
             other => panic!("{other:?}"),
         }
