@@ -1,13 +1,16 @@
 #!/usr/bin/env python3
 """Live latency on Linux (root), two ways:
-- end to end: from a process event's timestamp (stamped when the kernel connector's
-  message is received) to its alert line appearing in the output file; this also counts
-  reading /proc, the source's channel and this script's tailing;
+- end to end: from a process event's timestamp to its alert line appearing in the
+  output file. With `--source ebpf` the timestamp is the kernel's time of the exec;
+  with `--source proc-connector` it is stamped when the connector's message is
+  received, and the time also counts reading /proc. Both count the source's channel
+  and this script's tailing;
 - inside the sensor: the `alert_latency_us` figures of its stats lines, from the event's
   arrival in the pipeline (process table, worker channel, rules, writer) to its alert
   line written and flushed.
 
     sudo python3 bench/latency.py [--binary target/release/spawnwatch] [--count 300] [--gap-ms 20]
+                                  [--source auto|ebpf|proc-connector]
 """
 
 import argparse
@@ -30,12 +33,14 @@ def main():
     ap.add_argument("--binary", default="target/release/spawnwatch")
     ap.add_argument("--count", type=int, default=300)
     ap.add_argument("--gap-ms", type=float, default=20)
+    ap.add_argument("--source", default="auto")
     args = ap.parse_args()
     work = tempfile.mkdtemp(prefix="sw-latency-")
     rules, out = os.path.join(work, "latency.rules"), os.path.join(work, "alerts.jsonl")
     open(rules, "w").write(RULE)
     open(out, "w").close()
-    sensor = subprocess.Popen([args.binary, "run", "--rules", rules, "-o", out, "--storm-limit", "0"],
+    sensor = subprocess.Popen([args.binary, "run", "--rules", rules, "-o", out, "--storm-limit", "0",
+                               "--source", args.source],
                               stderr=subprocess.PIPE, text=True)
     for line in sensor.stderr:
         if "running:" in line:

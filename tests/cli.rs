@@ -202,6 +202,172 @@ fn replay_explain_shows_the_values_each_test_saw() {
 }
 
 #[test]
+fn check_of_the_sigma_library_ends_with_the_skipped_rules_per_reason() {
+    let Some(dir) = common::needs::shared("sigma/rules/windows/process_creation") else {
+        return;
+    };
+    let stdout = stdout_of_success(spawnwatch().arg("check").arg(dir));
+    let last = stdout.lines().last().unwrap_or_default();
+    assert_eq!(
+        last,
+        "Sigma: 1182 rules loaded from 1183 file(s); 1 skipped: 1 field `Provider_Name`"
+    );
+}
+
+#[test]
+fn a_sigma_rule_with_an_unsupported_construct_is_skipped_with_its_place() {
+    let yml = fixture("sigma/whoami-web-parent.yml");
+    let out = spawnwatch().arg("check").arg(&yml).output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stdout}{stderr}");
+    assert!(
+        stderr.contains("warning[sigma-unsupported]") && stderr.contains("`cidr`"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("whoami-web-parent.yml:19:9"), "{stderr}");
+    assert!(
+        stdout.contains(
+            "0 rules loaded from 1 file(s); 2 skipped: 1 modifier `cidr`, 1 other log source"
+        ),
+        "{stdout}"
+    );
+}
+
+#[test]
+fn sigma_convert_prints_rules_the_checker_reads_back() {
+    let yml = fixture("sigma/whoami-web-parent.yml");
+    let out = spawnwatch()
+        .args(["sigma", "convert"])
+        .arg(&yml)
+        .output()
+        .unwrap();
+    let converted = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "a rule was skipped: {converted}"
+    );
+    // The skipped rule is named on stderr, the rule that converts is printed.
+    let dir = tempfile::tempdir().unwrap();
+    let cut = fixture("sigma/whoami-web-parent.yml");
+    let text = std::fs::read_to_string(cut).unwrap();
+    // The first rule without its unsupported selection.
+    let text = text.split("---").next().unwrap().replace(
+        "    unsupported_here:\n        DestinationIp|cidr: '10.0.0.0/8'\n",
+        "",
+    );
+    let clean = dir.path().join("clean.yml");
+    std::fs::write(&clean, text).unwrap();
+    let printed = stdout_of_success(spawnwatch().args(["sigma", "convert"]).arg(&clean));
+    assert!(
+        printed.contains("rule 6c0e52f1-4d1f-4a8e-9a5f-0d1f2b3c4d5e {"),
+        "{printed}"
+    );
+    assert!(printed.contains("# author: spawnwatch"), "{printed}");
+    let rules = dir.path().join("converted.rules");
+    std::fs::write(&rules, &printed).unwrap();
+    let checked = stdout_of_success(spawnwatch().arg("check").arg(&rules));
+    assert!(
+        checked.contains("1 rules (1 enabled)") && checked.contains("0 error(s)"),
+        "{checked}"
+    );
+}
+
+#[test]
+fn a_rules_file_adds_an_exception_to_a_sigma_rule_by_its_id() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = std::fs::read_to_string(fixture("sigma/whoami-web-parent.yml"))
+        .unwrap()
+        .replace(
+            "    unsupported_here:\n        DestinationIp|cidr: '10.0.0.0/8'\n",
+            "",
+        );
+    std::fs::write(dir.path().join("whoami.yml"), text).unwrap();
+    std::fs::copy(
+        fixture("sigma/webshell-exception.rules"),
+        dir.path().join("local.rules"),
+    )
+    .unwrap();
+    let stdout = stdout_of_success(spawnwatch().arg("check").arg(dir.path()));
+    assert!(stdout.contains("1 exceptions; 0 error(s)"), "{stdout}");
+}
+
+#[test]
+fn a_converted_sigma_rule_extended_with_ancestry_passes_its_examples() {
+    let stdout = stdout_of_success(
+        spawnwatch()
+            .arg("test")
+            .arg(fixture("sigma/whoami-web.rules")),
+    );
+    assert!(stdout.ends_with("3 passed, 0 failed\n"), "{stdout}");
+}
+
+#[test]
+fn sigma_convert_takes_a_directory_and_says_when_it_has_no_sigma_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = std::fs::read_to_string(fixture("sigma/whoami-web-parent.yml")).unwrap();
+    let first = text.split("---").next().unwrap().replace(
+        "    unsupported_here:\n        DestinationIp|cidr: '10.0.0.0/8'\n",
+        "",
+    );
+    std::fs::write(dir.path().join("b.yml"), &first).unwrap();
+    std::fs::write(
+        dir.path().join("a.yaml"),
+        first.replace("6c0e52f1-4d1f-4a8e-9a5f-0d1f2b3c4d5e", "a-second-id"),
+    )
+    .unwrap();
+    let printed = stdout_of_success(spawnwatch().args(["sigma", "convert"]).arg(dir.path()));
+    let ids: Vec<&str> = printed
+        .lines()
+        .filter_map(|l| l.strip_prefix("rule "))
+        .collect();
+    assert_eq!(
+        ids,
+        ["a-second-id {", "6c0e52f1-4d1f-4a8e-9a5f-0d1f2b3c4d5e {"]
+    );
+
+    let empty = tempfile::tempdir().unwrap();
+    let out = spawnwatch()
+        .args(["sigma", "convert"])
+        .arg(empty.path())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("no Sigma *.yml or *.yaml files in"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn a_misspelt_sigma_status_is_refused_not_loaded_as_nothing() {
+    let yml = fixture("sigma/whoami-web-parent.yml");
+    let out = spawnwatch()
+        .args(["check", "--sigma-status", "stable,experimantal"])
+        .arg(&yml)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("`experimantal` is not a Sigma status: write `all` or some of stable,test,experimental,deprecated,unsupported"),
+        "{stderr}"
+    );
+    let all = spawnwatch()
+        .args(["check", "--sigma-status", "ALL"])
+        .arg(&yml)
+        .output()
+        .unwrap();
+    assert!(
+        all.status.success(),
+        "{}",
+        String::from_utf8_lossy(&all.stderr)
+    );
+}
+
+#[test]
 fn workers_must_be_between_1_and_1024() {
     let file = fixture("hosts.jsonl");
     for bad in ["0", "1025", "20000"] {
@@ -306,6 +472,7 @@ fn report_commands_end_quietly_when_their_reader_has_gone() {
         &["check"],
         &["check", "--format", "json"],
         &["test", "rules"],
+        &["sigma", "convert", "tests/fixtures/sigma/whoami-web.yml"],
     ] {
         let (reader, writer) = std::io::pipe().unwrap();
         drop(reader);

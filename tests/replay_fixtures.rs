@@ -48,7 +48,10 @@ fn parent_fields_come_from_the_table_and_the_alert_is_exact() {
                 "image_path": "C:\\Windows\\System32\\cmd.exe", "command_line": "cmd.exe /c whoami", "argv": null,
                 "user": "IIS APPPOOL\\DefaultAppPool", "effective_user": null, "sid": "S-1-5-82-3006700770-424185619-1745488364-794895919-4004696415",
                 "integrity_level": "High", "current_working_directory": "C:\\Windows\\System32\\inetsrv\\",
-                "original_file_name": "Cmd.Exe"
+                "original_file_name": "Cmd.Exe",
+                // Sysmon event 1's fields, which this JSON-lines recording does not carry.
+                "description": null, "product": null, "company": null, "file_version": null,
+                "hashes": null, "logon_id": null, "terminal_session_id": null, "exe_deleted": null, "exe_memfd": null
             },
             "parent": {"pid": 1000, "exe": "w3wp.exe", "image_path": "C:\\Windows\\System32\\inetsrv\\w3wp.exe", "command_line": "w3wp.exe -ap \"DefaultAppPool\"",
                        "user": "IIS APPPOOL\\DefaultAppPool", "listens": null},

@@ -40,9 +40,27 @@ pub struct Checked {
     pub summary: Summary,
 }
 
+/// Rules checked elsewhere (Sigma rules, converted from YAML), which join a set beside
+/// the rule-language files', with what their conversion reported. Their spans point
+/// into the sources after the rule-language files (see [`check_mixed`]).
+#[derive(Debug, Default)]
+pub struct Foreign {
+    pub rules: Vec<CheckedRule>,
+    pub diagnostics: Vec<Diagnostic>,
+}
+
 /// Parses every source and checks them together as one rule set.
 pub fn check_sources(sources: &[Source]) -> Checked {
-    let parsed: Vec<Parsed> = sources
+    check_mixed(sources, sources.len(), Foreign::default())
+}
+
+/// Checks `sources[..dsl_files]`, rule-language files, together with `foreign` rules as
+/// one set; the sources from `dsl_files` on are the files the foreign rules came from,
+/// kept so that diagnostics can show where they are. Rule ids are unique across the
+/// whole set, and a top-level `except` can name a foreign rule. The foreign rules come
+/// after the rule-language ones, in their order.
+pub fn check_mixed(sources: &[Source], dsl_files: usize, foreign: Foreign) -> Checked {
+    let parsed: Vec<Parsed> = sources[..dsl_files.min(sources.len())]
         .iter()
         .enumerate()
         .map(|(i, s)| match s.encoding_error(i) {
@@ -56,6 +74,7 @@ pub fn check_sources(sources: &[Source]) -> Checked {
         })
         .collect();
     let mut checker = Checker::new(sources, &parsed);
+    checker.foreign = foreign.rules;
     checker.run();
     let Checker {
         mut diags,
@@ -63,6 +82,7 @@ pub fn check_sources(sources: &[Source]) -> Checked {
         summary,
         ..
     } = checker;
+    diags.extend(foreign.diagnostics);
     for p in &parsed {
         diags.extend(p.diagnostics.iter().cloned());
     }
@@ -145,6 +165,9 @@ struct Checker<'a> {
     list_by_name: HashMap<&'a str, usize>,
     macro_by_name: HashMap<&'a str, usize>,
     rule_by_id: HashMap<&'a str, usize>,
+    /// Rules checked elsewhere (see [`Foreign`]), and the first of each id.
+    foreign: Vec<CheckedRule>,
+    foreign_by_id: HashMap<String, usize>,
     broken: HashSet<(u8, &'a str)>,
     any_broken: bool,
     list_info: Vec<ListInfo>,
@@ -298,6 +321,8 @@ impl<'a> Checker<'a> {
             list_by_name: HashMap::new(),
             macro_by_name: HashMap::new(),
             rule_by_id: HashMap::new(),
+            foreign: Vec::new(),
+            foreign_by_id: HashMap::new(),
             broken: HashSet::new(),
             any_broken: false,
             list_info: Vec::new(),
@@ -395,6 +420,7 @@ impl<'a> Checker<'a> {
         self.rule_by_id = self.index_first(&rules, "duplicate-rule", "rule", |at| {
             format!("the first one is at {at}; to change a shipped rule, add an `except` instead")
         });
+        self.index_foreign();
         self.list_info = vec![
             ListInfo {
                 state: State::Pending,
@@ -407,6 +433,34 @@ impl<'a> Checker<'a> {
         self.macro_state = vec![(State::Pending, Info::FAILED); self.macros.len()];
         self.used_lists = vec![false; self.lists.len()];
         self.used_macros = vec![false; self.macros.len()];
+    }
+
+    /// The first foreign rule of each id that no rule-language rule has; the others
+    /// are `duplicate-rule` errors where they were defined.
+    fn index_foreign(&mut self) {
+        for i in 0..self.foreign.len() {
+            let meta = &self.foreign[i].meta;
+            let first = match self.rule_by_id.get(meta.id.as_str()) {
+                Some(&r) => self.rule_defs[r].id.span,
+                None => match self.foreign_by_id.get(&meta.id) {
+                    Some(&f) => self.foreign[f].meta.span,
+                    None => {
+                        self.foreign_by_id.insert(meta.id.clone(), i);
+                        continue;
+                    }
+                },
+            };
+            let (id, span) = (meta.id.clone(), meta.span);
+            let at = self.first_at(first);
+            self.diags.push(
+                Diagnostic::error(
+                    "duplicate-rule",
+                    format!("rule `{id}` is defined more than once"),
+                    span,
+                )
+                .with_hint(format!("the first one is at {at}")),
+            );
+        }
     }
 
     fn is_first_list(&self, i: usize) -> bool {
@@ -1020,11 +1074,16 @@ impl<'a> Checker<'a> {
     fn check_rules(&mut self) {
         // Top-level exceptions: checked once each, attached to their rule.
         let mut extra: HashMap<usize, Vec<(usize, Info)>> = HashMap::new();
+        let mut foreign_extra: HashMap<usize, Vec<(usize, Info)>> = HashMap::new();
         for k in 0..self.excepts.len() {
             let e = self.excepts[k];
             let info = self.validate_expr(&e.exception.condition);
             match self.rule_by_id.get(e.rule.name.as_str()) {
                 Some(&r) => extra.entry(r).or_default().push((k, info)),
+                None if self.foreign_by_id.contains_key(&e.rule.name) => {
+                    let f = self.foreign_by_id[&e.rule.name];
+                    foreign_extra.entry(f).or_default().push((k, info));
+                }
                 None if self.is_broken(ItemKind::Rule, &e.rule.name) => {}
                 None => {
                     let d = Diagnostic::error(
@@ -1032,8 +1091,12 @@ impl<'a> Checker<'a> {
                         format!("`except` for unknown rule `{}`", e.rule.name),
                         e.rule.span,
                     );
-                    let hint = suggest(&e.rule.name, self.rule_by_id.keys().copied())
-                        .map(|s| format!("did you mean `{s}`?"));
+                    let ids = self.rule_by_id.keys().copied();
+                    let hint = suggest(
+                        &e.rule.name,
+                        ids.chain(self.foreign_by_id.keys().map(String::as_str)),
+                    )
+                    .map(|s| format!("did you mean `{s}`?"));
                     self.diags.push(match hint {
                         Some(h) => d.with_hint(h),
                         None => d,
@@ -1129,8 +1192,34 @@ impl<'a> Checker<'a> {
                 exceptions,
             });
         }
+        self.add_foreign(foreign_extra);
         self.summary.lists = self.list_by_name.len();
         self.summary.macros = self.macro_by_name.len();
+    }
+
+    /// Appends the foreign rules (the first of each id) with the top-level exceptions
+    /// that name them.
+    fn add_foreign(&mut self, mut extra: HashMap<usize, Vec<(usize, Info)>>) {
+        for (i, mut rule) in std::mem::take(&mut self.foreign).into_iter().enumerate() {
+            if self.foreign_by_id.get(&rule.meta.id) != Some(&i) {
+                continue;
+            }
+            let attached = extra.remove(&i).unwrap_or_default();
+            let mut built = true;
+            for (k, info) in attached {
+                let exception = &self.excepts[k].exception;
+                match self.lower(&exception.condition).filter(|_| info.ok) {
+                    Some(c) => rule.exceptions.push((exception.name.clone(), c)),
+                    None => built = false,
+                }
+            }
+            self.summary.rules += 1;
+            self.summary.enabled_rules += usize::from(rule.meta.enabled);
+            self.summary.exceptions += rule.exceptions.len();
+            if built {
+                self.rules.push(rule);
+            }
+        }
     }
 
     /// Warns about a condition that evidently never holds, or holds for every process.

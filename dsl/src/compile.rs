@@ -7,11 +7,13 @@
 use crate::eval;
 use crate::field::{FieldRef, Value};
 use crate::ir::{CheckedRule, Cond, NumberOp, NumberTest, Pattern, RuleMeta, TextOp, TextTest};
+use crate::needles::{self, NeedleIndex};
 use crate::program::{Op, Programs};
 use aho_corasick::AhoCorasick;
 use regex::{Regex, RegexBuilder};
 use rustc_hash::{FxHashMap, FxHashSet};
-use std::collections::HashMap;
+use std::borrow::Cow;
+use std::sync::OnceLock;
 
 pub use crate::eval::Scratch;
 
@@ -34,8 +36,9 @@ pub(crate) type NodeId = u32;
 pub struct RuleSet {
     pub(crate) rules: Vec<CompiledRule>,
     pub(crate) nodes: Vec<Node>,
-    /// Per node: the test as written (for explanations); empty for connectives.
-    pub(crate) descriptions: Vec<String>,
+    /// Per node: its test, described when an explanation asks (describing them all up
+    /// front was a tenth of loading SigmaHQ's library); `None` for connectives.
+    pub(crate) tests: Vec<Option<Cond>>,
     /// The rules' programs and the ancestor blocks' bodies' (see [`crate::program`]).
     pub(crate) ops: Vec<Op>,
     pub(crate) index: RuleIndex,
@@ -87,7 +90,10 @@ pub(crate) struct RuleIndex {
     /// Enabled rules requiring a field to match wildcard patterns (or literals, with
     /// case-sensitive ones): candidates when it does.
     pub(crate) by_pattern: Vec<(FieldRef, TextMatcher, u32)>,
-    /// Enabled rules with no indexable requirement: always candidates.
+    /// Enabled rules with no such requirement but texts one of which a field must
+    /// have (see [`crate::needles`]): candidates when it does.
+    pub(crate) needles: NeedleIndex,
+    /// Enabled rules with nothing to index: always candidates.
     pub(crate) always: Vec<u32>,
 }
 
@@ -110,12 +116,71 @@ pub(crate) enum Patterns {
     Equals {
         literals: Literals,
         affixes: Vec<Frame>,
-        wildcards: Option<(Vec<Frame>, Regex)>,
+        wildcards: Option<Box<(Vec<Frame>, LazyRegex)>>,
     },
     StartsWith(Vec<Box<str>>),
     EndsWith(Vec<Box<str>>),
-    Contains(AhoCorasick),
-    Regex(Regex),
+    Contains(Substrings),
+    Regex(Box<LazyRegex>),
+}
+
+/// A regex built the first time a test needs it. In a large rule set (the Sigma
+/// library) most tests never run on a given input, since the index skips their
+/// rules, and building every regex up front was most of the start-up.
+#[derive(Debug)]
+pub(crate) struct LazyRegex {
+    pattern: String,
+    case_insensitive: bool,
+    built: OnceLock<Regex>,
+}
+
+impl LazyRegex {
+    fn new(pattern: String, case_insensitive: bool) -> LazyRegex {
+        LazyRegex {
+            pattern,
+            case_insensitive,
+            built: OnceLock::new(),
+        }
+    }
+
+    fn is_match(&self, value: &str) -> bool {
+        self.built
+            .get_or_init(|| build_regex(&self.pattern, self.case_insensitive))
+            .is_match(value)
+    }
+}
+
+/// `contains` patterns: a few are searched for one by one; for more, an Aho-Corasick
+/// automaton is built the first time it is needed (building one per test up front cost
+/// more than the rest of compiling).
+#[derive(Debug)]
+pub(crate) struct Substrings {
+    needles: Vec<Box<str>>,
+    automaton: OnceLock<AhoCorasick>,
+}
+
+/// Up to this many needles, one search each beats building an automaton.
+const SUBSTRING_SCAN_MAX: usize = 4;
+
+impl Substrings {
+    fn new(needles: Vec<Box<str>>) -> Substrings {
+        Substrings {
+            needles,
+            automaton: OnceLock::new(),
+        }
+    }
+
+    fn is_in(&self, value: &str) -> bool {
+        if self.needles.len() <= SUBSTRING_SCAN_MAX {
+            return self.needles.iter().any(|n| value.contains(&**n));
+        }
+        self.automaton
+            .get_or_init(|| {
+                AhoCorasick::new(self.needles.iter().map(|s| s.as_bytes()))
+                    .expect("literal patterns always build")
+            })
+            .is_match(value)
+    }
 }
 
 /// A wildcard pattern's literal text before its first wildcard and after its last.
@@ -179,28 +244,28 @@ impl RuleSet {
         let compiled = rules
             .iter()
             .zip(nodes)
-            .map(|(rule, (condition, exceptions))| CompiledRule {
-                meta: rule.meta.clone(),
-                condition,
-                program: arena.programs.add_rule(
-                    &arena.nodes,
+            .map(|(rule, (condition, exceptions))| {
+                let proven = proven_by_index(&rule.condition).and_then(|t| arena.existing(t));
+                CompiledRule {
+                    meta: rule.meta.clone(),
                     condition,
-                    &exceptions,
-                    proven_by_index(&rule.condition).and_then(|t| arena.existing(t)),
-                ),
-                exceptions: rule
-                    .exceptions
-                    .iter()
-                    .map(|(name, _)| name.clone())
-                    .zip(exceptions)
-                    .collect(),
+                    program: arena
+                        .programs
+                        .add_rule(&arena.nodes, condition, &exceptions, proven),
+                    exceptions: rule
+                        .exceptions
+                        .iter()
+                        .map(|(name, _)| name.clone())
+                        .zip(exceptions)
+                        .collect(),
+                }
             })
             .collect();
         arena.programs.mark_shared(top);
         RuleSet {
             rules: compiled,
             nodes: arena.nodes,
-            descriptions: arena.descriptions,
+            tests: arena.tests,
             ops: arena.programs.ops,
             index: RuleIndex::build(rules),
         }
@@ -250,6 +315,11 @@ impl RuleSet {
                 try_rules(&[*i], scratch);
             }
         }
+        let mut selected = std::mem::take(&mut scratch.selected);
+        selected.clear();
+        self.index.needles.select(event, scratch, &mut selected);
+        try_rules(&selected, scratch);
+        scratch.selected = selected;
         // Candidates come list by list; the few matches are put in rule order.
         out[start..].sort_unstable();
     }
@@ -275,53 +345,104 @@ impl RuleSet {
 #[derive(Default)]
 struct Arena {
     nodes: Vec<Node>,
-    descriptions: Vec<String>,
+    tests: Vec<Option<Cond>>,
     programs: Programs,
-    seen: HashMap<String, NodeId>,
+    seen: FxHashMap<Key, NodeId>,
+}
+
+/// A node as the arena tells nodes apart: its kind, its children's ids, a test's data.
+/// Children are ids, so building a key costs the node alone, not its whole subtree.
+#[derive(PartialEq, Eq, Hash)]
+enum Key {
+    And(Vec<NodeId>),
+    Or(Vec<NodeId>),
+    Not(NodeId),
+    Exists(FieldRef),
+    Flag(FieldRef),
+    Text(TextTest),
+    Number(NumberTest),
+    SameValue(FieldRef, FieldRef),
+    Ancestor(u32, u32, NodeId),
 }
 
 impl Arena {
     fn add(&mut self, cond: &Cond) -> NodeId {
-        let cond = merge_alternatives(cond);
-        let key = key(&cond);
+        self.node(cond, true).expect("adding always gives a node")
+    }
+
+    /// The node of a condition already added.
+    fn existing(&mut self, cond: &Cond) -> Option<NodeId> {
+        self.node(cond, false)
+    }
+
+    /// `cond`'s node: the one an identical condition already has, else (when `add`)
+    /// a new one; `None` when it has none and `add` is false.
+    fn node(&mut self, cond: &Cond, add: bool) -> Option<NodeId> {
+        let children = |arena: &mut Arena, items: &[Cond]| -> Option<Vec<NodeId>> {
+            items.iter().map(|c| arena.node(c, add)).collect()
+        };
+        let key = match cond {
+            Cond::Or(items) => {
+                let merged = merge_alternatives(items);
+                if let [single] = merged.as_slice() {
+                    return self.node(single, add);
+                }
+                let ids: Option<Vec<NodeId>> = merged.iter().map(|c| self.node(c, add)).collect();
+                Key::Or(ids?)
+            }
+            Cond::And(items) => Key::And(children(self, items)?),
+            Cond::Not(inner) => Key::Not(self.node(inner, add)?),
+            Cond::Exists(field) => Key::Exists(*field),
+            Cond::Flag(field) => Key::Flag(*field),
+            Cond::Text(test) => Key::Text(test.clone()),
+            Cond::Number(test) => Key::Number(test.clone()),
+            Cond::SameValue(a, b) => Key::SameValue(*a, *b),
+            Cond::Ancestor { min, max, body } => Key::Ancestor(*min, *max, self.node(body, add)?),
+        };
         if let Some(&id) = self.seen.get(&key) {
-            return id;
+            return Some(id);
         }
-        let node = match &cond {
-            Cond::And(items) => Node::And(items.iter().map(|c| self.add(c)).collect()),
-            Cond::Or(items) => Node::Or(items.iter().map(|c| self.add(c)).collect()),
-            Cond::Not(inner) => Node::Not(self.add(inner)),
-            Cond::Exists(field) => Node::Exists(*field),
-            Cond::Flag(field) => Node::Flag(*field),
-            Cond::Text(test) => Node::Text(test.field, compile_text(test)),
-            Cond::Number(NumberTest { field, op, values }) => {
+        if !add {
+            return None;
+        }
+        let node = match &key {
+            Key::And(ids) => Node::And(ids.clone()),
+            Key::Or(ids) => Node::Or(ids.clone()),
+            Key::Not(id) => Node::Not(*id),
+            Key::Exists(field) => Node::Exists(*field),
+            Key::Flag(field) => Node::Flag(*field),
+            Key::Text(test) => Node::Text(test.field, compile_text(test)),
+            Key::Number(NumberTest { field, op, values }) => {
                 Node::Number(*field, *op, values.clone())
             }
-            Cond::SameValue(a, b) => Node::SameValue(*a, *b),
-            Cond::Ancestor { min, max, body } => {
+            Key::SameValue(a, b) => Node::SameValue(*a, *b),
+            Key::Ancestor(min, max, body) => {
+                let Cond::Ancestor { body: inner, .. } = cond else {
+                    unreachable!("an ancestor key comes from an ancestor block")
+                };
                 let at_parent = (*min == 1 && *max == 1)
-                    .then(|| at_parent_of(body))
+                    .then(|| at_parent_of(inner))
                     .flatten();
-                let body = self.add(body);
                 Node::Ancestor {
                     min: *min,
                     max: *max,
-                    body,
-                    program: self.programs.add(&self.nodes, body),
+                    body: *body,
+                    program: self.programs.add(&self.nodes, *body),
                     at_parent: at_parent.map(|c| self.add(&c)),
                 }
             }
         };
         let id = self.nodes.len() as NodeId;
         self.nodes.push(node);
-        self.descriptions.push(crate::explain::describe(&cond));
+        // Only tests are described (connectives are described by their parts).
+        self.tests.push(match &key {
+            Key::Exists(_) | Key::Flag(_) | Key::Text(_) | Key::Number(_) | Key::SameValue(..) => {
+                Some(cond.clone())
+            }
+            _ => None,
+        });
         self.seen.insert(key, id);
-        id
-    }
-
-    /// The node of a condition already added.
-    fn existing(&self, cond: &Cond) -> Option<NodeId> {
-        self.seen.get(&key(&merge_alternatives(cond))).copied()
+        Some(id)
     }
 }
 
@@ -353,56 +474,50 @@ fn at_parent_of(cond: &Cond) -> Option<Cond> {
     })
 }
 
-/// The checked form's Debug text is a canonical key: equal text, equal meaning.
-fn key(cond: &Cond) -> String {
-    format!("{cond:?}")
-}
-
-/// `f == a or f == b or g == c` becomes `f in [a, b] or g == c`: one test per field,
-/// so a list written as alternatives costs one lookup, and can index its rule.
-fn merge_alternatives(cond: &Cond) -> Cond {
-    let Cond::Or(items) = cond else {
-        return cond.clone();
-    };
-    let mut merged: Vec<Cond> = Vec::with_capacity(items.len());
+/// The items of an `or` with `f == a or f == b` as `f in [a, b]`: one test per field, so a
+/// list written as alternatives costs one lookup, and can index its rule. Items that
+/// are not merged are borrowed.
+fn merge_alternatives(items: &[Cond]) -> Vec<Cow<'_, Cond>> {
+    let mut merged: Vec<Cow<'_, Cond>> = Vec::with_capacity(items.len());
     for item in items {
-        let item = merge_alternatives(item);
         if let Cond::Text(TextTest {
             field,
             op: TextOp::Equals,
             patterns,
-        }) = &item
+        }) = item
         {
-            let same_field = merged.iter_mut().find_map(|m| match m {
-                Cond::Text(t) if t.field == *field && t.op == TextOp::Equals => Some(t),
-                _ => None,
-            });
-            if let Some(existing) = same_field {
-                existing.patterns.extend(patterns.iter().cloned());
+            let same_field = merged.iter().position(
+                |m| matches!(&**m, Cond::Text(t) if t.field == *field && t.op == TextOp::Equals),
+            );
+            if let Some(i) = same_field {
+                if let Cond::Text(t) = merged[i].to_mut() {
+                    t.patterns.extend(patterns.iter().cloned());
+                }
                 continue;
             }
         }
-        merged.push(item);
+        merged.push(Cow::Borrowed(item));
     }
-    if merged.len() == 1 {
-        merged.pop().expect("one item")
-    } else {
-        Cond::Or(merged)
-    }
+    merged
 }
 
 impl RuleIndex {
     fn build(rules: &[CheckedRule]) -> RuleIndex {
         let mut index = RuleIndex::default();
+        let mut needled = Vec::new();
         for (i, rule) in rules.iter().enumerate() {
             if !rule.meta.enabled {
                 continue;
             }
             match requirement(&rule.condition) {
-                None => index.always.push(i as u32),
                 Some(r) => index.add(r, i as u32),
+                None => match needles::needles(&rule.condition) {
+                    Some(n) => needled.push((i as u32, n)),
+                    None => index.always.push(i as u32),
+                },
             }
         }
+        index.needles = NeedleIndex::build(needled);
         index
     }
 
@@ -581,8 +696,8 @@ fn compile_patterns(op: TextOp, patterns: &[&Pattern], fold: bool) -> Option<Pat
                     .iter()
                     .map(|p| wildcard_regex(&fold_text(p.text.clone())))
                     .collect();
-                let regex = build_regex(&format!("^(?:{})$", alternation.join("|")), false);
-                (frames(&wild), regex)
+                let regex = LazyRegex::new(format!("^(?:{})$", alternation.join("|")), false);
+                Box::new((frames(&wild), regex))
             });
             Patterns::Equals {
                 literals: Literals::new(plain),
@@ -592,15 +707,12 @@ fn compile_patterns(op: TextOp, patterns: &[&Pattern], fold: bool) -> Option<Pat
         }
         TextOp::StartsWith => Patterns::StartsWith(literals()),
         TextOp::EndsWith => Patterns::EndsWith(literals()),
-        TextOp::Contains => Patterns::Contains(
-            AhoCorasick::new(literals().iter().map(|s| s.as_bytes()))
-                .expect("literal patterns always build"),
-        ),
+        TextOp::Contains => Patterns::Contains(Substrings::new(literals())),
         TextOp::Regex => {
             let alternation: Vec<String> =
                 patterns.iter().map(|p| format!("(?:{})", p.text)).collect();
             // Regexes match the raw value: the regex engine folds case itself.
-            Patterns::Regex(build_regex(&alternation.join("|"), fold))
+            Patterns::Regex(Box::new(LazyRegex::new(alternation.join("|"), fold)))
         }
     })
 }
@@ -619,7 +731,7 @@ pub const REGEX_SIZE_LIMIT: usize = 1 << 20;
 
 /// A pattern's escape sequences: `\*`, `\?` and `\\` stand for the character itself;
 /// any other backslash is literal (Windows paths are written as they are).
-fn pieces(text: &str) -> impl Iterator<Item = Piece> + '_ {
+pub(crate) fn pieces(text: &str) -> impl Iterator<Item = Piece> + '_ {
     let mut chars = text.chars().peekable();
     std::iter::from_fn(move || {
         let c = chars.next()?;
@@ -639,7 +751,7 @@ fn pieces(text: &str) -> impl Iterator<Item = Piece> + '_ {
 }
 
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]
-enum Piece {
+pub(crate) enum Piece {
     Char(char),
     AnyRun,
     AnyOne,
@@ -716,13 +828,14 @@ impl Patterns {
             } => {
                 literals.contains(value)
                     || affixes.iter().any(|f| f.fits(value))
-                    || wildcards.as_ref().is_some_and(|(frames, re)| {
+                    || wildcards.as_ref().is_some_and(|w| {
+                        let (frames, re) = &**w;
                         frames.iter().any(|f| f.fits(value)) && re.is_match(value)
                     })
             }
             Patterns::StartsWith(prefixes) => prefixes.iter().any(|p| value.starts_with(&**p)),
             Patterns::EndsWith(suffixes) => suffixes.iter().any(|s| value.ends_with(&**s)),
-            Patterns::Contains(ac) => ac.is_match(value),
+            Patterns::Contains(needles) => needles.is_in(value),
             Patterns::Regex(re) => re.is_match(value),
         }
     }
@@ -802,6 +915,32 @@ mod tests {
         let cased = equals(&["W3WP.EXE"], false);
         assert!(!cased.matches("w3wp.exe"));
         assert!(cased.matches("W3WP.EXE"));
+    }
+
+    #[test]
+    fn regexes_and_automata_are_built_when_first_needed() {
+        let pattern = |text: &str| Pattern {
+            text: text.into(),
+            case_sensitive: false,
+        };
+        let regex = compile_patterns(TextOp::Regex, &[&pattern("a.c")], true).unwrap();
+        let Patterns::Regex(lazy) = &regex else {
+            panic!("{regex:?}")
+        };
+        assert!(lazy.built.get().is_none(), "compiling builds no regex");
+        assert!(regex.matches("xabcx") && !regex.matches("ac"));
+        assert!(lazy.built.get().is_some());
+        let many: Vec<Pattern> = (0..10).map(|i| pattern(&format!("n{i}x"))).collect();
+        let refs: Vec<&Pattern> = many.iter().collect();
+        let contains = compile_patterns(TextOp::Contains, &refs, true).unwrap();
+        let Patterns::Contains(needles) = &contains else {
+            panic!("{contains:?}")
+        };
+        assert!(needles.automaton.get().is_none());
+        assert!(contains.matches("a n9x b") && !contains.matches("n10"));
+        assert!(needles.automaton.get().is_some());
+        let few = compile_patterns(TextOp::Contains, &refs[..2], true).unwrap();
+        assert!(few.matches("_n1x_") && !few.matches("n2x"));
     }
 
     #[test]

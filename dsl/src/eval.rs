@@ -16,6 +16,8 @@ pub struct Scratch {
     overflow: String,
     /// Per node: `event << 1 | result` once known for the current event.
     memo: Vec<u32>,
+    /// The rules the index's needles selected for the current event.
+    pub(crate) selected: Vec<u32>,
 }
 
 #[derive(Debug, Default)]
@@ -38,6 +40,7 @@ impl Default for Scratch {
                 .collect(),
             overflow: String::new(),
             memo: Vec::new(),
+            selected: Vec::new(),
         }
     }
 }

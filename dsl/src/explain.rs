@@ -142,7 +142,7 @@ fn walk<E: Event>(
             let value = format!("{} vs {}", shown(a), shown(b));
             out.push(Step {
                 indent,
-                text: set.descriptions[id as usize].clone(),
+                text: described(set, id),
                 value: Some(value),
                 held,
             });
@@ -151,7 +151,7 @@ fn walk<E: Event>(
             let value = eval::value(event, base, f);
             out.push(Step {
                 indent,
-                text: set.descriptions[id as usize].clone(),
+                text: described(set, id),
                 value: Some(display(value)),
                 held,
             });
@@ -169,6 +169,14 @@ fn display(value: Option<Value<'_>>) -> String {
 }
 
 /// A test as a rule author would write it (leaves only; connectives get "").
+/// Node `id`'s test as written.
+fn described(set: &RuleSet, id: NodeId) -> String {
+    set.tests[id as usize]
+        .as_ref()
+        .map(describe)
+        .unwrap_or_default()
+}
+
 pub(crate) fn describe(cond: &Cond) -> String {
     match cond {
         Cond::Exists(f) => format!("{} exists", field_name(f)),

@@ -3,10 +3,11 @@
 //! A field is a property of one process. `parent_exe` is not a field of its own: it is
 //! [`Field::Exe`] one step up the ancestry (see [`FieldRef`]).
 //!
-//! Besides the CAR names there are two Linux facts: `effective_user` (the real user is
-//! `user`; they differ while a setuid program such as `sudo` runs) and `listens`, a
-//! yes/no field: the process holds a listening TCP socket. A live sensor finds that out
-//! when a rule asks; a recording does not know it, so there it is absent.
+//! Besides the CAR names there are Linux facts: `effective_user` (the real user is
+//! `user`; they differ while a setuid program such as `sudo` runs) and three yes/no
+//! fields: `listens`, the process holds a listening TCP socket (a live sensor finds that
+//! out when a rule asks; a recording does not know it, so there it is absent), and
+//! `exe_deleted` / `exe_memfd`, its executable is a deleted file / a memfd.
 
 /// A property of one process.
 #[derive(Copy, Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -23,8 +24,20 @@ pub enum Field {
     CurrentWorkingDirectory,
     Hostname,
     OriginalFileName,
+    /// The PE's version resource, as Sysmon records it: `Description`, `Product`,
+    /// `Company`, `FileVersion`; and its `Hashes` (`SHA256=...,IMPHASH=...`).
+    Description,
+    Product,
+    Company,
+    FileVersion,
+    Hashes,
+    /// The logon session (Sysmon's `LogonId`, `0x3e7`) and the terminal session number.
+    LogonId,
+    TerminalSessionId,
     EffectiveUser,
     Listens,
+    ExeDeleted,
+    ExeMemfd,
 }
 
 /// Whether a field holds text, a number or a yes/no; decides which operators apply.
@@ -48,7 +61,7 @@ impl FieldKind {
 }
 
 impl Field {
-    pub const ALL: [Field; 14] = [
+    pub const ALL: [Field; 23] = [
         Field::Exe,
         Field::ImagePath,
         Field::CommandLine,
@@ -61,8 +74,17 @@ impl Field {
         Field::CurrentWorkingDirectory,
         Field::Hostname,
         Field::OriginalFileName,
+        Field::Description,
+        Field::Product,
+        Field::Company,
+        Field::FileVersion,
+        Field::Hashes,
+        Field::LogonId,
+        Field::TerminalSessionId,
         Field::EffectiveUser,
         Field::Listens,
+        Field::ExeDeleted,
+        Field::ExeMemfd,
     ];
 
     /// The CAR data-model name, as written in rules.
@@ -80,15 +102,24 @@ impl Field {
             Field::CurrentWorkingDirectory => "current_working_directory",
             Field::Hostname => "hostname",
             Field::OriginalFileName => "original_file_name",
+            Field::Description => "description",
+            Field::Product => "product",
+            Field::Company => "company",
+            Field::FileVersion => "file_version",
+            Field::Hashes => "hashes",
+            Field::LogonId => "logon_id",
+            Field::TerminalSessionId => "terminal_session_id",
             Field::EffectiveUser => "effective_user",
             Field::Listens => "listens",
+            Field::ExeDeleted => "exe_deleted",
+            Field::ExeMemfd => "exe_memfd",
         }
     }
 
     pub fn kind(self) -> FieldKind {
         match self {
             Field::Pid | Field::Ppid | Field::CreatorPid => FieldKind::Number,
-            Field::Listens => FieldKind::Flag,
+            Field::Listens | Field::ExeDeleted | Field::ExeMemfd => FieldKind::Flag,
             _ => FieldKind::Text,
         }
     }

@@ -53,7 +53,7 @@ pub enum Cond {
 
 /// True when the field is present and matches any of `patterns`. An absent field
 /// fails every test (so `exe != "x"` is checked as `exe exists and not exe == "x"`).
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct TextTest {
     pub field: FieldRef,
     pub op: TextOp,
@@ -80,7 +80,7 @@ pub struct Pattern {
 }
 
 /// True when the field is present and compares true with any of `values`.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct NumberTest {
     pub field: FieldRef,
     pub op: NumberOp,

@@ -27,7 +27,9 @@ mod eval;
 pub mod explain;
 pub mod field;
 pub mod ir;
+mod needles;
 pub mod parse;
+pub mod print;
 mod program;
 mod sense;
 
@@ -127,7 +129,17 @@ pub struct Loaded {
 /// are shared across files, in order). Every diagnostic of every file is returned;
 /// with any error the set is refused as a whole.
 pub fn load(sources: &[Source]) -> Result<Loaded, Vec<Diagnostic>> {
-    let checked = check::check_sources(sources);
+    load_mixed(sources, sources.len(), check::Foreign::default())
+}
+
+/// [`load`] for rule-language files (`sources[..dsl_files]`) together with rules
+/// checked elsewhere, such as Sigma rules: see [`check::check_mixed`].
+pub fn load_mixed(
+    sources: &[Source],
+    dsl_files: usize,
+    foreign: check::Foreign,
+) -> Result<Loaded, Vec<Diagnostic>> {
+    let checked = check::check_mixed(sources, dsl_files, foreign);
     if checked.diagnostics.iter().any(Diagnostic::is_error) {
         return Err(checked.diagnostics);
     }

@@ -316,6 +316,22 @@ fn yes_no_fields_are_tested_by_their_name() {
     assert_eq!(matching(&set, &e), ["R"]);
 }
 
+#[test]
+fn a_nameless_executable_is_a_yes_no_field() {
+    let e = Tree::new(&[
+        &[
+            ("exe", "memfd:x"),
+            ("exe_memfd", "true"),
+            ("exe_deleted", "false"),
+        ],
+        &[("exe", "php-fpm8.2"), ("exe_deleted", "true")],
+    ]);
+    assert!(holds("exe_memfd and not exe_deleted", &e));
+    assert!(holds("parent_exe_deleted and not parent_exe_memfd", &e));
+    assert!(holds("exe_memfd or exe_deleted", &e));
+    assert!(!holds("parent_exe_memfd exists", &e));
+}
+
 /// An event that counts how often each field is asked for.
 struct Counting(Tree, std::cell::RefCell<HashMap<Field, u32>>);
 

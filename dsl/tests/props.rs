@@ -2,12 +2,14 @@
 //! conditions check clean to the ir they mean, compiled rules match exactly the events
 //! those conditions describe, and nesting is bounded.
 
+use dsl::ast::Severity;
 use dsl::check::check_sources;
 use dsl::field::{Field, FieldKind, FieldRef};
-use dsl::ir::{Cond, NumberOp, NumberTest, Pattern, TextOp, TextTest};
+use dsl::ir::{CheckedRule, Cond, NumberOp, NumberTest, Pattern, RuleMeta, TextOp, TextTest};
 use dsl::{Event, RuleSet, Scratch, Source, Value};
 use proptest::prelude::*;
 use proptest::sample::select;
+use proptest::test_runner::TestCaseError;
 
 /// Checks `sources` and asserts what must hold for any input.
 fn assert_well_formed(sources: &[Source]) {
@@ -174,6 +176,34 @@ proptest! {
         prop_assert!(unexpected.is_empty(), "{}", unexpected.join("\n"));
         prop_assert_eq!(checked.rules.len(), 1);
         prop_assert_eq!(&checked.rules[0].condition, &expected);
+    }
+
+    /// What `spawnwatch sigma convert` relies on: a checked rule printed and read back
+    /// is the same rule.
+    #[test]
+    fn printed_rules_read_back_the_same((_, condition) in condition(), (_, exception) in condition()) {
+        let rule = CheckedRule {
+            meta: RuleMeta {
+                id: "0b9a-11".into(),
+                title: r#"quote " and \\ backslashes"#.into(),
+                description: r#"C:\Windows\ and \\"x\\""#.into(),
+                severity: Severity::High,
+                attack: vec!["T1059.001".into(), "not an id".into()],
+                references: vec![r#"https://example.org/a?b="c""#.into()],
+                enabled: false,
+                span: Default::default(),
+            },
+            condition,
+            exceptions: vec![(r#"why "so""#.into(), exception)],
+        };
+        let text = dsl::print::print_rule(&rule).map_err(TestCaseError::fail)?;
+        let sources = [Source::new("printed.rules", text.clone())];
+        let checked = check_sources(&sources);
+        let errors: Vec<String> = checked.diagnostics.iter().filter(|d| d.is_error()).map(|d| d.render(&sources)).collect();
+        prop_assert!(errors.is_empty(), "{}\n{}", text, errors.join("\n"));
+        let mut back = checked.rules.into_iter().next().expect("one rule");
+        back.meta.span = Default::default();
+        prop_assert_eq!(back, rule, "{}", text);
     }
 
     #[test]

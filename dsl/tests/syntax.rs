@@ -741,7 +741,7 @@ fn readme_blocks() -> Vec<String> {
 #[test]
 fn the_readme_examples_check_clean() {
     let b = readme_blocks();
-    assert_eq!(b.len(), 8, "{b:#?}");
+    assert_eq!(b.len(), 12, "{b:#?}");
     assert!(b[0].starts_with("rule CAR-2021-02-001"));
     let car = rules(&[("car.rules", &b[0])]);
     assert_eq!(car[0].condition, {
@@ -753,5 +753,23 @@ fn the_readme_examples_check_clean() {
     check_ok(&[("lists.rules", &b[3]), ("macros.rules", &b[4])]);
     cond(&b[5]);
     check_ok(&[("webshell.rules", &b[1]), ("recon.rules", &b[6])]);
-    assert!(b[7].starts_with("error[unknown-field]"));
+    // From a Sigma rule to a process tree: the converted rule, the rule extended with
+    // ancestry and its examples, as the fixtures the CLI tests run hold them.
+    assert!(b[7].starts_with("yaml\ndetection:"));
+    check_ok(&[("converted.rules", &b[8]), ("whoami-web.rules", &b[9])]);
+    let fixture = |name: &str| {
+        let path = format!(
+            "{}/../tests/fixtures/sigma/{name}",
+            env!("CARGO_MANIFEST_DIR")
+        );
+        std::fs::read_to_string(path).unwrap()
+    };
+    assert!(fixture("whoami-web.rules").ends_with(&b[9]));
+    let examples: Vec<String> = fixture("whoami-web.tests")
+        .lines()
+        .filter(|l| !l.starts_with('#'))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    assert_eq!(examples.concat(), b[10]);
+    assert!(b[11].starts_with("error[unknown-field]"));
 }

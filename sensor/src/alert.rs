@@ -119,7 +119,7 @@ enum Column {
     Argv,
 }
 
-const PROCESS_FIELDS: [Column; 13] = [
+const PROCESS_FIELDS: [Column; 22] = [
     Column::Field(Field::Pid),
     Column::Field(Field::Ppid),
     Column::Field(Field::CreatorPid),
@@ -133,6 +133,15 @@ const PROCESS_FIELDS: [Column; 13] = [
     Column::Field(Field::IntegrityLevel),
     Column::Field(Field::CurrentWorkingDirectory),
     Column::Field(Field::OriginalFileName),
+    Column::Field(Field::Description),
+    Column::Field(Field::Product),
+    Column::Field(Field::Company),
+    Column::Field(Field::FileVersion),
+    Column::Field(Field::Hashes),
+    Column::Field(Field::LogonId),
+    Column::Field(Field::TerminalSessionId),
+    Column::Field(Field::ExeDeleted),
+    Column::Field(Field::ExeMemfd),
 ];
 const PARENT_FIELDS: [Column; 6] = [
     Column::Field(Field::Pid),
@@ -268,7 +277,8 @@ pub(crate) mod tests {
                 r#""rule":{"id":"R-1","title":"t","severity":"high","attack":["T1505.003"]},"#,
                 r#""process":{"pid":4242,"ppid":1000,"creator_pid":null,"exe":"cmd.exe","image_path":null,"#,
                 r#""command_line":"cmd.exe /c \"whoami\"","argv":null,"user":null,"effective_user":null,"sid":null,"integrity_level":null,"#,
-                r#""current_working_directory":null,"original_file_name":null},"#,
+                r#""current_working_directory":null,"original_file_name":null,"description":null,"product":null,"#,
+                r#""company":null,"file_version":null,"hashes":null,"logon_id":null,"terminal_session_id":null,"exe_deleted":null,"exe_memfd":null},"#,
                 r#""parent":{"pid":1000,"exe":"w3wp.exe","image_path":"C:\\Windows\\System32\\inetsrv\\w3wp.exe","command_line":null,"user":null,"listens":null},"#,
                 r#""ancestors":[{"pid":1000,"exe":"w3wp.exe","image_path":"C:\\Windows\\System32\\inetsrv\\w3wp.exe"}],"#,
                 r#""source":{"kind":"replay","file":"x.jsonl","line":7,"record":null}}"#,

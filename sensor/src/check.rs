@@ -6,10 +6,13 @@ use serde_json::json;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-/// Prints every diagnostic of the set and a summary; exit 1 with errors.
-pub fn run(paths: &[PathBuf], as_json: bool) -> Result<ExitCode, String> {
-    let sources = rules::sources(paths, Platform::All)?;
-    let checked = dsl::check::check_sources(&sources);
+/// Prints every diagnostic of the set and a summary (with Sigma files, a second line
+/// counting the rules skipped per reason); exit 1 with errors.
+pub fn run(paths: &[PathBuf], sigma: &sigma::Options, as_json: bool) -> Result<ExitCode, String> {
+    let mixed = rules::mixed(paths, Platform::All, sigma)?;
+    let sources = mixed.sources;
+    let checked = dsl::check::check_mixed(&sources, mixed.dsl_files, mixed.foreign);
+    let report = mixed.report;
     let errors = checked.diagnostics.iter().filter(|d| d.is_error()).count();
     let warnings = checked.diagnostics.len() - errors;
     let s = checked.summary;
@@ -24,6 +27,7 @@ pub fn run(paths: &[PathBuf], as_json: bool) -> Result<ExitCode, String> {
             "diagnostics": diagnostics,
             "summary": {"rules": s.rules, "enabled_rules": s.enabled_rules, "lists": s.lists,
                         "macros": s.macros, "exceptions": s.exceptions, "errors": errors, "warnings": warnings},
+            "sigma": {"files": report.files, "loaded": report.loaded, "skipped": report.skipped},
         });
         outln!("{report}");
     } else {
@@ -39,6 +43,9 @@ pub fn run(paths: &[PathBuf], as_json: bool) -> Result<ExitCode, String> {
             s.macros,
             s.exceptions
         );
+        if let Some(summary) = report.summary() {
+            outln!("{summary}");
+        }
     }
     Ok(if errors > 0 {
         ExitCode::from(1)
@@ -61,8 +68,8 @@ fn diagnostic_json(d: &Diagnostic, sources: &[Source]) -> serde_json::Value {
 }
 
 /// One line per loaded rule: id, severity, title, ATT&CK ids.
-pub fn list(paths: &[PathBuf]) -> Result<ExitCode, String> {
-    let loaded = rules::load_or_report(paths, Platform::All)?;
+pub fn list(paths: &[PathBuf], sigma: &sigma::Options) -> Result<ExitCode, String> {
+    let loaded = rules::load_or_report(paths, Platform::All, sigma)?;
     let set = &loaded.rules;
     let width = set.ids().map(|id| set.meta(id).id.len()).max().unwrap_or(0);
     for id in set.ids() {

@@ -31,6 +31,7 @@ mod ruletest;
 mod run;
 mod selftest;
 mod service;
+mod sigma_rules;
 mod signals;
 mod sink;
 mod source;
@@ -83,6 +84,8 @@ Examples:
   spawnwatch replay Sysmon.evtx                 hunt in a recorded log, alerts on stdout
   spawnwatch replay --ordered -o alerts.jsonl logs/   a whole directory, in input order
   spawnwatch check rules/ local.rules           validate rule files (exit 1 on errors)
+  spawnwatch replay -r sigma/rules/windows/process_creation logs/   hunt with Sigma rules
+  spawnwatch sigma convert rule.yml             a Sigma rule in spawnwatch's language
   spawnwatch rules                              list the built-in rules
   sudo spawnwatch run -o /var/log/spawnwatch.jsonl    watch this host live
   spawnwatch report alerts.jsonl -o report.html      the write-up: incidents as trees";
@@ -109,10 +112,11 @@ enum Command {
     /// Prove the live sensor works here: a shell renamed as a web server (w3wp.exe on
     /// Windows, nginx on Linux) runs a command, and the alert must arrive. Prints PASS or
     /// FAIL; exit 0 only on PASS. Needs administrator / root.
-    Selftest,
-    /// Watch this host live (Windows: ETW; Linux: the kernel's process connector). Needs
-    /// administrator / root. Ctrl+C or SIGTERM stops cleanly; SIGHUP reloads the rules and
-    /// reopens the output files (log rotation).
+    Selftest(SourceArgs),
+    /// Watch this host live (Windows: ETW; Linux: eBPF, or the kernel's process
+    /// connector where eBPF cannot run). Needs administrator / root. Ctrl+C or SIGTERM
+    /// stops cleanly; SIGHUP reloads the rules and reopens the output files (log
+    /// rotation).
     Run(RunArgs),
     /// Run the sensor as a service that starts at boot: a Windows service (LocalSystem,
     /// restarted on failure) or a systemd unit (its own user, two capabilities).
@@ -126,6 +130,10 @@ enum Command {
     /// lines, users and times), the rules that fired with their ATT&CK ids, filters by
     /// host, severity and rule. The page loads nothing from any network.
     Report(ReportArgs),
+    /// Sigma rules: `sigma convert FILE...` prints each in spawnwatch's rule language,
+    /// to extend (with ancestry, say) and load as a .rules file.
+    #[command(subcommand)]
+    Sigma(SigmaCommand),
 }
 
 #[derive(Args)]
@@ -139,11 +147,69 @@ struct ReportArgs {
 }
 
 #[derive(Args)]
+struct SourceArgs {
+    /// The live source (Linux): `ebpf` reads each process in the kernel at its exec
+    /// (Linux 5.8+ with BTF, CAP_BPF and CAP_PERFMON); `proc-connector` reads /proc
+    /// after the kernel's process connector reports it (short commands may be gone by
+    /// then); `auto` takes eBPF where it can run, else the connector, and says why on
+    /// stderr, in a `spawnwatch.source-fallback` sensor line and in the stats line.
+    #[arg(long, value_enum, default_value_t = source::Choice::Auto)]
+    source: source::Choice,
+}
+
+#[derive(Subcommand)]
+enum SigmaCommand {
+    /// Print the Sigma rules of FILE... (YAML) as spawnwatch rules, with their author,
+    /// status and false positives as comments. Rules that cannot be converted are named
+    /// on stderr with the reason; exit 1 if any file had one.
+    Convert {
+        /// Sigma rule files (*.yml, *.yaml; several rules in one file, separated by
+        /// `---`, are converted one by one), or directories of them.
+        #[arg(required = true, value_name = "FILE")]
+        files: Vec<PathBuf>,
+    },
+}
+
+#[derive(Args)]
+struct SigmaArgs {
+    /// Sigma rules to load by `status`, comma-separated, or `all`. Default:
+    /// stable,test,experimental (deprecated and unsupported rules are skipped).
+    #[arg(long, value_name = "LIST", value_parser = sigma_statuses)]
+    sigma_status: Option<sigma::Options>,
+}
+
+impl SigmaArgs {
+    fn options(&self) -> sigma::Options {
+        self.sigma_status.clone().unwrap_or_default()
+    }
+}
+
+/// `--sigma-status`: `all`, or some of Sigma's five statuses (a misspelt one would
+/// quietly load nothing).
+fn sigma_statuses(list: &str) -> Result<sigma::Options, String> {
+    let every = sigma::Options::every_status();
+    if list.eq_ignore_ascii_case("all") {
+        return Ok(every);
+    }
+    let statuses: Vec<String> = list.split(',').map(|s| s.trim().to_lowercase()).collect();
+    match statuses.iter().find(|s| !every.statuses.contains(s)) {
+        Some(bad) => Err(format!(
+            "`{bad}` is not a Sigma status: write `all` or some of {}",
+            every.statuses.join(",")
+        )),
+        None => Ok(sigma::Options { statuses }),
+    }
+}
+
+#[derive(Args)]
 struct RuleArgs {
-    /// A rule file, or a directory whose *.rules files load in name order. Repeat to load
-    /// several; lists, macros and exceptions are shared. Default: the built-in rules.
+    /// A rule file (*.rules, or a Sigma rule: *.yml, *.yaml), or a directory whose rule
+    /// files load in name order. Repeat to load several; lists, macros and exceptions are
+    /// shared. Default: the built-in rules.
     #[arg(long = "rules", short = 'r', value_name = "PATH")]
     rules: Vec<PathBuf>,
+    #[command(flatten)]
+    sigma: SigmaArgs,
 }
 
 #[derive(Args)]
@@ -216,6 +282,8 @@ struct RunArgs {
     rules: RuleArgs,
     #[command(flatten)]
     output: OutputArgs,
+    #[command(flatten)]
+    source: SourceArgs,
     /// Also write every process event as spawnwatch event lines, to replay elsewhere.
     /// Reopened and held like --output (up to 10,000 events).
     #[arg(long, value_name = "FILE")]
@@ -231,9 +299,11 @@ struct RunArgs {
 
 #[derive(Args)]
 struct CheckArgs {
-    /// Rule files or directories. Default: the built-in rules.
+    /// Rule files (*.rules, Sigma *.yml) or directories. Default: the built-in rules.
     #[arg(value_name = "PATH")]
     paths: Vec<PathBuf>,
+    #[command(flatten)]
+    sigma: SigmaArgs,
     /// `text` for people, `json` for editors and CI.
     #[arg(long, value_enum, default_value_t = Format::Text)]
     format: Format,
@@ -247,18 +317,27 @@ enum Format {
 
 #[derive(Args)]
 struct RulesArgs {
-    /// Rule files or directories. Default: the built-in rules.
+    /// Rule files (*.rules, Sigma *.yml) or directories. Default: the built-in rules.
     #[arg(value_name = "PATH")]
     paths: Vec<PathBuf>,
+    #[command(flatten)]
+    sigma: SigmaArgs,
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Replay(args) => replay_command(args),
-        Command::Check(args) => check::run(&args.paths, matches!(args.format, Format::Json)),
-        Command::Rules(args) => check::list(&args.paths),
-        Command::Test(args) => test_command(&args.paths),
+        Command::Check(args) => check::run(
+            &args.paths,
+            &args.sigma.options(),
+            matches!(args.format, Format::Json),
+        ),
+        Command::Rules(args) => check::list(&args.paths, &args.sigma.options()),
+        Command::Test(args) => test_command(&args.paths, &args.sigma.options()),
+        Command::Sigma(SigmaCommand::Convert { files }) => {
+            rules::sigma_sources(&files).map(sigma_rules::convert_command)
+        }
         Command::Run(args) => {
             signals::install().and_then(|signals| run_command(args, signals, Box::new(|| {})))
         }
@@ -267,7 +346,7 @@ fn main() -> ExitCode {
             eprintln!("spawnwatch: {said}");
             ExitCode::SUCCESS
         }),
-        Command::Selftest => selftest::selftest().map(|passed| {
+        Command::Selftest(args) => selftest::selftest(args.source).map(|passed| {
             if passed {
                 ExitCode::SUCCESS
             } else {
@@ -314,7 +393,11 @@ fn pipeline_options(output: &OutputArgs, default_storm_limit: u32) -> pipeline::
 }
 
 fn replay_command(args: ReplayArgs) -> Result<ExitCode, String> {
-    let loaded = rules::load_or_report(&args.rules.rules, rules::Platform::All)?;
+    let loaded = rules::load_or_report(
+        &args.rules.rules,
+        rules::Platform::All,
+        &args.rules.sigma.options(),
+    )?;
     let rules = std::sync::Arc::new(arc_swap::ArcSwap::from_pointee(loaded.rules));
     let mut options = pipeline_options(&args.output, 0);
     let outputs = alert_outputs(&args.output, &options.hangups)?;
@@ -361,17 +444,19 @@ fn run_command(
     signals: signals::Signals,
     running: Box<dyn FnOnce()>,
 ) -> Result<ExitCode, String> {
-    let start = run::platform_source(run::Role::Sensor)?;
-    let loaded = rules::load_or_report(&args.rules.rules, rules::Platform::Native)?;
+    let start = run::platform_source(run::Role::Sensor, args.source.source)?;
+    let sigma = args.rules.sigma.options();
+    let loaded = rules::load_or_report(&args.rules.rules, rules::Platform::Native, &sigma)?;
     let ids: Vec<&str> = loaded
         .rules
         .ids()
         .map(|id| loaded.rules.meta(id).id.as_str())
         .collect();
-    eprintln!("spawnwatch: {} rules loaded: {}", ids.len(), ids.join(", "));
+    eprintln!("spawnwatch: {}", loaded_line(&ids));
     let rules = std::sync::Arc::new(arc_swap::ArcSwap::from_pointee(loaded.rules));
     let mut reloader = reload::Reloader::new(
         args.rules.rules.clone(),
+        sigma,
         rules.clone(),
         loaded.checked,
         signals.reload.clone(),
@@ -429,8 +514,8 @@ fn run_command(
     })
 }
 
-fn test_command(paths: &[PathBuf]) -> Result<ExitCode, String> {
-    let loaded = rules::load_or_report(paths, rules::Platform::All)?;
+fn test_command(paths: &[PathBuf], sigma: &sigma::Options) -> Result<ExitCode, String> {
+    let loaded = rules::load_or_report(paths, rules::Platform::All, sigma)?;
     let examples: Vec<_> = rules::test_files(paths)?
         .iter()
         .flat_map(ruletest::parse)
@@ -455,4 +540,30 @@ fn test_command(paths: &[PathBuf]) -> Result<ExitCode, String> {
     } else {
         ExitCode::from(1)
     })
+}
+
+/// `N rules loaded: ID, ...`, the first ten ids only: a Sigma library is a thousand.
+fn loaded_line(ids: &[&str]) -> String {
+    const SHOWN: usize = 10;
+    let more = match ids.len().saturating_sub(SHOWN) {
+        0 => String::new(),
+        n => format!(" and {n} more (`spawnwatch rules` with the same paths lists them)"),
+    };
+    let shown = ids[..ids.len().min(SHOWN)].join(", ");
+    format!("{} rules loaded: {shown}{more}", ids.len())
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn a_large_rule_set_is_not_listed_in_full_at_start() {
+        assert_eq!(super::loaded_line(&["A", "B"]), "2 rules loaded: A, B");
+        let ids: Vec<String> = (0..1182).map(|i| format!("R{i}")).collect();
+        let ids: Vec<&str> = ids.iter().map(String::as_str).collect();
+        assert_eq!(
+            super::loaded_line(&ids),
+            "1182 rules loaded: R0, R1, R2, R3, R4, R5, R6, R7, R8, R9 and 1172 more \
+             (`spawnwatch rules` with the same paths lists them)"
+        );
+    }
 }

@@ -39,6 +39,23 @@ pub struct ProcessRecord {
     pub current_working_directory: Option<Text>,
     /// The PE's own name (Sysmon's `OriginalFileName`), which survives a rename.
     pub original_file_name: Option<Text>,
+    /// The PE's version resource (Sysmon event 1): `Description`, `Product`,
+    /// `Company`, `FileVersion`.
+    pub description: Option<Text>,
+    pub product: Option<Text>,
+    pub company: Option<Text>,
+    pub file_version: Option<Text>,
+    /// Sysmon's `Hashes`, as it writes them: `SHA1=...,MD5=...,IMPHASH=...`.
+    pub hashes: Option<Text>,
+    /// The logon session, as the source writes it (`0x3e7`).
+    pub logon_id: Option<Text>,
+    pub terminal_session_id: Option<Text>,
+    /// The executable file has no name any more: deleted since it was started, or
+    /// run from a descriptor after it was deleted (Linux). Not a memfd.
+    pub exe_deleted: Option<bool>,
+    /// The executable is a memfd: a file in memory that never had a name (Linux:
+    /// `memfd_create` and `fexecve`, a fileless payload's way to run).
+    pub exe_memfd: Option<bool>,
 }
 
 /// The `pid` of a process whose source gave none (some NXLog exports drop Sysmon's
@@ -71,6 +88,8 @@ pub struct ParentFields {
     pub exe: Option<Text>,
     pub image_path: Option<Text>,
     pub command_line: Option<Text>,
+    /// Sysmon's `ParentUser` (13.30 and later).
+    pub user: Option<Text>,
 }
 
 impl ParentFields {

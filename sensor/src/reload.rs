@@ -36,6 +36,7 @@ type Say = Box<dyn FnMut(String) + Send>;
 
 pub struct Reloader {
     paths: Vec<PathBuf>,
+    sigma: sigma::Options,
     rules: Rules,
     current: Vec<CheckedRule>,
     sighup: Arc<AtomicBool>,
@@ -58,6 +59,7 @@ impl Reloader {
     /// SIGHUP reloads, to no effect). `current` is the set now running.
     pub fn new(
         paths: Vec<PathBuf>,
+        sigma: sigma::Options,
         rules: Rules,
         current: Vec<CheckedRule>,
         sighup: Arc<AtomicBool>,
@@ -69,6 +71,7 @@ impl Reloader {
         };
         Ok(Reloader {
             paths,
+            sigma,
             rules,
             current,
             sighup,
@@ -106,8 +109,9 @@ impl Reloader {
 
     /// Loads the whole set again; swaps it in only when it has no error.
     pub fn reload(&mut self, pipeline: &Pipeline) -> Option<Changes> {
-        let result = rules::sources(&self.paths, Platform::Native).and_then(|sources| {
-            let checked = dsl::check::check_sources(&sources);
+        let result = rules::mixed(&self.paths, Platform::Native, &self.sigma).and_then(|mixed| {
+            let sources = mixed.sources;
+            let checked = dsl::check::check_mixed(&sources, mixed.dsl_files, mixed.foreign);
             let errors: Vec<_> = checked
                 .diagnostics
                 .iter()
@@ -320,7 +324,7 @@ impl DirWatch {
     }
 
     /// Whether a changed path can alter the rule set: a watched file itself, or a
-    /// `*.rules` file in a watched directory.
+    /// `*.rules` or Sigma `*.yml` file in a watched directory.
     fn concerns(&self, changed: &Path) -> bool {
         self.rule_paths.iter().any(|(i, file)| {
             let Some(dir) = &self.dirs[*i].watched else {
@@ -329,7 +333,10 @@ impl DirWatch {
             changed.parent() == Some(dir.as_path())
                 && match file {
                     Some(name) => changed.file_name() == Some(name.as_os_str()),
-                    None => changed.extension().is_some_and(|e| e == "rules"),
+                    None => {
+                        changed.extension().is_some_and(|e| e == "rules")
+                            || crate::sigma_rules::is_sigma(&changed.to_string_lossy())
+                    }
                 }
         })
     }
@@ -410,6 +417,7 @@ mod tests {
             let (tell, said) = crossbeam_channel::unbounded();
             let reloader = Reloader::new(
                 vec![dir.to_path_buf()],
+                sigma::Options::default(),
                 rules.clone(),
                 loaded.checked,
                 Arc::new(AtomicBool::new(false)),
@@ -495,6 +503,19 @@ mod tests {
         std::fs::write(dir.join("c.rules"), rule("C")).unwrap();
         running.wait_for("added [C]");
         assert_eq!(running.ids(), ["B", "C"]);
+    }
+
+    #[test]
+    fn a_sigma_file_written_into_a_watched_directory_is_loaded() {
+        let (_root, dir) = rule_dir_with_a();
+        let running = Running::start(&dir);
+        std::fs::write(
+            dir.join("whoami.yml"),
+            "title: t\nid: sigma-1\nlogsource: {category: process_creation, product: windows}\ndetection:\n  sel:\n    Image|endswith: '\\whoami.exe'\n  condition: sel\n",
+        )
+        .unwrap();
+        running.wait_for("added [sigma-1]");
+        assert_eq!(running.ids(), ["A", "sigma-1"]);
     }
 
     #[test]

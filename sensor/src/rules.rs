@@ -1,6 +1,7 @@
 //! Finding rule text: the rule files embedded in the binary, or the files and
 //! directories named on the command line. Parsing and checking are the `dsl` crate's.
 
+use crate::sigma_rules;
 use dsl::Source;
 use std::path::{Path, PathBuf};
 
@@ -51,8 +52,11 @@ pub fn embedded(platform: Platform) -> Vec<Source> {
         .collect()
 }
 
-/// The rule sources for `paths` (files as given, directories' `*.rules` files in name
-/// order), or the embedded rules when `paths` is empty.
+/// What a rules directory contributes: spawnwatch's rule files and Sigma rules.
+const RULE_EXTENSIONS: [&str; 3] = ["rules", "yml", "yaml"];
+
+/// The rule sources for `paths` (files as given, directories' `*.rules` and Sigma
+/// `*.yml` / `*.yaml` files in name order), or the embedded rules when `paths` is empty.
 pub fn sources(paths: &[PathBuf], platform: Platform) -> Result<Vec<Source>, String> {
     if paths.is_empty() {
         return Ok(embedded(platform));
@@ -60,12 +64,33 @@ pub fn sources(paths: &[PathBuf], platform: Platform) -> Result<Vec<Source>, Str
     let mut files = Vec::new();
     for path in paths {
         if path.is_dir() {
-            files.extend(files_in(path, "rules")?);
+            files.extend(files_in(path, &RULE_EXTENSIONS)?);
         } else if !has_extension(path, "tests") {
             files.push(path.clone());
         }
     }
     read_all(files, "rule")
+}
+
+/// The Sigma files `spawnwatch sigma convert` is given, read: files as given, and a
+/// directory's `*.yml` / `*.yaml` files in name order.
+pub fn sigma_sources(paths: &[PathBuf]) -> Result<Vec<Source>, String> {
+    let mut files = Vec::new();
+    for path in paths {
+        if !path.is_dir() {
+            files.push(path.clone());
+            continue;
+        }
+        let found = files_in(path, &["yml", "yaml"])?;
+        if found.is_empty() {
+            return Err(format!(
+                "no Sigma *.yml or *.yaml files in {}",
+                path.display()
+            ));
+        }
+        files.extend(found);
+    }
+    read_all(files, "Sigma")
 }
 
 /// Each file as a source (text that is not UTF-8 is the checker's error, with its
@@ -81,16 +106,20 @@ fn read_all(files: Vec<PathBuf>, what: &str) -> Result<Vec<Source>, String> {
         .collect()
 }
 
-/// The `*.EXTENSION` files of a directory, in name order; none is an error for rules.
-fn files_in(dir: &Path, extension: &str) -> Result<Vec<PathBuf>, String> {
+/// The files of a directory with one of `extensions`, in name order; none is an error
+/// for rules.
+fn files_in(dir: &Path, extensions: &[&str]) -> Result<Vec<PathBuf>, String> {
     let entries = std::fs::read_dir(dir)
         .map_err(|e| format!("cannot read rule directory {}: {e}", dir.display()))?;
     let mut files: Vec<PathBuf> = entries
         .filter_map(|entry| entry.ok().map(|e| e.path()))
-        .filter(|p| p.is_file() && has_extension(p, extension))
+        .filter(|p| p.is_file() && extensions.iter().any(|x| has_extension(p, x)))
         .collect();
-    if files.is_empty() && extension == "rules" {
-        return Err(format!("no *.rules files in {}", dir.display()));
+    if files.is_empty() && extensions == RULE_EXTENSIONS {
+        return Err(format!(
+            "no *.rules files or Sigma *.yml files in {}",
+            dir.display()
+        ));
     }
     files.sort();
     Ok(files)
@@ -113,7 +142,7 @@ pub fn test_files(paths: &[PathBuf]) -> Result<Vec<Source>, String> {
     let mut files = Vec::new();
     for path in paths {
         if path.is_dir() {
-            files.extend(files_in(path, "tests")?);
+            files.extend(files_in(path, &["tests"])?);
         } else if has_extension(path, "tests") {
             files.push(path.clone());
         } else {
@@ -126,14 +155,31 @@ pub fn test_files(paths: &[PathBuf]) -> Result<Vec<Source>, String> {
     read_all(files, "test")
 }
 
-/// Loads rules for a command that evaluates them: diagnostics go to stderr, and an
-/// error-free set comes back.
-pub fn load_or_report(paths: &[PathBuf], platform: Platform) -> Result<dsl::Loaded, String> {
-    let sources = sources(paths, platform)?;
-    match dsl::load(&sources) {
+/// The rule files for `paths` with the Sigma ones converted (see [`sources`]).
+pub fn mixed(
+    paths: &[PathBuf],
+    platform: Platform,
+    sigma: &sigma::Options,
+) -> Result<sigma_rules::Mixed, String> {
+    Ok(sigma_rules::convert(sources(paths, platform)?, sigma))
+}
+
+/// Loads rules for a command that evaluates them: diagnostics go to stderr (and the
+/// Sigma summary, when there were Sigma files), and an error-free set comes back.
+pub fn load_or_report(
+    paths: &[PathBuf],
+    platform: Platform,
+    sigma: &sigma::Options,
+) -> Result<dsl::Loaded, String> {
+    let mixed = mixed(paths, platform, sigma)?;
+    let sources = mixed.sources;
+    match dsl::load_mixed(&sources, mixed.dsl_files, mixed.foreign) {
         Ok(loaded) => {
             for warning in &loaded.warnings {
                 eprintln!("{}", warning.render(&sources));
+            }
+            if let Some(summary) = mixed.report.summary() {
+                eprintln!("spawnwatch: {summary}");
             }
             Ok(loaded)
         }

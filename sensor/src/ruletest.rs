@@ -352,17 +352,30 @@ fn record(
         command_line: text(fields, "command_line")?,
         user: text(fields, "user")?,
         effective_user: text(fields, "effective_user")?,
-        listens: match fields.get("listens") {
-            None | Some(Value::Null) => None,
-            Some(Value::Bool(yes)) => Some(*yes),
-            Some(_) => return Err("`listens` must be true or false".to_string()),
-        },
+        listens: flag(fields, "listens")?,
+        exe_deleted: flag(fields, "exe_deleted")?,
+        exe_memfd: flag(fields, "exe_memfd")?,
         argv: None,
         sid: text(fields, "sid")?,
         integrity_level: text(fields, "integrity_level")?,
         current_working_directory: text(fields, "current_working_directory")?,
         original_file_name: text(fields, "original_file_name")?,
+        description: text(fields, "description")?,
+        product: text(fields, "product")?,
+        company: text(fields, "company")?,
+        file_version: text(fields, "file_version")?,
+        hashes: text(fields, "hashes")?,
+        logon_id: text(fields, "logon_id")?,
+        terminal_session_id: text(fields, "terminal_session_id")?,
     })
+}
+
+fn flag(fields: &Map<String, Value>, key: &str) -> Result<Option<bool>, String> {
+    match fields.get(key) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::Bool(yes)) => Ok(Some(*yes)),
+        Some(_) => Err(format!("`{key}` must be true or false")),
+    }
 }
 
 fn text(fields: &Map<String, Value>, key: &str) -> Result<Option<Text>, String> {

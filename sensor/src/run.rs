@@ -14,19 +14,14 @@ use crate::restart::{Backoff, Restarts};
 use crate::service::StatsFile;
 use crate::sink::{Delivery, Figures, OutputFigures, Sink};
 use crate::source::live::{LiveCounters, LiveSink, SourceEnd};
+use crate::source::Choice;
 use crossbeam_channel::{bounded, unbounded, Receiver};
 use serde_json::{json, Value};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-/// What the runner needs from a platform's live source.
-pub trait LiveSource {
-    /// The source's own figures for the stats line (events by kind, losses, ...).
-    fn stats(&self) -> Value;
-    /// Stops producing events; returns once the source has let go of its sink.
-    fn stop(self: Box<Self>);
-}
+pub use crate::source::live::LiveSource;
 
 pub struct RunConfig {
     pub stats_interval: Duration,
@@ -79,6 +74,7 @@ pub fn run(
     let mut record =
         (config.record.take()).map(|sink| Delivery::new(sink, "events", options.hangups.clone()));
     let (source, seed) = start(live_sink.clone())?;
+    let mut fallbacks = announce_fallback(source.as_ref(), &pipeline);
     let mut source = Some(source);
     let seeded = seed.len();
     for event in seed {
@@ -94,6 +90,7 @@ pub fn run(
         restarts: 0,
         outputs: std::mem::take(&mut config.outputs),
         stats_file: config.stats_file.take(),
+        fallbacks,
     };
     let mut last_stats = Instant::now();
     while !config.stop.load(Ordering::Relaxed) && !pipeline.output_ended() {
@@ -121,6 +118,7 @@ pub fn run(
                     for event in seed {
                         forward(event, &mut pipeline, &mut record);
                     }
+                    fallbacks += announce_fallback(restarted.as_ref(), &pipeline);
                     source = Some(restarted);
                     if let Some(line) = restarts.started(Instant::now()) {
                         pipeline.write_sensor_line(line);
@@ -134,18 +132,17 @@ pub fn run(
             last_stats = Instant::now();
             let figures = source_stats(source.as_deref());
             run_figures.restarts = restarts.count();
+            run_figures.fallbacks = fallbacks;
             emit_stats(&pipeline, figures, &run_figures);
             pipeline.tick(chrono::Utc::now());
         }
     }
-    let final_figures = source_stats(source.as_deref());
-    if let Some(source) = source {
-        source.stop();
-    }
+    let final_figures = source.map_or(Value::Null, |source| source.stop());
     drop(live_sink);
     drain(&rx, &mut pipeline, &mut record);
     let recorded = record.map(Delivery::finish);
     run_figures.restarts = restarts.count();
+    run_figures.fallbacks = fallbacks;
     let mut report = pipeline
         .finish_with(move |totals, table_entries| {
             let line = stats_line(totals, table_entries, final_figures, &run_figures);
@@ -173,6 +170,15 @@ fn stop_after_end(
     pipeline.write_sensor_line(restarts.ended(end, Instant::now()));
     stopped.stop();
     while ends.try_recv().is_ok() {}
+}
+
+/// A source started as a fallback is told to the SIEM at once; 1 if it was.
+fn announce_fallback(source: &dyn LiveSource, pipeline: &Pipeline) -> u64 {
+    let Some(fallback) = source.fallback() else {
+        return 0;
+    };
+    pipeline.write_sensor_line(fallback.sensor_line());
+    1
 }
 
 fn source_stats(source: Option<&dyn LiveSource>) -> Value {
@@ -204,6 +210,8 @@ struct RunFigures {
     outputs: Vec<Arc<OutputFigures>>,
     /// `--stats-file`: where the latest stats line is kept.
     stats_file: Option<StatsFile>,
+    /// Starts of a fallback source (the connector in place of eBPF).
+    fallbacks: u64,
 }
 
 /// One stats line on stderr and as a JSON line of kind `stats` in the output.
@@ -240,6 +248,7 @@ fn stats_line(p: &Counters, table_entries: usize, mut source: Value, run: &RunFi
         "alert_latency_us": p.latency.take(),
         "table_entries": table_entries,
         "session_restarts": run.restarts,
+        "source_fallbacks": run.fallbacks,
         "source": source,
     });
     if !run.outputs.is_empty() {
@@ -307,26 +316,14 @@ fn human(stats: &Value) -> String {
     out.join(" ")
 }
 
+/// The live source of the platform this binary was built for (Linux: `choice`).
 #[cfg(target_os = "linux")]
-impl LiveSource for crate::source::proc_connector::ProcConnector {
-    fn stats(&self) -> Value {
-        crate::source::proc_connector::ProcConnector::stats(self).to_json()
-    }
-    fn stop(self: Box<Self>) {
-        crate::source::proc_connector::ProcConnector::stop(*self)
-    }
-}
-
-/// The live source of the platform this binary was built for.
-#[cfg(target_os = "linux")]
-pub fn platform_source(_role: Role) -> Result<Start, String> {
-    use crate::source::proc_connector::{seed, ProcConnector};
+pub fn platform_source(_role: Role, choice: Choice) -> Result<Start, String> {
     for warning in crate::source::proc_connector::check_privileges()? {
         eprintln!("spawnwatch: warning: {warning}");
     }
-    Ok(Box::new(|sink| {
-        let source = ProcConnector::start(sink)?;
-        Ok((Box::new(source) as Box<dyn LiveSource>, seed()))
+    Ok(Box::new(move |sink| {
+        crate::source::linux::start(choice, sink)
     }))
 }
 
@@ -335,18 +332,27 @@ impl LiveSource for crate::source::etw::EtwSource {
     fn stats(&self) -> Value {
         crate::source::etw::EtwSource::stats(self).to_json()
     }
-    fn stop(self: Box<Self>) {
-        crate::source::etw::EtwSource::stop(*self)
+    fn stop(self: Box<Self>) -> Value {
+        // Taken just before stopping (EtwSource::stop consumes it and returns nothing).
+        let stats = crate::source::etw::EtwSource::stats(&self).to_json();
+        crate::source::etw::EtwSource::stop(*self);
+        stats
     }
 }
 
 /// On Windows the role's named mutex is taken here and held for as long as the returned
 /// `Start` lives: a second sensor would stop the first one's sessions (same names).
 #[cfg(windows)]
-pub fn platform_source(role: Role) -> Result<Start, String> {
+pub fn platform_source(role: Role, choice: Choice) -> Result<Start, String> {
     use crate::source::etw::{
         is_elevated, EtwOptions, EtwSource, InstanceLock, SessionNames, NEEDS_ADMIN,
     };
+    if choice != Choice::Auto {
+        return Err(
+            "--source chooses between Linux's live sources; on Windows the live source is ETW"
+                .into(),
+        );
+    }
     if is_elevated() == Some(false) {
         return Err(NEEDS_ADMIN.to_string());
     }
@@ -369,7 +375,7 @@ pub fn platform_source(role: Role) -> Result<Start, String> {
 }
 
 #[cfg(not(any(target_os = "linux", windows)))]
-pub fn platform_source(_role: Role) -> Result<Start, String> {
+pub fn platform_source(_role: Role, _choice: Choice) -> Result<Start, String> {
     Err(format!(
         "live monitoring is not available on {}: it runs on Windows (ETW) and Linux (the kernel's process connector). `spawnwatch replay` works on recorded logs here.",
         std::env::consts::OS
@@ -381,6 +387,7 @@ mod tests {
     use super::*;
     use crate::record::Action;
     use crate::sink::{ChannelSink, Memory};
+    use crate::source::live::Fallback;
     use arc_swap::ArcSwap;
     use dsl::RuleSet;
     use std::sync::atomic::AtomicUsize;
@@ -391,8 +398,9 @@ mod tests {
         fn stats(&self) -> Value {
             json!({"kind": "test"})
         }
-        fn stop(mut self: Box<Self>) {
+        fn stop(mut self: Box<Self>) -> Value {
             self.0.take().unwrap().join().unwrap();
+            self.stats()
         }
     }
 
@@ -651,6 +659,102 @@ mod tests {
         assert_eq!(lines.last().unwrap()["session_restarts"], 1);
     }
 
+    /// Runs `start`'s source without rules until `stop`; the output lines, parsed.
+    fn run_to_end(start: Start, stop: Arc<AtomicBool>) -> Vec<Value> {
+        let output = Memory::default();
+        let options = Options::default();
+        run(
+            start,
+            no_rules(),
+            Box::new(output.clone()),
+            &options,
+            config(stop),
+        )
+        .unwrap();
+        let lines = output.lines();
+        lines
+            .iter()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect()
+    }
+
+    /// A source whose reader hands on one last event while it stops (the connector's
+    /// reader finishing the receive it was in).
+    struct LastWord {
+        sink: Option<LiveSink>,
+        emitted: u64,
+    }
+    impl LiveSource for LastWord {
+        fn stats(&self) -> Value {
+            json!({"kind": "test", "emitted": self.emitted})
+        }
+        fn stop(mut self: Box<Self>) -> Value {
+            let sink = self.sink.take().unwrap();
+            assert!(sink.push(event(99, Action::Create)));
+            self.emitted += 1;
+            self.stats()
+        }
+    }
+
+    #[test]
+    fn the_final_stats_count_what_the_source_sent_while_stopping() {
+        let start: Start = Box::new(|sink: LiveSink| {
+            let source = LastWord {
+                sink: Some(sink),
+                emitted: 0,
+            };
+            Ok((Box::new(source) as Box<dyn LiveSource>, vec![]))
+        });
+        let lines = run_to_end(start, Arc::new(AtomicBool::new(true)));
+        let stats = lines.last().unwrap();
+        assert_eq!(
+            (&stats["received"], &stats["source"]["emitted"]),
+            (&json!(1), &json!(1)),
+            "every event the source emitted was received: {stats}"
+        );
+    }
+
+    /// A source standing in for a better one that could not start.
+    struct StandIn(Batch);
+    impl LiveSource for StandIn {
+        fn stats(&self) -> Value {
+            self.0.stats()
+        }
+        fn stop(self: Box<Self>) -> Value {
+            Box::new(self.0).stop()
+        }
+        fn fallback(&self) -> Option<Fallback> {
+            Some(Fallback {
+                running: "proc-connector",
+                instead_of: "ebpf",
+                reason: "the kernel has no BTF".into(),
+            })
+        }
+    }
+
+    #[test]
+    fn a_fallback_source_is_told_to_the_siem_at_once_and_counted() {
+        let stop = Arc::new(AtomicBool::new(false));
+        let stop_from_source = stop.clone();
+        let start: Start = Box::new(move |sink: LiveSink| {
+            let stop = stop_from_source.clone();
+            let handle = std::thread::spawn(move || {
+                assert!(sink.push(event(2, Action::Create)));
+                stop.store(true, Ordering::Relaxed);
+            });
+            let source = StandIn(Batch(Some(handle)));
+            Ok((Box::new(source) as Box<dyn LiveSource>, vec![]))
+        });
+        let lines = run_to_end(start, stop);
+        let first = &lines[0];
+        assert_eq!(first["kind"], "sensor", "the first line: {lines:#?}");
+        assert_eq!(first["rule"]["id"], "spawnwatch.source-fallback");
+        assert_eq!(first["source"]["session"], "proc-connector");
+        assert_eq!(first["source"]["instead_of"], "ebpf");
+        assert_eq!(first["source"]["reason"], "the kernel has no BTF");
+        assert_eq!(lines.last().unwrap()["source_fallbacks"], 1);
+    }
+
     /// A source that runs `produce` on its own thread, then holds on to its sink
     /// (the channel stays open) until it is stopped.
     struct Held {
@@ -682,9 +786,10 @@ mod tests {
         fn stats(&self) -> Value {
             json!({"kind": "test"})
         }
-        fn stop(mut self: Box<Self>) {
+        fn stop(mut self: Box<Self>) -> Value {
             drop(self.release.take());
             self.thread.take().unwrap().join().unwrap();
+            self.stats()
         }
     }
 

@@ -52,10 +52,10 @@ const PROVOCATION: Provocation = Provocation {
     child_exe: "dash",
 };
 
-pub fn selftest() -> Result<bool, String> {
+pub fn selftest(source: crate::source::Choice) -> Result<bool, String> {
     // Its own sessions (Windows), so it can check a host where a sensor already runs.
-    let start = run::platform_source(run::Role::Selftest)?;
-    let loaded = rules::load_or_report(&[], Platform::Native)?;
+    let start = run::platform_source(run::Role::Selftest, source)?;
+    let loaded = rules::load_or_report(&[], Platform::Native, &sigma::Options::default())?;
     let rules = Arc::new(arc_swap::ArcSwap::from_pointee(loaded.rules));
     let (lines_tx, lines) = crossbeam_channel::unbounded();
     let (ready_tx, ready) = crossbeam_channel::bounded(1);

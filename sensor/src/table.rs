@@ -207,8 +207,10 @@ impl HostTable {
             .get(&ppid)
             .or_else(|| self.ended.get(&ppid))
             .cloned();
-        let given_nothing =
-            given.image_path.is_none() && given.exe.is_none() && given.command_line.is_none();
+        let given_nothing = given.image_path.is_none()
+            && given.exe.is_none()
+            && given.command_line.is_none()
+            && given.user.is_none();
         match known {
             Some(entry) if given_nothing || agrees(&entry.record, given) => {
                 if lacks_given_fields(&entry.record, given) {
@@ -224,6 +226,7 @@ impl HostTable {
                     exe: given.exe.clone(),
                     image_path: given.image_path.clone(),
                     command_line: given.command_line.clone(),
+                    user: given.user.clone(),
                     ..Default::default()
                 };
                 let entry = Arc::new(Entry::new(record, None, None));
@@ -239,6 +242,7 @@ impl HostTable {
         fill(&mut record.exe, &given.exe);
         fill(&mut record.image_path, &given.image_path);
         fill(&mut record.command_line, &given.command_line);
+        fill(&mut record.user, &given.user);
         let pid = record.pid;
         let fresh = Arc::new(Entry::new(record, entry.started, entry.parent.clone()));
         for index in [&mut self.live, &mut self.ended] {
@@ -303,6 +307,7 @@ fn lacks_given_fields(record: &ProcessRecord, given: &ParentFields) -> bool {
     (record.image_path.is_none() && given.image_path.is_some())
         || (record.exe.is_none() && given.exe.is_some())
         || (record.command_line.is_none() && given.command_line.is_some())
+        || (record.user.is_none() && given.user.is_some())
 }
 
 /// Whether a table entry can be the parent the event describes.
@@ -452,8 +457,14 @@ mod tests {
         let mut child = create("h", 200, 100, "cmd.exe", 1);
         child.parent.image_path = Some(r"C:\Windows\System32\inetsrv\w3wp.exe".into());
         child.parent.exe = Some("w3wp.exe".into());
+        child.parent.user = Some(r"IIS APPPOOL\DefaultAppPool".into());
         let p = t.apply(&mut child).unwrap();
         assert_eq!(chain(&p), ["w3wp.exe"]);
+        let parent = p.ancestors().next().unwrap();
+        assert_eq!(
+            parent.record.user.as_deref(),
+            Some(r"IIS APPPOOL\DefaultAppPool")
+        );
         // A later child of the same pid without parent fields gets the learnt parent.
         let q = t
             .apply(&mut create("h", 201, 100, "whoami.exe", 2))

@@ -10,9 +10,103 @@
 
 use crate::record::SourceEvent;
 use crossbeam_channel::{Sender, TrySendError};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
+use std::thread::JoinHandle;
 use std::time::Instant;
+
+/// What the run loop needs from a running live source.
+pub trait LiveSource {
+    /// The source's own figures for the stats line (events by kind, losses, ...).
+    fn stats(&self) -> serde_json::Value;
+    /// Stops producing events; returns once the source has let go of its sink, with
+    /// its final figures (taken after its last event, so they count every one).
+    fn stop(self: Box<Self>) -> serde_json::Value;
+    /// Set when this source runs in place of a better one that could not start.
+    fn fallback(&self) -> Option<Fallback> {
+        None
+    }
+}
+
+/// A source running in place of the preferred one (Linux: the process connector where
+/// eBPF cannot run), and why: the run loop writes it to the output at once
+/// ([`Fallback::sensor_line`]) and counts it in the stats line.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Fallback {
+    pub running: &'static str,
+    pub instead_of: &'static str,
+    pub reason: String,
+}
+
+pub const FALLBACK_RULE_ID: &str = "spawnwatch.source-fallback";
+
+impl Fallback {
+    /// A `sensor` line for the SIEM: the sensor sees less than it could.
+    pub fn sensor_line(&self) -> String {
+        let now = chrono::Utc::now();
+        serde_json::json!({
+            "kind": "sensor",
+            "timestamp": now.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+            "hostname": crate::host::hostname(),
+            "rule": {
+                "id": FALLBACK_RULE_ID,
+                "title": "The live source is a fallback: processes that exit at once may be seen without their command line",
+                "severity": "medium",
+                "attack": [],
+            },
+            "source": {
+                "session": self.running,
+                "state": "fallback",
+                "instead_of": self.instead_of,
+                "reason": self.reason,
+            },
+        })
+        .to_string()
+    }
+}
+
+/// A Linux source's reader thread and the flag that asks it to stop: stopped and
+/// joined on [`ReaderThread::stop`] or when dropped.
+#[cfg_attr(not(target_os = "linux"), allow(dead_code))]
+pub struct ReaderThread {
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+}
+
+#[cfg_attr(not(target_os = "linux"), allow(dead_code))]
+impl ReaderThread {
+    /// Runs `read` on a thread named `name`; `read` returns once the flag it is given
+    /// is set (its waits are bounded, so it notices).
+    pub fn spawn(
+        name: &str,
+        read: impl FnOnce(Arc<AtomicBool>) + Send + 'static,
+    ) -> Result<ReaderThread, String> {
+        let stop = Arc::new(AtomicBool::new(false));
+        let flag = stop.clone();
+        let thread = std::thread::Builder::new()
+            .name(name.into())
+            .spawn(move || read(flag))
+            .map_err(|e| format!("starting the {name} reader thread: {e}"))?;
+        Ok(ReaderThread {
+            stop,
+            thread: Some(thread),
+        })
+    }
+
+    /// Asks the reader to stop and waits until it has.
+    pub fn stop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+impl Drop for ReaderThread {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
 
 /// Counters a live source and the pipeline update; read for the stats line.
 #[derive(Debug, Default)]

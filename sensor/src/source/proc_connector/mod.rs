@@ -47,17 +47,21 @@ mod socket;
 
 pub use parse::{parse_messages, ProcEvent};
 pub use privileges::{check_privileges, NEEDED as NEEDED_CAPABILITIES};
+/// Fake `/proc` trees, for the eBPF source's tests too.
+#[cfg(test)]
+pub(crate) use procfs::tests as fake_proc;
+pub(crate) use procfs::{argv, ProcInfo};
 pub use procfs::{ProcFs, UserNames};
 
 use crate::record::{Action, ProcessRecord, SourceEvent, Text};
-use crate::source::live::LiveSink;
+use crate::source::live::{LiveSink, ReaderThread};
+use chrono::{DateTime, Utc};
 use crossbeam_channel::{RecvTimeoutError, Sender};
 use parse::{PROC_CN_MCAST_IGNORE, PROC_CN_MCAST_LISTEN};
 use socket::ConnectorSocket;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::thread::JoinHandle;
 use std::time::Duration;
 
 /// How long a receive may block: the longest a stop request waits.
@@ -67,7 +71,7 @@ const ACK_TIMEOUT: Duration = Duration::from_secs(5);
 /// Forked processes remembered before the dead ones are pruned (exits lost to an
 /// overrun would otherwise accumulate).
 const PENDING_PRUNE_AT: usize = 1 << 16;
-const SOURCE: &str = "proc-connector";
+pub const SOURCE: &str = "proc-connector";
 
 /// The counters of a running connector, as [`ProcConnector::stats`] reads them.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -114,8 +118,9 @@ impl ProcStats {
     }
 }
 
+/// What a [`Handler`] counts (the connector's reader counts the rest in the same place).
 #[derive(Debug, Default)]
-struct Counters {
+pub(crate) struct Counters {
     forks: AtomicU64,
     execs: AtomicU64,
     exits: AtomicU64,
@@ -128,12 +133,12 @@ struct Counters {
     failure: Mutex<Option<String>>,
 }
 
-fn bump(counter: &AtomicU64) {
+pub(crate) fn bump(counter: &AtomicU64) {
     counter.fetch_add(1, Ordering::Relaxed);
 }
 
 impl Counters {
-    fn snapshot(&self) -> ProcStats {
+    pub(crate) fn snapshot(&self) -> ProcStats {
         let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
         ProcStats {
             forks: get(&self.forks),
@@ -152,8 +157,7 @@ impl Counters {
 
 /// A running connector: a reader thread feeding a [`LiveSink`]. Dropping it stops it.
 pub struct ProcConnector {
-    stop: Arc<AtomicBool>,
-    thread: Option<JoinHandle<()>>,
+    reader: ReaderThread,
     counters: Arc<Counters>,
 }
 
@@ -176,25 +180,19 @@ impl ProcConnector {
         users: UserNames,
     ) -> Result<ProcConnector, String> {
         let counters = Arc::new(Counters::default());
-        let stop = Arc::new(AtomicBool::new(false));
         let (ready_tx, ready_rx) = crossbeam_channel::bounded(1);
         let handler = Handler::new(sink, procfs, users, counters.clone());
-        let reader = Reader {
-            socket,
-            handler,
-            nonce,
-            stop: stop.clone(),
-            ready: Some(ready_tx),
-        };
-        let thread = std::thread::Builder::new()
-            .name(SOURCE.into())
-            .spawn(move || reader.run())
-            .map_err(|e| format!("starting the {SOURCE} reader thread: {e}"))?;
-        let connector = ProcConnector {
-            stop,
-            thread: Some(thread),
-            counters,
-        };
+        let reader = ReaderThread::spawn(SOURCE, move |stop| {
+            Reader {
+                socket,
+                handler,
+                nonce,
+                stop,
+                ready: Some(ready_tx),
+            }
+            .run()
+        })?;
+        let connector = ProcConnector { reader, counters };
         let refusal = match ready_rx.recv_timeout(ACK_TIMEOUT) {
             Ok(Ok(())) => return Ok(connector),
             Ok(Err(reason)) => reason,
@@ -218,22 +216,11 @@ impl ProcConnector {
         self.counters.snapshot()
     }
 
-    /// Stops the reader (within one receive timeout, 200 ms) and unsubscribes.
-    pub fn stop(mut self) {
-        self.shutdown();
-    }
-
-    fn shutdown(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
-        }
-    }
-}
-
-impl Drop for ProcConnector {
-    fn drop(&mut self) {
-        self.shutdown();
+    /// Stops the reader (within one receive timeout, 200 ms) and unsubscribes; the
+    /// final figures.
+    pub fn stop(mut self) -> ProcStats {
+        self.reader.stop();
+        self.stats()
     }
 }
 
@@ -281,8 +268,7 @@ fn host_name() -> Option<Text> {
 }
 
 fn source_event(action: Action, process: ProcessRecord, hostname: Option<Text>) -> SourceEvent {
-    let now = Some(chrono::Utc::now());
-    SourceEvent::live(SOURCE, action, now, hostname, process)
+    SourceEvent::live(SOURCE, action, Some(Utc::now()), hostname, process)
 }
 
 /// The reader thread: receives, recognises the acknowledgement, hands the rest to the
@@ -393,12 +379,17 @@ fn refusal(errno: u32) -> String {
 /// once, at its exec (an exec in a known pid is a new `Create`: the table replaces the
 /// image), and if `/proc` is gone by then its parent still comes from the fork event.
 /// Every thread-group leader's exit is a `Terminate`.
-struct Handler {
+///
+/// The eBPF source feeds the same logic ([`Handler::fork`], [`Handler::exec`],
+/// [`Handler::exit`]) with what the kernel saw at each exec instead of a `/proc` read.
+pub(crate) struct Handler {
     procfs: ProcFs,
     users: UserNames,
     hostname: Option<Text>,
-    sink: LiveSink,
-    counters: Arc<Counters>,
+    /// The source its events name (`proc-connector`, `ebpf`).
+    source: &'static str,
+    pub(crate) sink: LiveSink,
+    pub(crate) counters: Arc<Counters>,
     /// Processes forked since start that have neither exec'd, exited nor been emitted:
     /// child pid -> parent pid.
     forked: HashMap<u32, u32>,
@@ -407,11 +398,17 @@ struct Handler {
 }
 
 impl Handler {
-    fn new(sink: LiveSink, procfs: ProcFs, users: UserNames, counters: Arc<Counters>) -> Handler {
+    pub(crate) fn new(
+        sink: LiveSink,
+        procfs: ProcFs,
+        users: UserNames,
+        counters: Arc<Counters>,
+    ) -> Handler {
         Handler {
             hostname: host_name(),
             procfs,
             users,
+            source: SOURCE,
             sink,
             counters,
             forked: HashMap::new(),
@@ -420,7 +417,13 @@ impl Handler {
         }
     }
 
-    /// Handles one event; false when the pipeline has gone and the reader should stop.
+    /// The same, for the source named `source`.
+    pub(crate) fn named(self, source: &'static str) -> Handler {
+        Handler { source, ..self }
+    }
+
+    /// Handles one connector event; false when the pipeline has gone and the reader
+    /// should stop.
     fn handle(&mut self, event: ProcEvent) -> bool {
         match event {
             ProcEvent::Fork {
@@ -434,11 +437,7 @@ impl Handler {
                     bump(&self.counters.thread_events);
                     return true;
                 }
-                if self.forked.len().max(self.last_exec.len()) >= self.prune_at {
-                    self.prune();
-                }
-                self.forked.insert(child_tgid, parent_tgid);
-                self.last_exec.forget(child_tgid);
+                self.fork(parent_tgid, child_tgid);
                 true
             }
             ProcEvent::Exec { pid, tgid } => {
@@ -449,16 +448,7 @@ impl Handler {
                 }
                 let fork_parent = self.forked.remove(&tgid);
                 let record = self.read(tgid, fork_parent);
-                if self.last_exec.repeats(&record) {
-                    bump(&self.counters.repeated_execs);
-                    return true;
-                }
-                if let Some(ppid) = record.ppid {
-                    if !self.emit_forked_ancestors(ppid) {
-                        return false;
-                    }
-                }
-                self.emit(Action::Create, record)
+                self.exec(record, Utc::now())
             }
             ProcEvent::Exit {
                 pid,
@@ -471,14 +461,7 @@ impl Handler {
                     bump(&self.counters.thread_events);
                     return true;
                 }
-                self.forked.remove(&tgid);
-                self.last_exec.forget(tgid);
-                let process = ProcessRecord {
-                    pid: tgid,
-                    ppid: parent_tgid.filter(|&p| p != 0),
-                    ..ProcessRecord::default()
-                };
-                self.emit(Action::Terminate, process)
+                self.exit(tgid, parent_tgid, Utc::now())
             }
             // Other listeners' acknowledgements.
             ProcEvent::Ack { .. } => true,
@@ -487,6 +470,49 @@ impl Handler {
                 true
             }
         }
+    }
+
+    /// Process `child` was forked by `parent`: remembered until it execs or exits.
+    pub(crate) fn fork(&mut self, parent: u32, child: u32) {
+        if self.forked.len().max(self.last_exec.len()) >= self.prune_at {
+            self.prune();
+        }
+        self.forked.insert(child, parent);
+        self.last_exec.forget(child);
+    }
+
+    /// Process `record.pid` exec'd, at `at`: emitted after the forked ancestors it
+    /// needs, unless it repeats its last exec. False when the pipeline has gone.
+    pub(crate) fn exec(&mut self, record: ProcessRecord, at: DateTime<Utc>) -> bool {
+        self.forked.remove(&record.pid);
+        if self.last_exec.repeats(&record) {
+            bump(&self.counters.repeated_execs);
+            return true;
+        }
+        if let Some(ppid) = record.ppid {
+            if !self.emit_forked_ancestors(ppid, at) {
+                return false;
+            }
+        }
+        self.emit(Action::Create, record, at)
+    }
+
+    /// Process `tgid` ended. False when the pipeline has gone.
+    pub(crate) fn exit(&mut self, tgid: u32, parent: Option<u32>, at: DateTime<Utc>) -> bool {
+        self.forked.remove(&tgid);
+        self.last_exec.forget(tgid);
+        let process = ProcessRecord {
+            pid: tgid,
+            ppid: parent.filter(|&p| p != 0),
+            ..ProcessRecord::default()
+        };
+        self.emit(Action::Terminate, process, at)
+    }
+
+    /// The record of process `pid` from facts read elsewhere (the eBPF source's), as
+    /// a `/proc` reading of them would give it.
+    pub(crate) fn record_from(&mut self, pid: u32, info: &ProcInfo) -> ProcessRecord {
+        info.to_record(pid, None, &mut self.users)
     }
 
     fn read(&mut self, pid: u32, known_ppid: Option<u32>) -> ProcessRecord {
@@ -499,7 +525,7 @@ impl Handler {
 
     /// Emits `pid` and its ancestors that were forked but never emitted, farthest
     /// first. Each is emitted once: it leaves `forked`.
-    fn emit_forked_ancestors(&mut self, pid: u32) -> bool {
+    fn emit_forked_ancestors(&mut self, pid: u32, at: DateTime<Utc>) -> bool {
         let mut chain = Vec::new();
         let mut current = pid;
         while let Some(parent) = self.forked.remove(&current) {
@@ -508,17 +534,23 @@ impl Handler {
         }
         for (pid, parent) in chain.into_iter().rev() {
             let record = self.read(pid, Some(parent));
-            if !self.emit(Action::Create, record) {
+            if !self.emit(Action::Create, record, at) {
                 return false;
             }
         }
         true
     }
 
-    fn emit(&mut self, action: Action, process: ProcessRecord) -> bool {
+    fn emit(&mut self, action: Action, process: ProcessRecord, at: DateTime<Utc>) -> bool {
         bump(&self.counters.emitted);
-        self.sink
-            .push(source_event(action, process, self.hostname.clone()))
+        let event = SourceEvent::live(
+            self.source,
+            action,
+            Some(at),
+            self.hostname.clone(),
+            process,
+        );
+        self.sink.push(event)
     }
 
     /// The kernel dropped events: some exits may be lost, so forget the dead.

@@ -39,6 +39,10 @@ pub(crate) struct ProcInfo {
     /// `cmdline` split at its NULs (empty: unknown).
     pub(crate) argv: Option<Vec<String>>,
     pub(crate) cwd: Option<String>,
+    /// The image has no name any more (`exe` ends in " (deleted)").
+    pub(crate) exe_deleted: bool,
+    /// The image is a memfd (`exe` is `/memfd:NAME (deleted)`).
+    pub(crate) exe_memfd: bool,
 }
 
 impl ProcFs {
@@ -47,23 +51,33 @@ impl ProcFs {
     }
 
     fn link(&self, pid: u32, file: &str) -> Option<String> {
+        self.link_and_deleted(pid, file).map(|(target, _)| target)
+    }
+
+    /// The target of a link, and whether the kernel marked it removed since (with the
+    /// suffix " (deleted)", which is cut off).
+    fn link_and_deleted(&self, pid: u32, file: &str) -> Option<(String, bool)> {
         let target = std::fs::read_link(self.path(pid, file)).ok()?;
         let target = target.to_string_lossy();
-        // The kernel marks an image or directory removed since with this suffix.
-        Some(
-            target
-                .strip_suffix(" (deleted)")
-                .unwrap_or(&target)
-                .to_string(),
-        )
+        Some(match target.strip_suffix(" (deleted)") {
+            Some(cut) => (cut.to_string(), true),
+            None => (target.into_owned(), false),
+        })
     }
 
     /// Reads what it can of `/proc/PID`. A process that has exited but is not yet
     /// reaped (zombie) still has `status`, but no `exe`, `cmdline` or `cwd`.
     pub(crate) fn read(&self, pid: u32) -> ProcInfo {
         // Most wanted first: a short-lived process may be gone by the next read.
+        let exe = self.link_and_deleted(pid, "exe");
+        // A memfd has no directory: the kernel shows it as `/memfd:NAME (deleted)`.
+        let memfd = exe
+            .as_ref()
+            .is_some_and(|(path, deleted)| *deleted && path.starts_with("/memfd:"));
         let mut info = ProcInfo {
-            image_path: self.link(pid, "exe"),
+            exe_deleted: exe.as_ref().is_some_and(|(_, deleted)| *deleted) && !memfd,
+            exe_memfd: memfd,
+            image_path: exe.map(|(path, _)| path),
             argv: std::fs::read(self.path(pid, "cmdline"))
                 .ok()
                 .and_then(|raw| argv(&raw)),
@@ -96,25 +110,40 @@ impl ProcFs {
         users: &mut UserNames,
     ) -> (ProcessRecord, ProcInfo) {
         let info = self.read(pid);
+        (info.to_record(pid, known_ppid, users), info)
+    }
+}
+
+impl ProcInfo {
+    /// The record of process `pid`, with `ppid` falling back to `known_ppid`.
+    pub(crate) fn to_record(
+        &self,
+        pid: u32,
+        known_ppid: Option<u32>,
+        users: &mut UserNames,
+    ) -> ProcessRecord {
+        let image_known = self.image_path.is_some();
         let mut record = ProcessRecord {
             pid,
-            ppid: info.ppid.or(known_ppid),
-            image_path: info.image_path.as_deref().map(Text::from),
-            command_line: info.argv.as_deref().map(|a| command_line(a).into()),
-            argv: info
+            ppid: self.ppid.or(known_ppid),
+            image_path: self.image_path.as_deref().map(Text::from),
+            command_line: self.argv.as_deref().map(|a| command_line(a).into()),
+            argv: self
                 .argv
                 .as_ref()
                 .map(|a| a.iter().map(Text::from).collect()),
-            user: info.uid.map(|uid| users.name(uid).into()),
-            effective_user: info.euid.map(|uid| users.name(uid).into()),
-            current_working_directory: info.cwd.as_deref().map(Text::from),
+            user: self.uid.map(|uid| users.name(uid).into()),
+            effective_user: self.euid.map(|uid| users.name(uid).into()),
+            current_working_directory: self.cwd.as_deref().map(Text::from),
+            exe_deleted: image_known.then_some(self.exe_deleted),
+            exe_memfd: image_known.then_some(self.exe_memfd),
             ..ProcessRecord::default()
         };
         record.fill_exe();
         if record.exe.is_none() {
-            record.exe = info.name.as_deref().map(Text::from);
+            record.exe = self.name.as_deref().map(Text::from);
         }
-        (record, info)
+        record
     }
 }
 
@@ -142,7 +171,7 @@ fn parse_status(status: &str, info: &mut ProcInfo) {
 
 /// `cmdline` is argv joined by NULs (with a trailing one). Empty (kernel thread, zombie)
 /// is unknown.
-fn argv(raw: &[u8]) -> Option<Vec<String>> {
+pub(crate) fn argv(raw: &[u8]) -> Option<Vec<String>> {
     let last = raw.iter().rposition(|&b| b != 0)?;
     Some(
         raw[..=last]
@@ -379,6 +408,8 @@ pub(crate) mod tests {
                 user: Some("www-data".into()),
                 effective_user: Some("www-data".into()),
                 current_working_directory: Some("/var/www/html".into()),
+                exe_deleted: Some(false),
+                exe_memfd: Some(false),
                 ..ProcessRecord::default()
             }
         );
@@ -538,6 +569,26 @@ pub(crate) mod tests {
         std::fs::write(procfs.root.join("5/cmdline"), b"a\0\0b\xff\0\0").unwrap();
         let info = procfs.read(5);
         assert_eq!(info.image_path.as_deref(), Some("/tmp/.x/kworker"));
+        assert!(info.exe_deleted && !info.exe_memfd);
+        // A memfd: no directory, and the kernel says deleted too.
+        fake_process(
+            &procfs.root,
+            6,
+            1,
+            0,
+            Some("/memfd:payload (deleted)"),
+            &["x"],
+        );
+        let (memfd, _) = procfs.record(6, None, &mut UserNames::new(passwd(dir.path())));
+        assert_eq!(memfd.image_path.as_deref(), Some("/memfd:payload"));
+        assert_eq!(
+            (memfd.exe_memfd, memfd.exe_deleted),
+            (Some(true), Some(false))
+        );
+        // A file named like one, still there, is neither.
+        fake_process(&procfs.root, 7, 1, 0, Some("/memfd:x"), &["x"]);
+        let named_so = procfs.read(7);
+        assert!(!named_so.exe_deleted && !named_so.exe_memfd);
         assert_eq!(
             info.argv,
             Some(vec!["a".into(), "".into(), "b\u{fffd}".into()])

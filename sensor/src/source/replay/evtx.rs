@@ -136,6 +136,12 @@ fn map_record(
         if doc.get(Key::EventId).is_none() {
             return ReadItem::Skipped;
         }
+        // The event's own EventRecordID names it as Event Viewer, SIEMs and the Sigma
+        // hunters do; the record header's number differs in exported logs.
+        let location = match doc.number(Key::EventRecordId) {
+            Ok(Some(event_record_id)) => Location::Record(event_record_id),
+            _ => location,
+        };
         let origin = Origin {
             kind: "replay",
             file: Some(file.clone()),
@@ -400,6 +406,18 @@ mod tests {
     }
 
     #[test]
+    fn events_are_named_by_their_event_record_id() {
+        // An exported log: the record headers count from 1, the events keep their ids.
+        let path = format!(
+            "{}/../../shared/evtx-attack-samples/Lateral Movement/LM_sysmon_psexec_smb_meterpreter.evtx",
+            env!("CARGO_MANIFEST_DIR")
+        );
+        let items = read_bytes(std::fs::read(path).unwrap());
+        let first = events(&items)[0];
+        assert_eq!(first.origin.location, Location::Record(9807));
+    }
+
+    #[test]
     fn truncated_copy_keeps_the_records_before_the_cut() {
         let whole = std::fs::read(data!("ID4688-Tchopper-obfuscated-payload.evtx")).unwrap();
         let full = events(&read_bytes(whole.clone())).len();
@@ -449,8 +467,25 @@ mod tests {
         chunk.header.first_event_record_id..=chunk.header.last_event_record_id
     }
 
+    /// The EventRecordIDs the records of (intact) chunk `number` carry, which name its
+    /// events; in an exported log they differ from the header's record numbers.
+    fn chunk_event_ids(bytes: &[u8], number: u64) -> Vec<u64> {
+        let at = (FILE_HEADER_SIZE + number * CHUNK_SIZE) as usize;
+        let mut chunk =
+            EvtxChunkData::new(bytes[at..at + CHUNK_SIZE as usize].to_vec(), true).unwrap();
+        let mut chunk = chunk.parse(Arc::new(settings())).unwrap();
+        chunk
+            .iter()
+            .map(|record| {
+                let data = record.unwrap().into_json_value().unwrap().data;
+                data["Event"]["System"]["EventRecordID"].as_u64().unwrap()
+            })
+            .collect()
+    }
+
     /// Every record is accounted for: those of the damaged chunk as `checksum` failures
-    /// naming it, the others read as before.
+    /// naming it (by the header's record numbers: the damaged records cannot be read),
+    /// the others read as before.
     fn assert_only_chunk_fails(intact: &[u8], damaged: Vec<u8>, number: u64, which: &str) {
         let whole = read_bytes(intact.to_vec());
         let items = read_bytes(damaged);
@@ -469,7 +504,7 @@ mod tests {
             .iter()
             .map(|e| e.origin.location)
             .filter(
-                |l| !matches!(l, Location::Record(id) if chunk_ids(intact, number).contains(id)),
+                |l| !matches!(l, Location::Record(id) if chunk_event_ids(intact, number).contains(id)),
             )
             .collect();
         assert_eq!(kept, expected);

@@ -43,6 +43,7 @@ macro_rules! keys {
 keys! {
     // Windows events: System (or its flat copies) ...
     EventId = "EventID",
+    EventRecordId = "EventRecordID",
     Channel = "Channel",
     Provider = "Provider",
     SourceName = "SourceName",
@@ -62,9 +63,17 @@ keys! {
     User = "User",
     IntegrityLevel = "IntegrityLevel",
     OriginalFileName = "OriginalFileName",
+    Description = "Description",
+    Product = "Product",
+    Company = "Company",
+    FileVersion = "FileVersion",
+    Hashes = "Hashes",
+    LogonId = "LogonId",
+    TerminalSessionId = "TerminalSessionId",
     ParentProcessId = "ParentProcessId",
     ParentImage = "ParentImage",
     ParentCommandLine = "ParentCommandLine",
+    ParentUser = "ParentUser",
     NewProcessId = "NewProcessId",
     NewProcessName = "NewProcessName",
     ParentProcessName = "ParentProcessName",
@@ -76,6 +85,8 @@ keys! {
     TargetDomainName = "TargetDomainName",
     TargetUserSid = "TargetUserSid",
     MandatoryLabel = "MandatoryLabel",
+    SubjectLogonId = "SubjectLogonId",
+    TargetLogonId = "TargetLogonId",
     // spawnwatch's own event lines.
     Timestamp = "timestamp",
     LineHostname = "hostname",
@@ -113,6 +124,8 @@ keys! {
     EcsUserName = "user.name",
     EcsUserDomain = "user.domain",
     EcsHostName = "host.name",
+    ExeDeleted = "exe_deleted",
+    ExeMemfd = "exe_memfd",
 }
 
 /// How a record spelled a key it has.

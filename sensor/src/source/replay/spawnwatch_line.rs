@@ -63,6 +63,9 @@ fn build(doc: &mut Doc, origin: Origin) -> Result<SourceEvent, Problem> {
         integrity_level: string(doc, Key::LineIntegrityLevel)?,
         current_working_directory: string(doc, Key::Cwd)?,
         original_file_name: string(doc, Key::LineOriginalFileName)?,
+        exe_deleted: flag(doc, Key::ExeDeleted)?,
+        exe_memfd: flag(doc, Key::ExeMemfd)?,
+        ..Default::default()
     };
     if action == Action::Create && process.image_path.is_none() && process.exe.is_none() {
         return Err((
@@ -74,6 +77,7 @@ fn build(doc: &mut Doc, origin: Origin) -> Result<SourceEvent, Problem> {
         exe: string(doc, Key::ParentExe)?,
         image_path: string(doc, Key::ParentImagePath)?,
         command_line: string(doc, Key::LineParentCommandLine)?,
+        ..Default::default()
     };
     process.fill_exe();
     parent.fill_exe();
@@ -138,6 +142,15 @@ fn strings(doc: &mut Doc, key: Key) -> Result<Option<Box<[Text]>>, Problem> {
     }
 }
 
+/// An optional yes/no (`exe_deleted`): true, false or null.
+fn flag(doc: &mut Doc, key: Key) -> Result<Option<bool>, Problem> {
+    match doc.take(key) {
+        None | Some(Val::Null) => Ok(None),
+        Some(Val::Bool(yes)) => Ok(Some(yes)),
+        Some(other) => Err(wrong_type(key, "true or false", &other)),
+    }
+}
+
 /// An optional process id: a JSON number from 0 to 2^32-1, or null.
 fn pid_of(doc: &Doc, key: Key) -> Result<Option<u32>, Problem> {
     match doc.get(key) {
@@ -171,6 +184,10 @@ struct Line<'a> {
     ppid: Option<u32>,
     #[serde(skip_serializing_if = "Option::is_none")]
     image_path: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    exe_deleted: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    exe_memfd: Option<bool>,
     #[serde(skip_serializing_if = "Option::is_none")]
     command_line: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -215,6 +232,8 @@ pub fn to_event_line(event: &SourceEvent) -> String {
         pid: p.pid,
         ppid: p.ppid,
         image_path: p.image_path.as_deref(),
+        exe_deleted: p.exe_deleted,
+        exe_memfd: p.exe_memfd,
         command_line: p.command_line.as_deref(),
         argv: p.argv.as_deref(),
         user: p.user.as_deref(),
@@ -407,6 +426,10 @@ mod tests {
             assert_eq!(got_kind, kind, "{line}: {message}");
             assert!(message.contains(key), "{line}: {message}");
         }
+        let line = r#"{"timestamp":"2026-11-27T10:00:00Z","action":"create","pid":1,"exe":"x","exe_memfd":"yes"}"#;
+        let (kind, message) = problem(line);
+        assert_eq!(kind, "wrong-type");
+        assert_eq!(message, "`exe_memfd` must be true or false, not a string");
     }
 
     #[test]
@@ -436,6 +459,8 @@ mod tests {
                     exe: Some("a \"quoted\" \\ näme".into()),
                     argv: Some(["sh", "-c", "echo \"it's\" \\", ""].map(Text::from).into()),
                     effective_user: Some("root".into()),
+                    exe_deleted: Some(action == Action::Create),
+                    exe_memfd: Some(false),
                     ..ProcessRecord::default()
                 },
                 parent: ParentFields::default(),

@@ -4,8 +4,7 @@ use super::*;
 use crate::record::{Action, Location, SourceEvent};
 use std::io::Write;
 
-#[path = "../../../../tests/common/needs.rs"]
-pub(super) mod needs;
+pub(super) use crate::source::needs;
 
 /// A recording in `../shared/data/`; without it the calling test returns at once,
 /// skipped (under CI it fails: see `needs`).

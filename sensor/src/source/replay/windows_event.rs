@@ -122,8 +122,16 @@ fn build(
             process.user = windows_user(doc);
             process.integrity_level = doc.text(Key::IntegrityLevel);
             process.original_file_name = doc.text(Key::OriginalFileName);
+            process.description = doc.text(Key::Description);
+            process.product = doc.text(Key::Product);
+            process.company = doc.text(Key::Company);
+            process.file_version = doc.text(Key::FileVersion);
+            process.hashes = doc.text(Key::Hashes);
+            process.logon_id = doc.text(Key::LogonId);
+            process.terminal_session_id = doc.text(Key::TerminalSessionId);
             parent.image_path = doc.text(Key::ParentImage);
             parent.command_line = doc.text(Key::ParentCommandLine);
+            parent.user = doc.text(Key::ParentUser);
             Action::Create
         }
         Kind::SysmonTerminate => {
@@ -139,14 +147,14 @@ fn build(
             process.image_path = doc.text(Key::NewProcessName);
             process.command_line = doc.text(Key::CommandLine);
             process.integrity_level = doc.text(Key::MandatoryLabel).map(integrity_level);
-            (process.user, process.sid) = account(doc, true);
+            (process.user, process.sid, process.logon_id) = account(doc, true);
             parent.image_path = doc.text(Key::ParentProcessName);
             Action::Create
         }
         Kind::SecurityExit => {
             process.pid = required_pid(doc, kind, Key::ProcessId)?;
             process.image_path = doc.text(Key::ProcessName);
-            (process.user, process.sid) = account(doc, false);
+            (process.user, process.sid, _) = account(doc, false);
             Action::Terminate
         }
     };
@@ -208,19 +216,22 @@ fn created_pid(doc: &Doc, kind: Kind, key: Key, image: Key) -> Result<u32, Probl
 }
 
 /// The account a 4688/4689 names: for a 4688 the new process's (`Target*`) when the
-/// record has one, else the creator's (`Subject*`). `DOMAIN\NAME` and the SID.
-fn account(doc: &Doc, target_first: bool) -> (Option<Text>, Option<Text>) {
+/// record has one, else the creator's (`Subject*`). `DOMAIN\NAME`, the SID and the
+/// logon session of that account.
+fn account(doc: &Doc, target_first: bool) -> (Option<Text>, Option<Text>, Option<Text>) {
     let target = (
         Key::TargetUserName,
         Key::TargetDomainName,
         Key::TargetUserSid,
+        Key::TargetLogonId,
     );
     let subject = (
         Key::SubjectUserName,
         Key::SubjectDomainName,
         Key::SubjectUserSid,
+        Key::SubjectLogonId,
     );
-    let (name, domain, sid) = if target_first && doc.str(Key::TargetUserName).is_some() {
+    let (name, domain, sid, logon) = if target_first && doc.str(Key::TargetUserName).is_some() {
         target
     } else {
         subject
@@ -229,7 +240,7 @@ fn account(doc: &Doc, target_first: bool) -> (Option<Text>, Option<Text>) {
         Some(domain) => format_compact!("{domain}\\{name}"),
         None => name.into(),
     });
-    (user, doc.text(sid))
+    (user, doc.text(sid), doc.text(logon))
 }
 
 /// 4688's `MandatoryLabel` SID as the level's name; other values as they are.
@@ -307,7 +318,7 @@ mod tests {
         }
     }
 
-    const SYSMON_1: &str = r##"{"SourceName":"Microsoft-Windows-Sysmon","Channel":"Microsoft-Windows-Sysmon/Operational","Hostname":"MXS01.azsentinel.local","TimeCreated":"2021-03-14T01:40:16.147Z","@timestamp":"2021-03-14T01:40:16.147Z","EventID":1,"UtcTime":"2021-03-14 06:40:16.146","ProcessId":"11624","Image":"C:\\Windows\\System32\\cmd.exe","OriginalFileName":"Cmd.Exe","CommandLine":"\"cmd.exe\" /c whoami","CurrentDirectory":"c:\\windows\\system32\\inetsrv\\","User":"NT AUTHORITY\\SYSTEM","IntegrityLevel":"System","ParentProcessId":"7764","ParentImage":"C:\\Windows\\System32\\inetsrv\\w3wp.exe","ParentCommandLine":"c:\\windows\\system32\\inetsrv\\w3wp.exe -ap \"MSExchangeOWAAppPool\""}"##;
+    const SYSMON_1: &str = r##"{"SourceName":"Microsoft-Windows-Sysmon","Channel":"Microsoft-Windows-Sysmon/Operational","Hostname":"MXS01.azsentinel.local","TimeCreated":"2021-03-14T01:40:16.147Z","@timestamp":"2021-03-14T01:40:16.147Z","EventID":1,"UtcTime":"2021-03-14 06:40:16.146","ProcessId":"11624","Image":"C:\\Windows\\System32\\cmd.exe","OriginalFileName":"Cmd.Exe","Description":"Windows Command Processor","Product":"Microsoft\u00ae Windows\u00ae Operating System","Company":"Microsoft Corporation","FileVersion":"10.0.17763.1 (WinBuild.160101.0800)","Hashes":"SHA1=ABC,IMPHASH=DEF","LogonId":"0x3e7","TerminalSessionId":"0","CommandLine":"\"cmd.exe\" /c whoami","CurrentDirectory":"c:\\windows\\system32\\inetsrv\\","User":"NT AUTHORITY\\SYSTEM","IntegrityLevel":"System","ParentProcessId":"7764","ParentImage":"C:\\Windows\\System32\\inetsrv\\w3wp.exe","ParentCommandLine":"c:\\windows\\system32\\inetsrv\\w3wp.exe -ap \"MSExchangeOWAAppPool\"","ParentUser":"NT AUTHORITY\\SYSTEM"}"##;
 
     #[test]
     fn sysmon_1_flat() {
@@ -334,11 +345,25 @@ mod tests {
         assert_eq!(p.user.as_deref(), Some(r"NT AUTHORITY\SYSTEM"));
         assert_eq!(p.integrity_level.as_deref(), Some("System"));
         assert_eq!(p.original_file_name.as_deref(), Some("Cmd.Exe"));
+        assert_eq!(p.description.as_deref(), Some("Windows Command Processor"));
+        assert_eq!(
+            p.product.as_deref(),
+            Some("Microsoft® Windows® Operating System")
+        );
+        assert_eq!(p.company.as_deref(), Some("Microsoft Corporation"));
+        assert_eq!(
+            p.file_version.as_deref(),
+            Some("10.0.17763.1 (WinBuild.160101.0800)")
+        );
+        assert_eq!(p.hashes.as_deref(), Some("SHA1=ABC,IMPHASH=DEF"));
+        assert_eq!(p.logon_id.as_deref(), Some("0x3e7"));
+        assert_eq!(p.terminal_session_id.as_deref(), Some("0"));
         assert_eq!(
             p.current_working_directory.as_deref(),
             Some(r"c:\windows\system32\inetsrv\")
         );
         assert_eq!(e.parent.exe.as_deref(), Some("w3wp.exe"));
+        assert_eq!(e.parent.user.as_deref(), Some(r"NT AUTHORITY\SYSTEM"));
         assert_eq!(
             e.parent.command_line.as_deref(),
             Some(r##"c:\windows\system32\inetsrv\w3wp.exe -ap "MSExchangeOWAAppPool""##)
@@ -348,7 +373,7 @@ mod tests {
 
     #[test]
     fn sysmon_1_nested_and_flat_agree() {
-        let nested = r##"{"Event":{"#attributes":{"xmlns":"http://schemas.microsoft.com/win/2004/08/events/event"},"System":{"Provider":{"#attributes":{"Name":"Microsoft-Windows-Sysmon","Guid":"{5770385F-C22A-43E0-BF4C-06F5698FFBD9}"}},"EventID":1,"Channel":"Microsoft-Windows-Sysmon/Operational","Computer":"MXS01.azsentinel.local","TimeCreated":{"#attributes":{"SystemTime":"2021-03-14T01:40:16.147000Z"}}},"EventData":{"UtcTime":"2021-03-14 06:40:16.146","ProcessId":11624,"Image":"C:\\Windows\\System32\\cmd.exe","OriginalFileName":"Cmd.Exe","CommandLine":"\"cmd.exe\" /c whoami","CurrentDirectory":"c:\\windows\\system32\\inetsrv\\","User":"NT AUTHORITY\\SYSTEM","IntegrityLevel":"System","ParentProcessId":7764,"ParentImage":"C:\\Windows\\System32\\inetsrv\\w3wp.exe","ParentCommandLine":"c:\\windows\\system32\\inetsrv\\w3wp.exe -ap \"MSExchangeOWAAppPool\""}}}"##;
+        let nested = r##"{"Event":{"#attributes":{"xmlns":"http://schemas.microsoft.com/win/2004/08/events/event"},"System":{"Provider":{"#attributes":{"Name":"Microsoft-Windows-Sysmon","Guid":"{5770385F-C22A-43E0-BF4C-06F5698FFBD9}"}},"EventID":1,"Channel":"Microsoft-Windows-Sysmon/Operational","Computer":"MXS01.azsentinel.local","TimeCreated":{"#attributes":{"SystemTime":"2021-03-14T01:40:16.147000Z"}}},"EventData":{"UtcTime":"2021-03-14 06:40:16.146","ProcessId":11624,"Image":"C:\\Windows\\System32\\cmd.exe","OriginalFileName":"Cmd.Exe","Description":"Windows Command Processor","Product":"Microsoft\u00ae Windows\u00ae Operating System","Company":"Microsoft Corporation","FileVersion":"10.0.17763.1 (WinBuild.160101.0800)","Hashes":"SHA1=ABC,IMPHASH=DEF","LogonId":"0x3e7","TerminalSessionId":"0","CommandLine":"\"cmd.exe\" /c whoami","CurrentDirectory":"c:\\windows\\system32\\inetsrv\\","User":"NT AUTHORITY\\SYSTEM","IntegrityLevel":"System","ParentProcessId":7764,"ParentImage":"C:\\Windows\\System32\\inetsrv\\w3wp.exe","ParentCommandLine":"c:\\windows\\system32\\inetsrv\\w3wp.exe -ap \"MSExchangeOWAAppPool\"","ParentUser":"NT AUTHORITY\\SYSTEM"}}}"##;
         assert_eq!(event(nested), event(SYSMON_1));
     }
 
@@ -368,7 +393,7 @@ mod tests {
         );
     }
 
-    const SEC_4688: &str = r##"{"SourceName":"Microsoft-Windows-Security-Auditing","Channel":"Security","Hostname":"MXS01.azsentinel.local","TimeCreated":"2021-03-14T01:40:16.148Z","@timestamp":"2021-03-14T01:40:16.148Z","EventID":4688,"SubjectUserSid":"S-1-5-18","SubjectUserName":"MXS01$","SubjectDomainName":"AZSENTINEL","NewProcessId":"0x2d68","NewProcessName":"C:\\Windows\\System32\\cmd.exe","ProcessId":"0x1e54","CommandLine":"\"cmd.exe\" /c whoami","TargetUserSid":"S-1-0-0","TargetUserName":"-","TargetDomainName":"-","ParentProcessName":"C:\\Windows\\System32\\inetsrv\\w3wp.exe","MandatoryLabel":"S-1-16-16384"}"##;
+    const SEC_4688: &str = r##"{"SourceName":"Microsoft-Windows-Security-Auditing","Channel":"Security","Hostname":"MXS01.azsentinel.local","TimeCreated":"2021-03-14T01:40:16.148Z","@timestamp":"2021-03-14T01:40:16.148Z","EventID":4688,"SubjectUserSid":"S-1-5-18","SubjectUserName":"MXS01$","SubjectDomainName":"AZSENTINEL","SubjectLogonId":"0x3e7","NewProcessId":"0x2d68","NewProcessName":"C:\\Windows\\System32\\cmd.exe","ProcessId":"0x1e54","CommandLine":"\"cmd.exe\" /c whoami","TargetUserSid":"S-1-0-0","TargetUserName":"-","TargetDomainName":"-","ParentProcessName":"C:\\Windows\\System32\\inetsrv\\w3wp.exe","MandatoryLabel":"S-1-16-16384"}"##;
 
     #[test]
     fn security_4688_with_parent_name() {
@@ -381,6 +406,7 @@ mod tests {
         assert_eq!(p.exe.as_deref(), Some("cmd.exe"));
         assert_eq!(p.user.as_deref(), Some(r"AZSENTINEL\MXS01$"));
         assert_eq!(p.sid.as_deref(), Some("S-1-5-18"));
+        assert_eq!(p.logon_id.as_deref(), Some("0x3e7"));
         assert_eq!(p.integrity_level.as_deref(), Some("System"));
         assert_eq!(e.parent.exe.as_deref(), Some("w3wp.exe"));
         assert_eq!(e.parent.command_line, None);
@@ -396,11 +422,12 @@ mod tests {
     #[test]
     fn security_4688_old_layout_and_target_account() {
         let e = event(
-            r##"{"EventID":4688,"Computer":"PC","TimeGenerated":"2022-05-13T08:54:08.42Z","SubjectUserName":"admin","SubjectDomainName":"CORP","NewProcessId":"0x824","NewProcessName":"C:\\Windows\\System32\\whoami.exe","ProcessId":"0xf60","TargetUserName":"svc","TargetDomainName":"CORP","TargetUserSid":"S-1-5-21-1-2-3-1001","MandatoryLabel":"S-1-16-12288"}"##,
+            r##"{"EventID":4688,"Computer":"PC","TimeGenerated":"2022-05-13T08:54:08.42Z","SubjectUserName":"admin","SubjectDomainName":"CORP","NewProcessId":"0x824","NewProcessName":"C:\\Windows\\System32\\whoami.exe","ProcessId":"0xf60","TargetUserName":"svc","TargetDomainName":"CORP","TargetUserSid":"S-1-5-21-1-2-3-1001","TargetLogonId":"0x1a2b","SubjectLogonId":"0x3e7","MandatoryLabel":"S-1-16-12288"}"##,
         );
         assert_eq!(e.process.pid, 0x824);
         assert_eq!(e.process.user.as_deref(), Some(r"CORP\svc"));
         assert_eq!(e.process.sid.as_deref(), Some("S-1-5-21-1-2-3-1001"));
+        assert_eq!(e.process.logon_id.as_deref(), Some("0x1a2b"));
         assert_eq!(e.process.integrity_level.as_deref(), Some("High"));
         assert_eq!(e.process.command_line, None);
         assert_eq!(e.parent, ParentFields::default());
