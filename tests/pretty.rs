@@ -1,6 +1,7 @@
 //! The terminal view end to end: pretty on a terminal (a pseudo-terminal here) and
 //! JSON in a pipe by default, `--format` and `--color` over that, `NO_COLOR` and
-//! `CLICOLOR_FORCE` honoured, and `--output FILE` staying JSON beside the view.
+//! `CLICOLOR_FORCE` honoured, and `--output FILE` staying JSON beside the view, as
+//! network destinations do.
 #![cfg(unix)]
 
 mod common;
@@ -162,4 +163,40 @@ fn output_file_stays_json_while_stdout_shows_the_view() {
         .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["incident"].clone())
         .collect();
     assert_eq!(incidents, ["WEB01/1000/2026-11-27T10:00:01Z"; 2]);
+}
+
+/// With several destinations, stdout (`-o -`) is the one that shows the view; a file
+/// and a syslog collector get JSON, syslog in its own framing.
+#[test]
+fn with_several_outputs_only_stdout_shows_the_view() {
+    let dir = tempfile::tempdir().unwrap();
+    let (file, spool) = (dir.path().join("alerts.jsonl"), dir.path().join("spool"));
+    let collector = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    collector
+        .set_read_timeout(Some(std::time::Duration::from_secs(60)))
+        .unwrap();
+    let syslog = format!("syslog+udp://{}", collector.local_addr().unwrap());
+    let shown = stdout_of_success(&mut replay(&[
+        "--format",
+        "pretty",
+        "-o",
+        "-",
+        "-o",
+        file.to_str().unwrap(),
+        "-o",
+        &syslog,
+        "--spool-dir",
+        spool.to_str().unwrap(),
+    ]));
+    assert_eq!(shown.matches("└▶ whoami.exe 4300").count(), 1, "{shown}");
+    assert!(!shown.contains('{'), "no JSON on stdout: {shown}");
+    let written = std::fs::read_to_string(&file).unwrap();
+    assert_eq!(written.lines().count(), 2, "{written}");
+    let mut datagram = [0u8; 65536];
+    for line in written.lines() {
+        let n = collector.recv(&mut datagram).unwrap();
+        let message = std::str::from_utf8(&datagram[..n]).unwrap();
+        assert!(message.starts_with("<131>1 "), "{message}");
+        assert!(message.ends_with(line), "{message}");
+    }
 }

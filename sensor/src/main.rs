@@ -214,11 +214,18 @@ struct RuleArgs {
 
 #[derive(Args)]
 struct OutputArgs {
-    /// Append alerts to FILE instead of writing them to stdout. FILE is reopened on
-    /// SIGHUP and when it is renamed away (log rotation); while it cannot be written
-    /// (a full disk), up to 10,000 alerts wait and are written once it can.
-    #[arg(long, short = 'o', value_name = "FILE")]
-    output: Option<PathBuf>,
+    /// Where alerts go (default: stdout); repeat for several, each with a queue and a
+    /// thread of its own. FILE (or file:FILE) appends to it, reopened on SIGHUP and
+    /// when it is renamed away (log rotation); while it cannot be written (a full
+    /// disk), up to 10,000 alerts wait. `-` is stdout. syslog+tcp://HOST:PORT,
+    /// syslog+tls://HOST:PORT: RFC 5424 over TCP or TLS; syslog+udp://HOST:PORT: the
+    /// same over UDP, which may lose alerts unseen. http://URL, https://URL: batches
+    /// in --http-format. Network outputs spool alerts on disk first (--spool-dir) and
+    /// lose none while the collector is away.
+    #[arg(long, short = 'o', value_name = "DEST")]
+    output: Vec<sink::Destination>,
+    #[command(flatten)]
+    network: sink::NetworkArgs,
     /// Threads doing per-event work: the one that keeps the process table (and
     /// parses or evaluates when it would wait), and N-1 more that parse JSON lines
     /// and evaluate rules. Default: the available cores.
@@ -234,8 +241,9 @@ struct OutputArgs {
     storm_window: u64,
     /// How stdout shows alerts: `pretty`, for people (each alert's process tree, the
     /// alerts of one incident as branches of one tree), or `json`, one object per line.
-    /// Default: pretty when stdout is a terminal, json otherwise. --output FILE is
-    /// always JSON; with pretty, stdout shows the same alerts beside it.
+    /// Default: pretty when stdout is a terminal, json otherwise. Files and network
+    /// destinations always get JSON; with pretty and no `-o -`, stdout shows their
+    /// alerts beside them.
     #[arg(long, value_enum, value_name = "FORMAT")]
     format: Option<AlertFormat>,
     /// Colour in the pretty view: `auto` (on a terminal, unless NO_COLOR is set),
@@ -355,8 +363,9 @@ fn main() -> ExitCode {
     }
 }
 
-/// Where alerts go: `--output`, stdout, and the terminal view as `--format` says.
-fn alert_sink(output: &OutputArgs) -> Result<Box<dyn sink::Sink>, String> {
+/// Where alerts go: every `--output` (stdout when none), and the terminal view as
+/// `--format` says.
+fn alert_outputs(output: &OutputArgs, hangups: &sink::Hangups) -> Result<sink::Outputs, String> {
     use std::io::IsTerminal;
     let pretty = match output.format {
         Some(format) => format == AlertFormat::Pretty,
@@ -368,7 +377,7 @@ fn alert_sink(output: &OutputArgs) -> Result<Box<dyn sink::Sink>, String> {
         clap::ColorChoice::Never => anstream::ColorChoice::Never,
     };
     let view = pretty.then(|| sink::Terminal::stdout(color));
-    sink::alerts(output.output.as_deref(), view).map_err(|e| e.to_string())
+    sink::open_outputs(&output.output, &output.network, hangups, view)
 }
 
 fn pipeline_options(output: &OutputArgs, default_storm_limit: u32) -> pipeline::Options {
@@ -390,22 +399,25 @@ fn replay_command(args: ReplayArgs) -> Result<ExitCode, String> {
         &args.rules.sigma.options(),
     )?;
     let rules = std::sync::Arc::new(arc_swap::ArcSwap::from_pointee(loaded.rules));
-    let sink = alert_sink(&args.output)?;
     let mut options = pipeline_options(&args.output, 0);
+    let outputs = alert_outputs(&args.output, &options.hangups)?;
     options.ordered = args.ordered;
     options.explain = args.explain;
     // A stream (`tail -F log | spawnwatch replay -o FILE -`) runs as long as a live
     // sensor, so its output file is rotated the same way. Without one, a hangup still
     // ends a replay, as it ends any command started from a terminal.
-    if args.output.output.is_some() {
+    if args.output.output.iter().any(sink::Destination::is_file) {
         signals::count_hangups(&options.hangups)
             .map_err(|e| format!("cannot install the SIGHUP handler: {e}"))?;
     }
     // The reader of stdout has what it wanted (`| head`): stop now, quietly.
     options.on_output_ended = || std::process::exit(0);
     let started = std::time::Instant::now();
-    let (counts, report) = replay::replay(&args.inputs, rules, sink, &options)?;
+    let (counts, report) = replay::replay(&args.inputs, rules, outputs.sink, &options)?;
     replay::print_summary(&counts, &report, started.elapsed());
+    for output in &outputs.figures {
+        eprintln!("  output {}: {}", output.name, output.to_json());
+    }
     Ok(if counts.input_failed() || report.lost() > 0 {
         ExitCode::from(2)
     } else {
@@ -449,7 +461,7 @@ fn run_command(
         loaded.checked,
         signals.reload.clone(),
     )?;
-    let sink = alert_sink(&args.output)?;
+    let outputs = alert_outputs(&args.output, &signals.hangups)?;
     let record = args
         .record
         .as_deref()
@@ -470,6 +482,7 @@ fn run_command(
             }
         }),
         restart: restart::Backoff::default(),
+        outputs: outputs.figures,
         stats_file: args.stats_file.map(service::StatsFile::new),
     };
     let options = pipeline::Options {
@@ -477,7 +490,7 @@ fn run_command(
         hangups: signals.hangups.clone(),
         ..pipeline_options(&args.output, storm::StormLimits::default().limit)
     };
-    let result = run::run(start, rules, sink, &options, config);
+    let result = run::run(start, rules, outputs.sink, &options, config);
     // A console close, log-off or shutdown waits for this before Windows ends us.
     signals.finished.set();
     let report = result?;

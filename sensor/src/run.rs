@@ -12,7 +12,7 @@ use crate::pipeline::{Counters, Options, Pipeline, Report, Rules};
 use crate::record::SourceEvent;
 use crate::restart::{Backoff, Restarts};
 use crate::service::StatsFile;
-use crate::sink::{Delivery, Figures, Sink};
+use crate::sink::{Delivery, Figures, OutputFigures, Sink};
 use crate::source::live::{LiveCounters, LiveSink, SourceEnd};
 use crate::source::Choice;
 use crossbeam_channel::{bounded, unbounded, Receiver};
@@ -33,6 +33,8 @@ pub struct RunConfig {
     pub on_turn: Box<dyn FnMut(&Pipeline)>,
     /// How soon a source that stopped on its own is started again.
     pub restart: Backoff,
+    /// Each destination's figures, when there are several or a network one.
+    pub outputs: Vec<Arc<OutputFigures>>,
     /// Where the latest stats line is kept (`--stats-file`), for `service status`.
     pub stats_file: Option<StatsFile>,
 }
@@ -86,6 +88,7 @@ pub fn run(
         record: record.as_ref().map(Delivery::figures),
         started,
         restarts: 0,
+        outputs: std::mem::take(&mut config.outputs),
         stats_file: config.stats_file.take(),
         fallbacks,
     };
@@ -204,6 +207,7 @@ struct RunFigures {
     record: Option<Arc<Figures>>,
     started: Instant,
     restarts: u64,
+    outputs: Vec<Arc<OutputFigures>>,
     /// `--stats-file`: where the latest stats line is kept.
     stats_file: Option<StatsFile>,
     /// Starts of a fallback source (the connector in place of eBPF).
@@ -247,6 +251,9 @@ fn stats_line(p: &Counters, table_entries: usize, mut source: Value, run: &RunFi
         "source_fallbacks": run.fallbacks,
         "source": source,
     });
+    if !run.outputs.is_empty() {
+        add_outputs(&mut stats, &run.outputs);
+    }
     if let Some(record) = &run.record {
         stats["record"] = json!({
             "write_errors": load(&record.write_errors),
@@ -264,6 +271,24 @@ fn stats_line(p: &Counters, table_entries: usize, mut source: Value, run: &RunFi
         eprint!("{}", table(&heading, &changed, "  "));
     }
     stats.to_string()
+}
+
+/// Each destination's figures under `outputs`; the totals count theirs too.
+fn add_outputs(stats: &mut Value, outputs: &[Arc<OutputFigures>]) {
+    let mut each = serde_json::Map::new();
+    for output in outputs {
+        let figures = output.to_json();
+        for (total, own) in [
+            ("write_errors", "failures"),
+            ("alerts_unwritten", "queued"),
+            ("alerts_lost", "dropped"),
+        ] {
+            let sum = stats[total].as_u64().unwrap_or(0) + figures[own].as_u64().unwrap_or(0);
+            stats[total] = sum.into();
+        }
+        each.insert(output.name.clone(), figures);
+    }
+    stats["outputs"] = Value::Object(each);
 }
 
 /// `key=value` pairs of a stats object, nested objects flattened with dots.
@@ -386,6 +411,7 @@ mod tests {
             stop,
             on_turn: Box::new(|_| {}),
             restart: Backoff::default(),
+            outputs: Vec::new(),
             stats_file: None,
         }
     }

@@ -68,6 +68,7 @@ pub fn selftest(source: crate::source::Choice) -> Result<bool, String> {
             let _ = ready_tx.try_send(());
         }),
         restart: Backoff::default(),
+        outputs: Vec::new(),
         stats_file: None,
     };
     // The sensor runs here; the fake web server is played from another thread, which

@@ -30,6 +30,7 @@ pub fn fixture(name: &str) -> PathBuf {
 }
 
 pub mod needs;
+pub mod sensor;
 
 /// A recording in the shared data folder (CI has it beside the project); without it,
 /// `None`, the test being skipped (or failed under CI: see [`needs`]).

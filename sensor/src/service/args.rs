@@ -84,8 +84,12 @@ pub fn service_options(
                     ValueHint::AnyPath | ValueHint::FilePath | ValueHint::DirPath
                 );
                 for value in matches.get_raw(id).into_iter().flatten() {
-                    let value = if is_path {
-                        let path = absolute(Path::new(value))?;
+                    let path = match long {
+                        OUTPUT_OPTION => output_file(value),
+                        _ => is_path.then(|| PathBuf::from(value)),
+                    };
+                    let value = if let Some(path) = path {
+                        let path = absolute(&path)?;
                         if long == READ_OPTION {
                             options.reads.push(path.clone());
                         } else {
@@ -115,6 +119,15 @@ impl ServiceOptions {
     }
 }
 
+/// The file an `--output` value names (`file:` taken off); none for stdout, syslog or
+/// HTTP, which go to the service as they are.
+fn output_file(value: &std::ffi::OsStr) -> Option<PathBuf> {
+    match value.to_str()?.parse() {
+        Ok(crate::sink::Destination::File(path)) => Some(path),
+        _ => None,
+    }
+}
+
 fn absolute(path: &Path) -> Result<PathBuf, String> {
     std::path::absolute(path).map_err(|e| format!("cannot make {} absolute: {e}", path.display()))
 }
@@ -132,7 +145,7 @@ mod tests {
         #[arg(long, short = 'r')]
         rules: Vec<PathBuf>,
         #[arg(long, short = 'o')]
-        output: Option<PathBuf>,
+        output: Vec<crate::sink::Destination>,
         #[arg(long)]
         record: Option<PathBuf>,
         #[arg(long)]
@@ -236,6 +249,27 @@ mod tests {
                 PathBuf::from(events),
                 layout().stats_file
             ]
+        );
+    }
+
+    /// Files among the outputs are paths; stdout, syslog and HTTP go as they are.
+    #[test]
+    fn output_files_are_made_absolute_and_network_destinations_kept() {
+        let given = [
+            "a.jsonl",
+            "file:b.jsonl",
+            "syslog+tls://siem:6514",
+            "https://h/x",
+        ];
+        let options = options(&given.iter().flat_map(|d| ["-o", d]).collect::<Vec<_>>()).unwrap();
+        let [a, b] = ["a.jsonl", "b.jsonl"].map(absolute);
+        assert_eq!(
+            strings(&options.args)[..8],
+            ["--output", &a, "--output", &b, "--output", given[2], "--output", given[3]]
+        );
+        assert_eq!(
+            options.writes,
+            [PathBuf::from(a), PathBuf::from(b), layout().stats_file]
         );
     }
 

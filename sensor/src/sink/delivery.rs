@@ -31,9 +31,34 @@ pub type Clock = Box<dyn Fn() -> Instant + Send>;
 /// Where messages for the user go (stderr; tests keep them).
 pub type Say = Box<dyn FnMut(String) + Send>;
 
+/// Messages to stderr, as `spawnwatch: MESSAGE`.
+pub fn say_on_stderr() -> Say {
+    Box::new(|message| eprintln!("spawnwatch: {message}"))
+}
+
+/// `n` of `noun`, which is given in the plural: `1 alert`, `2 alerts`.
+pub(super) fn counted(n: u64, noun: &str) -> String {
+    if n == 1 {
+        format!("1 {}", noun.strip_suffix('s').unwrap_or(noun))
+    } else {
+        format!("{n} {noun}")
+    }
+}
+
+/// The form of a word that agrees with a count of `n`.
+pub(super) fn agree(n: u64, singular: &'static str, plural: &'static str) -> &'static str {
+    if n == 1 {
+        singular
+    } else {
+        plural
+    }
+}
+
 /// Running figures, readable while the output is written (the stats line).
 #[derive(Debug, Default)]
 pub struct Figures {
+    /// Counted lines written.
+    pub written: AtomicU64,
     /// Failed attempts to write or to reopen.
     pub write_errors: AtomicU64,
     /// Counted lines waiting for the output.
@@ -72,23 +97,41 @@ pub struct Delivery {
 }
 
 /// An output failing since its first error.
-struct Failure {
+pub(super) struct Failure {
     last_report: Instant,
+    /// Failed attempts so far.
+    pub(super) attempts: u64,
     /// Counted lines written since, and lost since.
     written: u64,
     lost: u64,
 }
 
+impl Failure {
+    /// Notes a failed attempt at `now`: `Some(true)` for the first (to be said at
+    /// once), `Some(false)` when the last report is a minute old (to be said again).
+    pub(super) fn report_due(failure: &mut Option<Failure>, now: Instant) -> Option<bool> {
+        let Some(lasting) = failure.as_mut() else {
+            *failure = Some(Failure {
+                last_report: now,
+                attempts: 1,
+                written: 0,
+                lost: 0,
+            });
+            return Some(true);
+        };
+        lasting.attempts += 1;
+        if now.duration_since(lasting.last_report) < REPEAT_REPORT {
+            return None;
+        }
+        lasting.last_report = now;
+        Some(false)
+    }
+}
+
 impl Delivery {
     /// Writes to `sink`, reporting on stderr; `hangups` counts SIGHUPs.
     pub fn new(sink: Box<dyn Sink>, noun: &'static str, hangups: Hangups) -> Delivery {
-        Delivery::driven(
-            sink,
-            noun,
-            hangups,
-            Box::new(Instant::now),
-            Box::new(|message| eprintln!("spawnwatch: {message}")),
-        )
+        Delivery::driven(sink, noun, hangups, Box::new(Instant::now), say_on_stderr())
     }
 
     /// Like [`Delivery::new`], on the given clock, with messages going to `say`.
@@ -169,6 +212,7 @@ impl Delivery {
             written += u64::from(line.counted);
         }
         self.held -= written;
+        self.figures.written.fetch_add(written, Ordering::Relaxed);
         if let Some(failure) = self.failure.as_mut() {
             failure.written += written;
         }
@@ -205,17 +249,21 @@ impl Delivery {
     }
 
     /// A last attempt to write what waits; whatever still cannot be written is lost.
+    /// Then the output is closed (see [`Sink::close`]).
     pub fn finish(mut self) -> Tally {
         self.flush();
+        let lost_inside = self.sink.close();
+        self.figures.lost.fetch_add(lost_inside, Ordering::Relaxed);
         if self.held > 0 {
             let held = self.held;
             self.lose(held);
             self.held = 0;
             self.figures.unwritten.store(0, Ordering::Relaxed);
             (self.say)(format!(
-                "{held} {} could not be written to {} before the end and are lost",
-                self.noun,
-                self.sink.name()
+                "{} could not be written to {} before the end and {} lost",
+                counted(held, self.noun),
+                self.sink.name(),
+                agree(held, "is", "are"),
             ));
         }
         let figures = &self.figures;
@@ -245,36 +293,32 @@ impl Delivery {
         self.figures.write_errors.fetch_add(1, Ordering::Relaxed);
         let now = (self.clock)();
         let (name, noun, held) = (self.sink.name(), self.noun, self.held);
-        match self.failure.as_mut() {
-            None => {
-                (self.say)(format!(
-                    "cannot write to {name}: {error}; {held} {noun} wait (up to {HELD_MAX}, then they are lost) and are written once it works again"
-                ));
-                self.failure = Some(Failure {
-                    last_report: now,
-                    written: 0,
-                    lost: 0,
-                });
-            }
-            Some(failure) if now.duration_since(failure.last_report) >= REPEAT_REPORT => {
-                (self.say)(format!(
-                    "still cannot write to {name}: {error}; {held} {noun} wait, {} lost so far",
-                    failure.lost
-                ));
-                failure.last_report = now;
-            }
-            Some(_) => {}
+        match Failure::report_due(&mut self.failure, now) {
+            Some(true) => (self.say)(format!(
+                "cannot write to {name}: {error}; {} {} (up to {HELD_MAX}, then {noun} are lost) and {} written once it works again",
+                counted(held, noun),
+                agree(held, "waits", "wait"),
+                agree(held, "is", "are"),
+            )),
+            Some(false) => (self.say)(format!(
+                "still cannot write to {name}: {error}; {} {}, {} lost so far",
+                counted(held, noun),
+                agree(held, "waits", "wait"),
+                self.failure.as_ref().map_or(0, |f| f.lost)
+            )),
+            None => {}
         }
     }
 
     fn recovered(&mut self) {
         if let Some(failure) = self.failure.take() {
             (self.say)(format!(
-                "writing to {} works again: {} {} that waited are written, {} were lost",
+                "writing to {} works again: {} that waited {} written, {} {} lost",
                 self.sink.name(),
-                failure.written,
-                self.noun,
-                failure.lost
+                counted(failure.written, self.noun),
+                agree(failure.written, "is", "are"),
+                failure.lost,
+                agree(failure.lost, "was", "were"),
             ));
         }
     }
@@ -401,6 +445,41 @@ mod tests {
         assert_eq!(figures.unwritten.load(Ordering::Relaxed), 0);
         let tally = delivery.finish();
         assert_eq!((tally.write_errors, tally.lost), (6, 0));
+    }
+
+    /// One alert is "1 alert waits", not "1 alerts wait".
+    #[test]
+    fn one_alert_is_spoken_of_in_the_singular() {
+        let driven = Driven::new();
+        let memory = Memory::default();
+        let mut delivery = driven.delivery(Box::new(memory.clone()));
+        memory.fail_with(Some(io::ErrorKind::StorageFull));
+        delivery.push(alert(1), true);
+        delivery.flush();
+        driven.advance(REPEAT_REPORT);
+        delivery.flush();
+        let said = driven.said();
+        assert!(
+            said[0].ends_with("; 1 alert waits (up to 10000, then alerts are lost) and is written once it works again"),
+            "{said:?}"
+        );
+        assert!(
+            said[1].ends_with("; 1 alert waits, 0 lost so far"),
+            "{said:?}"
+        );
+        memory.fail_with(None);
+        delivery.flush();
+        assert_eq!(
+            driven.said(),
+            ["writing to memory works again: 1 alert that waited is written, 0 were lost"]
+        );
+        memory.fail_with(Some(io::ErrorKind::StorageFull));
+        delivery.push(alert(2), true);
+        delivery.finish();
+        assert_eq!(
+            driven.said().last().unwrap(),
+            "1 alert could not be written to memory before the end and is lost"
+        );
     }
 
     #[test]

@@ -1,24 +1,38 @@
 //! Where output lines go. Each output is a file here behind the one [`Sink`] trait
-//! (stdout, a file, a channel, the terminal view); a new output (syslog, HTTP) is one
-//! more.
+//! (stdout, a file, a channel, the terminal view, syslog, HTTP).
 //!
 //! An output only delivers lines and says what went wrong. Everything around that is
 //! the same for every output and lives in [`Delivery`]: lines the output cannot take
 //! wait in a bounded queue, failures are reported and counted, and the output is
-//! reopened for log rotation.
+//! reopened for log rotation. Several destinations (`--output` repeated) each get a
+//! thread and a queue of their own ([`fanout`]); a network destination writes to an
+//! on-disk spool first ([`spool`]) and a thread of its own sends from there
+//! ([`forward`]).
 
 mod channel;
+#[cfg(test)]
+mod collectors;
 mod delivery;
+mod destination;
+mod fanout;
 mod file;
+mod forward;
+mod http;
 #[cfg(test)]
 pub(crate) mod memory;
 mod pretty;
+mod spool;
 pub mod stdout;
 mod stream;
+mod syslog;
+#[cfg(feature = "tls")]
+mod tls;
 mod watched;
 
 pub use channel::ChannelSink;
 pub use delivery::{Delivery, Figures, Hangups, Tally};
+pub use destination::{open_outputs, Destination, NetworkArgs, Outputs};
+pub use fanout::OutputFigures;
 #[cfg(test)]
 pub(crate) use memory::Memory;
 pub use pretty::Terminal;
@@ -74,6 +88,22 @@ pub trait Sink: Send {
     fn replaced(&self) -> bool {
         false
     }
+
+    /// How many of the lines written last the destination may still lose: a TCP
+    /// collector has them only once its TCP acknowledged them and the connection
+    /// stayed up a while (see [`syslog`]); a file or an HTTP reply holds them at once.
+    /// An error means the connection broke: every line not confirmed is offered again,
+    /// from the first.
+    fn unconfirmed(&mut self) -> io::Result<usize> {
+        Ok(0)
+    }
+
+    /// The end: whatever the output still holds of its own (the threads of several
+    /// destinations, a spool being sent) is delivered or accounted for. Returns the
+    /// counted lines it lost on its own.
+    fn close(&mut self) -> u64 {
+        0
+    }
 }
 
 /// Standard output, or `path` opened for appending (created if missing).
@@ -81,17 +111,5 @@ pub fn open(path: Option<&Path>) -> io::Result<Box<dyn Sink>> {
     Ok(match path {
         None => Box::new(stdout::Stdout::default()),
         Some(path) => Box::new(file::FileSink::open(path)?),
-    })
-}
-
-/// Where alerts go: JSON lines to `path` or stdout, and the terminal view, if asked
-/// for, on stdout: instead of stdout's JSON, or beside the file (see [`watched`]).
-pub fn alerts(path: Option<&Path>, view: Option<Terminal>) -> io::Result<Box<dyn Sink>> {
-    Ok(match (path, view) {
-        (None, Some(view)) => Box::new(view),
-        (Some(path), Some(view)) => {
-            Box::new(watched::Watched::new(open(Some(path))?, Box::new(view)))
-        }
-        (path, None) => open(path)?,
     })
 }

@@ -66,7 +66,11 @@ impl LineStream {
 }
 
 /// `Write::write_all`, counting in `written` what went out before an error.
-fn write_all(out: &mut impl Write, mut bytes: &[u8], written: &mut usize) -> io::Result<()> {
+pub(super) fn write_all(
+    out: &mut impl Write,
+    mut bytes: &[u8],
+    written: &mut usize,
+) -> io::Result<()> {
     while !bytes.is_empty() {
         match out.write(bytes) {
             Ok(0) => return Err(io::ErrorKind::WriteZero.into()),

@@ -49,6 +49,14 @@ impl Sink for Watched {
     fn replaced(&self) -> bool {
         self.output.replaced()
     }
+
+    fn unconfirmed(&mut self) -> io::Result<usize> {
+        self.output.unconfirmed()
+    }
+
+    fn close(&mut self) -> u64 {
+        self.output.close()
+    }
 }
 
 #[cfg(test)]
@@ -75,5 +83,32 @@ mod tests {
             "the view's end is not the output's"
         );
         assert_eq!(view.lines(), ["one"]);
+    }
+
+    /// An output that holds lines of its own (several destinations, a spool).
+    struct Holding;
+
+    impl Sink for Holding {
+        fn name(&self) -> &str {
+            "holding"
+        }
+        fn write(&mut self, _: &[Line]) -> Result<(), Stopped> {
+            Ok(())
+        }
+        fn unconfirmed(&mut self) -> io::Result<usize> {
+            Ok(3)
+        }
+        fn close(&mut self) -> u64 {
+            7
+        }
+    }
+
+    /// The output's own delivery figures reach the pipeline through the view: what it
+    /// has not confirmed, and what it lost at the end.
+    #[test]
+    fn the_outputs_unconfirmed_and_lost_lines_are_its_own_not_hidden_by_the_view() {
+        let mut watched = Watched::new(Box::new(Holding), Box::new(Memory::default()));
+        assert_eq!(watched.unconfirmed().unwrap(), 3);
+        assert_eq!(watched.close(), 7);
     }
 }
