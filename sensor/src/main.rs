@@ -29,6 +29,8 @@ mod restart;
 mod rules;
 mod ruletest;
 mod run;
+#[cfg(target_os = "linux")]
+mod sched;
 mod selftest;
 mod service;
 mod sigma_rules;

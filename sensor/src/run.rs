@@ -65,6 +65,9 @@ pub fn run(
     options: &Options,
     mut config: RunConfig,
 ) -> Result<Report, String> {
+    // Before any of the sensor's threads start: they inherit it.
+    #[cfg(target_os = "linux")]
+    crate::sched::prefer_short_slices();
     let (tx, rx) = bounded(options.capacity);
     let (ends_tx, ends) = unbounded();
     let counters = Arc::new(LiveCounters::default());
@@ -822,6 +825,53 @@ mod tests {
             .unwrap();
         assert!(report.output.ended);
         assert_eq!((report.output.lost, report.output.write_errors), (0, 0));
+    }
+
+    /// An output that notes the scheduler slice of the thread writing to it.
+    #[cfg(target_os = "linux")]
+    struct SliceOfWriter(crossbeam_channel::Sender<u64>);
+
+    #[cfg(target_os = "linux")]
+    impl Sink for SliceOfWriter {
+        fn name(&self) -> &str {
+            "slice"
+        }
+        fn write(&mut self, _: &[crate::sink::Line]) -> Result<(), crate::sink::Stopped> {
+            let slice = crate::sched::current().map_or(0, |attr| attr.sched_runtime);
+            let _ = self.0.send(slice);
+            Ok(())
+        }
+    }
+
+    /// The writer waits for a CPU after each alert on a busy host unless it runs with a
+    /// short slice (see `crate::sched`); it gets one from the thread that runs `run`.
+    /// Needs Linux 6.12 or later, where a thread's slice can be set and read.
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn the_writer_runs_with_a_short_scheduler_slice() {
+        let (slices, written) = crossbeam_channel::unbounded();
+        // On its own thread: the slice is asked for the thread that runs `run`.
+        std::thread::spawn(move || {
+            let stop = Arc::new(AtomicBool::new(false));
+            let stop_from_source = stop.clone();
+            let start = Held::start(move |sink| {
+                assert!(sink.push(event(2, Action::Create)));
+                stop_from_source.store(true, Ordering::Relaxed);
+            });
+            let sink = Box::new(SliceOfWriter(slices));
+            run(
+                start,
+                alert_on_sh(),
+                sink,
+                &Options::default(),
+                config(stop),
+            )
+            .unwrap();
+        })
+        .join()
+        .unwrap();
+        let slice = written.recv_timeout(Duration::from_secs(30)).unwrap();
+        assert_eq!(slice, crate::sched::SHORT_SLICE_NS);
     }
 
     /// The disk of the --record file is full for the first ten events and cleared
