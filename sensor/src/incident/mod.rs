@@ -58,7 +58,10 @@ impl<'a> Incident<'a> {
                 image_path: record.image_path.as_deref().map(String::from),
                 account: account(event, self.root).map(String::from),
             },
-            process: (event.process.record.pid, event.timestamp),
+            process: (
+                event.process.record.pid,
+                event.process.record.exe.as_deref().map(str::to_lowercase),
+            ),
             rule: rule.id.clone(),
             severity: rule.severity,
             time: event.timestamp,
@@ -125,8 +128,10 @@ pub struct Sighting {
     pub incident: String,
     pub host: Option<String>,
     pub server: Server,
-    /// The process that alerted: its pid and start (the alert's time).
-    pub process: (u32, Option<DateTime<Utc>>),
+    /// The process that alerted: its pid and program (lower case). With the alert's
+    /// time, within a second, that tells one process: a log that records each start
+    /// twice (Sysmon and Security, milliseconds apart) holds one process, not two.
+    pub process: (u32, Option<String>),
     pub rule: String,
     pub severity: Severity,
     pub time: Option<DateTime<Utc>>,
@@ -323,6 +328,6 @@ pub(crate) mod tests {
             Some(r"IIS APPPOOL\DefaultAppPool")
         );
         assert_eq!(sighting.server.exe.as_deref(), Some("w3wp.exe"));
-        assert_eq!(sighting.process, (300, at(2)));
+        assert_eq!(sighting.process, (300, Some("whoami.exe".into())));
     }
 }

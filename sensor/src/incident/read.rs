@@ -187,7 +187,10 @@ impl AlertRecord {
             },
             incident,
             host: self.hostname.clone(),
-            process: (self.process.pid.unwrap_or_default(), self.time()),
+            process: (
+                self.process.pid.unwrap_or_default(),
+                self.process.exe.as_deref().map(str::to_lowercase),
+            ),
             rule: self.rule.id.clone(),
             severity: self.rule.severity(),
             time: self.time(),

@@ -40,10 +40,13 @@ pub struct IncidentLog {
     changed: FxHashSet<String>,
 }
 
+type Starts = Vec<Option<DateTime<Utc>>>;
+
 #[derive(Debug)]
 struct Kept {
     row: Row,
-    processes: FxHashSet<(u32, Option<DateTime<Utc>>)>,
+    /// The starts seen of each (pid, program).
+    processes: FxHashMap<(u32, Option<String>), Starts>,
 }
 
 impl Default for IncidentLog {
@@ -87,14 +90,17 @@ impl IncidentLog {
                     rules: BTreeSet::new(),
                     severity: sighting.severity,
                 },
-                processes: FxHashSet::default(),
+                processes: FxHashMap::default(),
             });
         let row = &mut kept.row;
         fill_server(&mut row.server, &sighting.server);
         row.first = earliest(row.first, sighting.time);
         row.last = row.last.max(sighting.time);
-        kept.processes.insert(sighting.process);
-        row.processes = kept.processes.len();
+        let starts = kept.processes.entry(sighting.process.clone()).or_default();
+        if !starts.iter().any(|&start| same_start(start, sighting.time)) {
+            starts.push(sighting.time);
+            row.processes += 1;
+        }
         row.alerts += 1;
         row.suppressed += u64::from(suppressed);
         if !row.rules.contains(&sighting.rule) {
@@ -265,6 +271,16 @@ pub fn span(first: Option<DateTime<Utc>>, last: Option<DateTime<Utc>>) -> String
     }
 }
 
+/// Whether two sightings of one pid and program are one start: within a second (Sysmon
+/// and the Security log record one start milliseconds apart), or both without a time.
+/// Later, the pid was used again.
+fn same_start(a: Option<DateTime<Utc>>, b: Option<DateTime<Utc>>) -> bool {
+    match (a, b) {
+        (Some(a), Some(b)) => (a - b).num_milliseconds().abs() < 1000,
+        (a, b) => a == b,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -281,7 +297,7 @@ mod tests {
                 account: None,
             },
             // Each alert of a process has the process's start as its time.
-            process: (pid, None),
+            process: (pid, Some("cmd.exe".into())),
             rule: rule.into(),
             severity,
             time,
@@ -289,9 +305,32 @@ mod tests {
     }
 
     #[test]
+    fn a_process_recorded_twice_counts_once_and_a_pid_used_again_counts_again() {
+        let mut log = IncidentLog::default();
+        let seen = |pid, exe: &str, secs| Sighting {
+            process: (pid, Some(exe.into())),
+            ..sighting("a", pid, "CAR", Severity::High, secs)
+        };
+        let mut at_ms = |pid, exe: &str, ms| {
+            let mut sighting = seen(pid, exe, 0);
+            sighting.time = sighting
+                .time
+                .map(|t| t + chrono::Duration::milliseconds(ms));
+            log.record(&sighting, false);
+        };
+        // Sysmon's and the Security log's record of one start, a moment apart.
+        at_ms(10, "cmd.exe", 0);
+        at_ms(10, "cmd.exe", 4);
+        // The pid used again, by another program, then by the same one much later.
+        at_ms(10, "whoami.exe", 20);
+        at_ms(10, "cmd.exe", 60_000);
+        assert_eq!(log.rows()[0].processes, 3);
+    }
+
+    #[test]
     fn a_row_counts_processes_rules_severity_and_suppressed_alerts() {
         let mut log = IncidentLog::default();
-        log.record(&sighting("a", 10, "CAR", Severity::High, 5), false);
+        log.record(&sighting("a", 10, "CAR", Severity::High, 7), false);
         log.record(&sighting("a", 10, "SW-1", Severity::Low, 7), false);
         log.record(&sighting("a", 11, "SW-1", Severity::Critical, 1), true);
         log.record(&sighting("b", 12, "SW-1", Severity::Low, 3), false);
