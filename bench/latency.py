@@ -49,7 +49,8 @@ def main():
     pending, latencies = b"", []
     deadline = None
     for i in range(args.count):
-        # A marker that lives until the sensor has read it: `sh -c 'read x' NAME`.
+        # A marker, `sh -c 'read x' NAME`, that exits at once (its stdin is closed here):
+        # as short-lived as the `id` a web shell runs.
         p = subprocess.Popen(["/bin/sh", "-c", "read x", f"spawnwatch-latency-marker-{i}"], stdin=subprocess.PIPE)
         p.stdin.close()
         p.wait()
