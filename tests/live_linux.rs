@@ -7,10 +7,13 @@
 #![cfg(target_os = "linux")]
 
 mod common;
+#[path = "common/live.rs"]
+mod live;
 
 use common::needs::{self, Need};
+use live::Sensor;
 use serde_json::Value;
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
@@ -74,108 +77,6 @@ impl Source {
 /// The host for a test of `source` that also needs `more`.
 fn live_host_for(source: Source, more: &[Need]) -> Option<std::sync::MutexGuard<'static, ()>> {
     live_host(&[source.needs(), more.to_vec()].concat())
-}
-
-/// A running `spawnwatch run`, its output file, and its stderr lines.
-struct Sensor {
-    child: Child,
-    output: PathBuf,
-    stderr: mpsc::Receiver<String>,
-    stderr_seen: Vec<String>,
-}
-
-impl Sensor {
-    fn start(rules: &Path, output: &Path, extra: &[&str]) -> Sensor {
-        Sensor::start_with(&mut common::spawnwatch(), rules, output, extra)
-    }
-
-    /// The same, through `command` (spawnwatch or a wrapper that runs it).
-    fn start_with(command: &mut Command, rules: &Path, output: &Path, extra: &[&str]) -> Sensor {
-        let mut child = command
-            .args([
-                "run",
-                "--rules",
-                rules.to_str().unwrap(),
-                "-o",
-                output.to_str().unwrap(),
-            ])
-            .args(extra)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawnwatch run starts");
-        let (tx, rx) = mpsc::channel();
-        let stderr = child.stderr.take().unwrap();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                let _ = tx.send(line);
-            }
-        });
-        let mut sensor = Sensor {
-            child,
-            output: output.to_path_buf(),
-            stderr: rx,
-            stderr_seen: Vec::new(),
-        };
-        sensor.wait_stderr("spawnwatch: running:");
-        sensor
-    }
-
-    /// Waits (up to 20 s) for a stderr line containing `needle`.
-    fn wait_stderr(&mut self, needle: &str) -> String {
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while let Some(left) = deadline.checked_duration_since(Instant::now()) {
-            match self.stderr.recv_timeout(left) {
-                Ok(line) => {
-                    self.stderr_seen.push(line.clone());
-                    if line.contains(needle) {
-                        return line;
-                    }
-                }
-                Err(_) => break,
-            }
-        }
-        panic!(
-            "no stderr line with {needle:?}; saw:\n{}",
-            self.stderr_seen.join("\n")
-        );
-    }
-
-    fn lines(&self) -> Vec<Value> {
-        std::fs::read_to_string(&self.output)
-            .unwrap_or_default()
-            .lines()
-            .map(|l| serde_json::from_str(l).expect("output lines are JSON"))
-            .collect()
-    }
-
-    /// Waits (up to 20 s) until an output line satisfies `pred`.
-    fn wait_line(&self, what: &str, pred: impl Fn(&Value) -> bool) -> Value {
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while Instant::now() < deadline {
-            if let Some(line) = self.lines().into_iter().find(&pred) {
-                return line;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        panic!("no output line for {what}; output:\n{:#?}", self.lines());
-    }
-
-    /// SIGINT, then the exit status must be 0 and the final stats line written.
-    fn stop(mut self) -> Vec<Value> {
-        // SAFETY: kill with a valid pid of our own child.
-        unsafe { libc::kill(self.child.id() as i32, libc::SIGINT) };
-        let status = self.child.wait().unwrap();
-        assert!(status.success(), "spawnwatch run exited with {status}");
-        let lines = self.lines();
-        assert_eq!(
-            lines.last().map(|l| l["kind"].clone()),
-            Some("stats".into()),
-            "ends with a stats line"
-        );
-        lines
-    }
 }
 
 /// A process whose command line carries `text` and that stays alive (blocked on its
@@ -407,7 +308,7 @@ fn a_php_web_shell_behind_nginx_is_caught_live(source: Source) {
     let output = dir.path().join("alerts.jsonl");
     // Every alert written: storm suppression would summarise the 100 shells' alerts.
     let args = [&source.args()[..], &["--storm-limit", "0"]].concat();
-    let sensor = Sensor::start(&shipped_linux_rules(), &output, &args);
+    let sensor = Sensor::start(&[&shipped_linux_rules()], &output, &args);
     assert!(get(server.port, "/index.html").contains("static"));
     let id = get(server.port, "/shell.php?cmd=id");
     assert!(id.contains("uid="), "the web shell ran id: {id}");
@@ -517,7 +418,7 @@ fn a_burst_of_5000_processes_is_accounted_for(source_choice: Source) {
     let fake = dir.path().join("nginx");
     std::fs::copy("/bin/bash", &fake).unwrap();
     let output = dir.path().join("alerts.jsonl");
-    let sensor = Sensor::start(&rules, &output, &source_choice.args());
+    let sensor = Sensor::start(&[&rules], &output, &source_choice.args());
     let started = Instant::now();
     let status = Command::new(&fake)
         .args([
@@ -611,7 +512,7 @@ fn rules_reload_live_and_a_broken_file_keeps_the_old_set(source: Source) {
     )
     .unwrap();
     let output = dir.path().join("alerts.jsonl");
-    let mut sensor = Sensor::start(&rules_dir, &output, &source.args());
+    let mut sensor = Sensor::start(&[&rules_dir], &output, &source.args());
     let marker_rule = |n: u32| {
         format!("rule MARK-{n} {{ title: \"marker {n}\" severity: low attack: T1059 condition: command_line contains \"reload-marker-{n}\" }}\n")
     };
@@ -675,7 +576,7 @@ fn sigma_rules_run_live() {
         return;
     };
     let dir = tempfile::tempdir().unwrap();
-    let sensor = Sensor::start(&sigma, &dir.path().join("alerts.jsonl"), &[]);
+    let sensor = Sensor::start(&[&sigma], &dir.path().join("alerts.jsonl"), &[]);
     assert!(
         sensor
             .stderr_seen
@@ -861,7 +762,7 @@ fn a_non_root_sensor_with_only_the_units_capabilities_catches_the_web_shell() {
     let server = start_web_server(&user.dir.path().join("web"));
     let output = user.dir.path().join("alerts.jsonl");
     let caps: Vec<&str> = capabilities.iter().map(String::as_str).collect();
-    let sensor = Sensor::start_with(&mut user.command(&caps, &[]), &user.rules, &output, &[]);
+    let sensor = Sensor::start_with(&mut user.command(&caps, &[]), &[&user.rules], &output, &[]);
     // It runs as that user, holding those capabilities and nothing else, and with them
     // eBPF runs: no fallback to the connector.
     let status = std::fs::read_to_string(format!("/proc/{}/status", sensor.child.id())).unwrap();
@@ -925,7 +826,7 @@ fn without_the_units_capabilities_run_fails_naming_the_missing_one() {
     let mut command = user.command(&["CAP_SYS_PTRACE"], &[]);
     if kernel_version() >= (6, 6) {
         // Started: the warning came before the "running" line Sensor waits for.
-        let sensor = Sensor::start_with(&mut command, &user.rules, &output, &[]);
+        let sensor = Sensor::start_with(&mut command, &[&user.rules], &output, &[]);
         assert!(
             sensor.stderr_seen.iter().any(|l| l.starts_with(
                 "spawnwatch: warning: CAP_NET_ADMIN is missing: the connector's receive buffer"
@@ -959,7 +860,7 @@ fn without_ebpf_permission_run_falls_back_to_the_connector_and_says_so() {
         Command::new("setpriv")
             .args(["--bounding-set", "-bpf,-perfmon,-sys_admin"])
             .arg(env!("CARGO_BIN_EXE_spawnwatch")),
-        &shipped_linux_rules(),
+        &[&shipped_linux_rules()],
         &output,
         &["--stats-interval", "1"],
     );

@@ -349,7 +349,7 @@ fn nginx_and_php_fpm_through_the_command_list() {
     let dir = tempfile::tempdir().unwrap();
     let (servers, port) = start_nginx_php_fpm(dir.path(), &fpm);
     let output = dir.path().join("alerts.jsonl");
-    let sensor = Sensor::start(&[&live::shipped_linux_rules()], &output);
+    let sensor = Sensor::start(&[&live::shipped_linux_rules()], &output, &[]);
     let server = fpm.file_name().unwrap().to_str().unwrap();
     play_the_command_list(port, &sensor, server);
     let lines = sensor.stop();
@@ -432,7 +432,7 @@ fn apache_and_mod_php_through_the_command_list() {
     let dir = tempfile::tempdir().unwrap();
     let (servers, port) = start_apache_mod_php(dir.path(), &php_module.unwrap());
     let output = dir.path().join("alerts.jsonl");
-    let sensor = Sensor::start(&[&live::shipped_linux_rules()], &output);
+    let sensor = Sensor::start(&[&live::shipped_linux_rules()], &output, &[]);
     play_the_command_list(port, &sensor, "apache2");
     let lines = sensor.stop();
     assert_all_under(&lines, "apache2");
@@ -469,7 +469,7 @@ fn a_php_process_is_a_web_server_when_it_listens() {
     )
     .unwrap();
     let output = dir.path().join("alerts.jsonl");
-    let sensor = Sensor::start(&[&live::shipped_linux_rules(), &marker_rules], &output);
+    let sensor = Sensor::start(&[&live::shipped_linux_rules(), &marker_rules], &output, &[]);
     // The same PHP, run as a command-line tool (a cron job's `php -r`): not a server.
     let status = Command::new("/usr/bin/php")
         .args(["-r", "system('sh -c \"echo not-a-web-request\"');"])

@@ -1,6 +1,5 @@
 //! What the live Linux tests share: the host to themselves, the packages a stack needs,
-//! a running sensor, HTTP on loopback. (`tests/live_linux.rs` still has its own copies
-//! of `Sensor` and `get`, kept apart while another change edits that file.)
+//! a running sensor, HTTP on loopback.
 #![allow(dead_code)]
 
 use serde_json::Value;
@@ -59,22 +58,33 @@ pub fn live_host(
 
 /// A running `spawnwatch run`, its output file, and its stderr lines.
 pub struct Sensor {
-    child: Child,
+    pub child: Child,
     output: PathBuf,
     stderr: mpsc::Receiver<String>,
-    stderr_seen: Vec<String>,
+    /// The stderr lines read so far.
+    pub stderr_seen: Vec<String>,
 }
 
 impl Sensor {
-    /// Starts `spawnwatch run` with these rule files or directories; returns once it
-    /// says it is running.
-    pub fn start(rules: &[&Path], output: &Path) -> Sensor {
-        let mut command = crate::common::spawnwatch();
+    /// Starts `spawnwatch run` with these rule files or directories and `extra`
+    /// options; returns once it says it is running.
+    pub fn start(rules: &[&Path], output: &Path, extra: &[&str]) -> Sensor {
+        Sensor::start_with(&mut crate::common::spawnwatch(), rules, output, extra)
+    }
+
+    /// The same, through `command` (spawnwatch or a wrapper that runs it).
+    pub fn start_with(
+        command: &mut Command,
+        rules: &[&Path],
+        output: &Path,
+        extra: &[&str],
+    ) -> Sensor {
         command.args(["run", "-o", output.to_str().unwrap()]);
         for path in rules {
             command.arg("--rules").arg(path);
         }
         let mut child = command
+            .args(extra)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
@@ -98,7 +108,7 @@ impl Sensor {
     }
 
     /// Waits (up to 20 s) for a stderr line containing `needle`.
-    fn wait_stderr(&mut self, needle: &str) -> String {
+    pub fn wait_stderr(&mut self, needle: &str) -> String {
         let deadline = Instant::now() + Duration::from_secs(20);
         while let Some(left) = deadline.checked_duration_since(Instant::now()) {
             match self.stderr.recv_timeout(left) {
