@@ -730,8 +730,9 @@ fn build_regex(pattern: &str, case_insensitive: bool) -> Regex {
 pub const REGEX_SIZE_LIMIT: usize = 1 << 20;
 
 /// A pattern's escape sequences: `\*`, `\?` and `\\` stand for the character itself;
-/// any other backslash is literal (Windows paths are written as they are).
-pub(crate) fn pieces(text: &str) -> impl Iterator<Item = Piece> + '_ {
+/// any other backslash is literal (Windows paths are written as they are). Sigma
+/// escapes its values the same way, so the Sigma reader uses this too.
+pub fn pieces(text: &str) -> impl Iterator<Item = Piece> + '_ {
     let mut chars = text.chars().peekable();
     std::iter::from_fn(move || {
         let c = chars.next()?;
@@ -750,15 +751,19 @@ pub(crate) fn pieces(text: &str) -> impl Iterator<Item = Piece> + '_ {
     })
 }
 
+/// A pattern with its escapes resolved: characters and wildcards.
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]
-pub(crate) enum Piece {
+pub enum Piece {
     Char(char),
+    /// `*`
     AnyRun,
+    /// `?`
     AnyOne,
 }
 
 impl Piece {
-    fn is_char(&self) -> bool {
+    /// A character, not a wildcard.
+    pub fn is_char(&self) -> bool {
         matches!(self, Piece::Char(_))
     }
 }

@@ -9,44 +9,11 @@ use crate::yaml::{self, Node, Scalar};
 use crate::Problem;
 use base64::Engine as _;
 use dsl::ast::Span;
+// Sigma's escaping (`\*`, `\?`, `\\` are the characters, any other backslash is
+// one) is the rule language's own: one reader of it.
+use dsl::compile::{pieces, Piece};
 use dsl::ir::{Cond, NumberOp, NumberTest, Pattern, TextOp, TextTest};
 use dsl::{FieldKind, FieldRef};
-
-/// A Sigma string, its escapes resolved: characters and wildcards.
-#[derive(Copy, Clone, Debug, PartialEq, Eq)]
-pub(crate) enum Piece {
-    Char(char),
-    /// `*`
-    AnyRun,
-    /// `?`
-    AnyOne,
-}
-
-/// Sigma's escaping: `\*`, `\?` and `\\` are the characters themselves, any other
-/// backslash is a backslash.
-pub(crate) fn pieces(text: &str) -> Vec<Piece> {
-    let mut out = Vec::with_capacity(text.len());
-    let mut chars = text.chars().peekable();
-    while let Some(c) = chars.next() {
-        out.push(match c {
-            '\\' => match chars.peek() {
-                Some(&next @ ('*' | '?' | '\\')) => {
-                    chars.next();
-                    Piece::Char(next)
-                }
-                _ => Piece::Char('\\'),
-            },
-            '*' => Piece::AnyRun,
-            '?' => Piece::AnyOne,
-            c => Piece::Char(c),
-        });
-    }
-    out
-}
-
-fn is_wild(p: &Piece) -> bool {
-    !matches!(p, Piece::Char(_))
-}
 
 /// The pieces as the rule language writes a pattern (`\*`, `\?`, `\\` for the
 /// characters), one way only: a lone backslash before an ordinary character stays
@@ -97,7 +64,7 @@ fn text_cond(field: FieldRef, pieces: &[Piece], case_sensitive: bool) -> Cond {
         .take_while(|p| **p == Piece::AnyRun)
         .count();
     let inner = &pieces[lead..pieces.len() - trail];
-    let (op, text) = if inner.iter().any(is_wild) {
+    let (op, text) = if inner.iter().any(|p| !p.is_char()) {
         (TextOp::Equals, encode(pieces))
     } else if inner.is_empty() {
         return if lead + trail > 0 {
@@ -493,7 +460,7 @@ fn value_cond(target: &Target, plan: &Plan, value: &Scalar<'_>, at: Span) -> Res
         }
         Op::Regex => regex_cond(field, plan, raw(value), at),
         _ => {
-            let variants = transform(plan, Val::Text(pieces(raw(value))), at)?;
+            let variants = transform(plan, Val::Text(pieces(raw(value)).collect()), at)?;
             Ok(or(variants
                 .iter()
                 .map(|p| text_cond(field, &place(plan.op, p), plan.cased))
